@@ -77,7 +77,7 @@ class Neighbourhood:
         return height - self.rows + 1, width - self.cols + 1
 
     def offsets(self) -> Tensor:
-        """Window positions of the inputs relative to the predicted pixel: long [K, 2] (drow <= 0, dcol), raster order."""
+        """Input positions relative to the predicted pixel, raster order: long [K, 2] of (drow <= 0, dcol)."""
         pos = self.input_mask.nonzero()
         return pos - torch.tensor([self.rows - 1, self.column])
 

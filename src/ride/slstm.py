@@ -52,7 +52,7 @@ class SpatialLSTM(nn.Module):
         return torch.tanh(c * out_gate), c
 
     def _raster(self, inputs: Tensor) -> Tensor:
-        """Reference: pixels one at a time in raster order, batched over images, differentiable by autograd."""
+        """Reference: one pixel at a time in raster order, batched over images, differentiated by autograd."""
         b, height, width, _ = inputs.shape
         z = torch.matmul(inputs, self.weight_in) + self.bias  # (B, H, W, 5D)
         # Unbind once: indexing z per pixel would make autograd scatter into a full-size tensor per pixel.

@@ -3,11 +3,11 @@
 h_ij depends on (i, j-1) and (i-1, j), which lie on the previous anti-diagonal d = i + j - 1, so a whole
 anti-diagonal is one batched step: H + W - 1 sequential steps instead of H * W.
 
-Layout ("packed"): the cells of diagonal d = i + j are stored contiguously, ordered by row i, with one zero pad
-slot before and after each diagonal, and a leading empty diagonal (two pad slots) standing for d = -1. Tensors
-are [L, B, ...] with L = H*W + 2*(H+W), so every step reads its neighbours as two overlapping contiguous slices
-of the previous diagonal: no per-diagonal gather or scatter, in the forward or the backward pass. The pads are
-the zero states outside the grid.
+Layout ("packed"): the cells of diagonal d = i + j are stored contiguously, ordered by row i, with one zero
+pad slot before and after each diagonal, and a leading empty diagonal (two pad slots) standing for d = -1.
+Tensors are [L, B, ...] with L = H*W + 2*(H+W), so every step reads its neighbours as two overlapping
+contiguous slices of the previous diagonal: no per-diagonal gather or scatter, forward or backward. The pads
+are the zero states outside the grid.
 """
 
 from __future__ import annotations
