@@ -1,0 +1,19 @@
+"""ride: the recurrent image density estimator (Theis & Bethge, NIPS 2015) in PyTorch.
+
+Densities are on the [0,1) pixel scale, in nats unless a name says otherwise (`..._bits`, `bits_per_pixel`).
+"""
+
+from .checkpoint import load, save
+from .deadleaves import dead_leaves, dead_leaves_images
+from .mcgsm import MCGSM
+from .model import RIDE, RIDEConfig
+from .neighbourhood import Neighbourhood, causal_mask, extract_pairs
+from .preconditioner import Preconditioner
+from .slstm import SpatialLSTM
+from .units import bits_per_pixel, dequantize
+
+__all__ = [
+    "MCGSM", "RIDE", "RIDEConfig", "Neighbourhood", "Preconditioner", "SpatialLSTM", "bits_per_pixel",
+    "causal_mask", "dead_leaves", "dead_leaves_images", "dequantize", "extract_pairs", "load", "save",
+]
+__version__ = "0.1.0"

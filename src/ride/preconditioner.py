@@ -68,11 +68,14 @@ class Preconditioner(nn.Module):
         """x~ for inputs [..., K] -> [..., K]."""
         return (inputs - self.mean_in) @ self.whiten_in.T
 
+    def whiten_outputs(self, whitened_inputs: Tensor, outputs: Tensor) -> Tensor:
+        """y~ for x~ [..., K] and outputs [..., M] -> [..., M]."""
+        return (outputs - self.mean_out - whitened_inputs @ self.predictor.T) @ self.whiten_out.T
+
     def forward(self, inputs: Tensor, outputs: Tensor) -> tuple[Tensor, Tensor]:
         """(x~, y~) for inputs [..., K] and outputs [..., M]."""
         x = self.whiten_inputs(inputs)
-        y = (outputs - self.mean_out - x @ self.predictor.T) @ self.whiten_out.T
-        return x, y
+        return x, self.whiten_outputs(x, outputs)
 
     def inverse(self, whitened_inputs: Tensor, whitened_outputs: Tensor) -> Tensor:
         """Outputs y [..., M] from x~ [..., K] and y~ [..., M]: y = my + P x~ + (Syy - P P^T)^(1/2) y~."""

@@ -1,0 +1,27 @@
+"""Units and data conventions (spec §1): dequantisation of 8-bit images and nats -> bit/px."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def dequantize(values: np.ndarray | Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """x = (v + u) / 256 with u ~ U[0,1) i.i.d.: uint8 values [...] -> float32 on [0,1), same shape."""
+    v = torch.as_tensor(values)
+    if v.is_floating_point() or v.dtype == torch.bool:
+        raise ValueError(f"dequantize expects integer 8-bit values 0..255, found dtype {v.dtype}")
+    if v.numel() and (int(v.min()) < 0 or int(v.max()) > 255):
+        raise ValueError(f"dequantize expects values in 0..255, found range {int(v.min())}..{int(v.max())}")
+    u = torch.rand(v.shape, generator=generator, device=v.device)
+    return (v.float() + u) / 256
+
+
+def bits_per_pixel(log_prob_nats: Tensor | float, num_pixels: int | None = None) -> float:
+    """Log-likelihood rate in bit/px: a sum of ln p over num_pixels pixels (or a mean when num_pixels is None)."""
+    total = float(torch.as_tensor(log_prob_nats, dtype=torch.float64).sum())
+    count = num_pixels if num_pixels is not None else torch.as_tensor(log_prob_nats).numel()
+    return total / count / math.log(2)
