@@ -71,6 +71,10 @@ def load_payload(path: str | os.PathLike) -> dict[str, Any]:
     if payload.get("version") != VERSION:
         raise ValueError(f"{str(path)!r} has checkpoint version {payload.get('version')!r}; this ride reads "
                          f"version {VERSION}")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f"{str(path)!r} has no valid state_dict (expected a dict of name -> tensor)")
     if payload.get("model") not in _MODELS:
         raise ValueError(f"{str(path)!r} holds an unknown model {payload.get('model')!r}, expected one of "
                          f"{sorted(_MODELS)}")

@@ -106,10 +106,11 @@ class RIDE(nn.Module):
         """ln p(x_ij | x_<ij) in nats, Jacobian included: images [B, C, H, W] on [0,1) -> [B, H-r, W-2r].
 
         Element [b, i-r, j-r] belongs to pixel (i, j) (r = (nb_size-1)//2); border pixels are never predicted.
+        Images of another floating dtype are computed in the model's dtype.
         `impl` chooses the spatial LSTM implementation: "sweep" (fast) or "raster" (reference).
         """
         self.check_images(images)
-        return self._log_prob_pixels(images, impl)
+        return self._log_prob_pixels(images.to(self.preconditioner.mean_in.dtype), impl)
 
     def log_prob(self, images: Tensor) -> Tensor:
         """ln p(x) in nats over the predicted pixels: images [B, C, H, W] -> [B]."""
@@ -124,10 +125,18 @@ class RIDE(nn.Module):
 
         Returns inputs [N, C*K], outputs [N, C] with N = num_pairs (all pairs when None, or when fewer exist).
         """
-        batches = [images] if isinstance(images, Tensor) else [img[None] for img in images]
+        if not isinstance(images, (list, tuple)):
+            batches = [images]  # check_images below names what it found
+        else:
+            for k, img in enumerate(images):
+                if not isinstance(img, Tensor) or img.dim() != 3:
+                    found = tuple(img.shape) if isinstance(img, Tensor) else type(img).__name__
+                    raise ValueError(f"images[{k}] must be a torch.Tensor [C, H, W], found {found}")
+            batches = [img[None] for img in images]
         ins, outs = [], []
         for batch in batches:
             self.check_images(batch)
+            batch = batch.to(self.preconditioner.mean_in.dtype)
             x, y = extract_pairs(batch, self.neighbourhood)
             ins.append(x.reshape(-1, x.shape[-1]))
             outs.append(y.reshape(-1, y.shape[-1]))
@@ -158,5 +167,7 @@ class RIDE(nn.Module):
         from .sampling import ancestral_sample  # sampling imports this module
 
         self.check_images(images)
-        samples, log_probs = ancestral_sample(self, images, mask, generator, order)
+        samples, log_probs = ancestral_sample(self, images.to(self.preconditioner.mean_in.dtype), mask, generator,
+                                              order)
+        samples = samples.to(images.dtype)
         return (samples, log_probs) if return_log_prob else samples

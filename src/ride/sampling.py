@@ -24,7 +24,8 @@ def front_schedule(height: int, width: int, right: int, device: torch.device) ->
     for t in range((right + 1) * (height - 1) + width):
         cols = t - (right + 1) * rows
         valid = (cols >= 0) & (cols < width)
-        steps.append((rows[valid], cols[valid]))
+        if valid.any():  # grids narrower than the skew have empty fronts
+            steps.append((rows[valid], cols[valid]))
     return steps
 
 

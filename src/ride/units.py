@@ -17,7 +17,8 @@ def dequantize(values: np.ndarray | Tensor, generator: torch.Generator | None = 
     if v.numel() and (int(v.min()) < 0 or int(v.max()) > 255):
         raise ValueError(f"dequantize expects values in 0..255, found range {int(v.min())}..{int(v.max())}")
     u = torch.rand(v.shape, generator=generator, device=v.device)
-    return (v.float() + u) / 256
+    # float32 rounding can turn 255 + u into exactly 256 (u within 2^-17 of 1): keep x strictly below 1.
+    return ((v.float() + u) / 256).clamp_max(torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)))
 
 
 def bits_per_pixel(log_prob_nats: Tensor | float, num_pixels: int | None = None) -> float:

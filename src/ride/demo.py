@@ -1,0 +1,219 @@
+"""`ride demo`: an MCGSM baseline and a small RIDE fitted on fresh dead-leaves images, compared on held-out data.
+
+Application layer (progress bars, PNG output); the library modules stay free of both.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from .checkpoint import save
+from .deadleaves import DEAD_LEAVES_TEST_SEED, DEAD_LEAVES_TRAIN_SEED, dead_leaves_images
+from .model import RIDE
+from .neighbourhood import extract_pairs
+from .units import dequantize
+
+
+@dataclass
+class DemoConfig:
+    out_dir: str = "demo_out"
+    seconds_per_model: float = 120.0
+    num_train: int = 60
+    num_test: int = 10
+    image_size: int = 256
+    tile_size: int = 64  # held-out images are cut into independent tiles, as in spec §9.1
+    patch_size: int = 32  # RIDE trains on random crops of this size
+    batch_size: int = 16
+    learning_rate: float = 1e-2
+    num_hiddens: int = 32
+    nb_size: int = 5
+    num_samples: int = 4
+    sample_size: int = 64
+    seed: int = 0
+    device: str = "cpu"
+
+
+def tiles(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Non-overlapping size x size tiles of images [B, C, H, W] (remainder dropped) -> [N, C, size, size]."""
+    b, c, h, w = images.shape
+    t = images[:, :, : h // size * size, : w // size * size]
+    t = t.unfold(2, size, size).unfold(3, size, size)  # (B, C, h', w', size, size)
+    return t.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, size, size)
+
+
+@torch.no_grad()
+def rate_bits_per_pixel(model: RIDE, images: torch.Tensor, batch_size: int = 64) -> tuple[float, float, int]:
+    """Mean log-likelihood rate (bit/px) over all predicted pixels, its standard error over images, pixel count."""
+    per_image = torch.cat([model.log_prob_pixels(images[k : k + batch_size]).flatten(1).double().mean(1)
+                           for k in range(0, len(images), batch_size)]) / math.log(2)
+    count = images.shape[0] * model.log_prob_pixels(images[:1]).numel()
+    stderr = float(per_image.std() / math.sqrt(len(per_image))) if len(per_image) > 1 else float("nan")
+    return float(per_image.mean()), stderr, count
+
+
+def random_crops(images: torch.Tensor, size: int, num: int, generator: torch.Generator) -> torch.Tensor:
+    """num random size x size crops of images [B, C, H, W] -> [num, C, size, size]."""
+    b, _, h, w = images.shape
+    idx = torch.randint(b, (num,), generator=generator)
+    top = torch.randint(h - size + 1, (num,), generator=generator)
+    left = torch.randint(w - size + 1, (num,), generator=generator)
+    return torch.stack([images[i, :, y : y + size, x : x + size] for i, y, x in zip(idx, top, left, strict=True)])
+
+
+def fit_mcgsm(model: RIDE, hidden: torch.Tensor, y: torch.Tensor, val_hidden: torch.Tensor, val_y: torch.Tensor,
+              seconds: float, desc: str, init: bool, generator: torch.Generator) -> dict:
+    """L-BFGS on the MCGSM of `model` with early stopping, within `seconds`, with a progress bar.
+
+    The bar shows the training NLL of the pixels in bit/px (MCGSM NLL of y~ minus the preconditioner's Jacobian).
+    """
+    log_jacobian = float(model.preconditioner.log_jacobian)
+    bar = tqdm(total=int(seconds), desc=desc, unit="s", bar_format="{l_bar}{bar}| {n}/{total} s {postfix}")
+
+    def progress(info: dict) -> None:
+        bar.n = min(int(info["elapsed_s"]), bar.total)
+        nll = (info["train_nll_nats"] - log_jacobian) / math.log(2)
+        bar.set_postfix_str(f"iter {info['iteration']}, train NLL {nll:.3f} bit/px", refresh=False)
+        bar.update(0)
+
+    history = model.mcgsm.fit(hidden, y, val_hidden, val_y, max_iter=100_000, val_every=10, patience=5,
+                              callback=progress, init=init, max_seconds=seconds, generator=generator)
+    bar.close()
+    return history
+
+
+def fit_mcgsm_baseline(model: RIDE, train: torch.Tensor, val: torch.Tensor, seconds: float,
+                       generator: torch.Generator, num_pairs: int = 200_000) -> dict:
+    """The MCGSM baseline (num_layers=0): preconditioner, then the MCGSM on x~ with L-BFGS."""
+    model.fit_preconditioner(train, num_pairs, generator)
+    x, y = model.preconditioner(*model.training_pairs(train, num_pairs, generator))
+    vx, vy = model.preconditioner(*model.training_pairs(val, num_pairs // 4, generator))
+    return fit_mcgsm(model, x, y, vx, vy, seconds, "MCGSM (L-BFGS)", True, generator)
+
+
+@torch.no_grad()
+def hidden_pairs(model: RIDE, images: torch.Tensor, num_crops: int, size: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-layer states [N, D] and whitened pixels y~ [N, C] of random crops (frozen SLSTM)."""
+    x, y = model.preconditioner(*extract_pairs(random_crops(images, size, num_crops, generator), model.neighbourhood))
+    hidden = model.hidden_states(x)
+    return hidden.reshape(-1, hidden.shape[-1]), y.reshape(-1, y.shape[-1])
+
+
+def train_ride(model: RIDE, train: torch.Tensor, val: torch.Tensor, cfg: DemoConfig, seconds: float,
+               generator: torch.Generator) -> list[float]:
+    """Adam on random crops (75% of the time), then L-BFGS on the MCGSM over frozen hidden states (spec §6).
+
+    Returns the running training NLL curve of the Adam phase (bit/px).
+    """
+    model.fit_preconditioner(train, 200_000, generator)
+    # Start the MCGSM near the linear predictor of y~ from the initial hidden states: better than random.
+    model.mcgsm.initialize(*hidden_pairs(model, train, 64, cfg.patch_size, generator), generator=generator)
+    adam_seconds, lr = 0.75 * seconds, cfg.learning_rate
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    start, curve, running = time.monotonic(), [], None
+    bar = tqdm(total=int(adam_seconds), desc="RIDE (Adam)", unit="s",
+               bar_format="{l_bar}{bar}| {n}/{total} s {postfix}")
+    step = 0
+    while (elapsed := time.monotonic() - start) < adam_seconds:
+        for group in optimizer.param_groups:  # cosine decay over the time budget
+            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * elapsed / adam_seconds)))
+        crops = random_crops(train, cfg.patch_size, cfg.batch_size, generator)
+        loss = -model.log_prob_pixels(crops).mean() / math.log(2)  # NLL, bit/px
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        curve.append(running)
+        step += 1
+        bar.n = min(int(elapsed), bar.total)
+        bar.set_postfix_str(f"step {step}, NLL {running:.3f} bit/px", refresh=False)
+        bar.update(0)
+    bar.close()
+    fit_mcgsm(model, *hidden_pairs(model, train, 64, 64, generator), *hidden_pairs(model, val, 16, 64, generator),
+              seconds - (time.monotonic() - start), "RIDE MCGSM (L-BFGS)", False, generator)
+    return curve
+
+
+def sample_canvas(model: RIDE, marginal: torch.Tensor, cfg: DemoConfig, generator: torch.Generator) -> torch.Tensor:
+    """cfg.num_samples samples of cfg.sample_size^2: a larger canvas initialised from the data marginal, cropped."""
+    extra = 8  # drop the first rows/columns too: they still remember the random boundary
+    top, left, right = model.margin
+    h, w = cfg.sample_size + top + extra, cfg.sample_size + left + right + 2 * extra
+    idx = torch.randint(marginal.numel(), (cfg.num_samples, 1, h, w), generator=generator)
+    canvas = marginal.flatten()[idx]
+    samples = model.sample(canvas, generator=generator)
+    return samples[:, :, top + extra :, left + extra : left + extra + cfg.sample_size]
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[0,1) images [B, 1, H, W] -> uint8 [B, H, W] (clipped)."""
+    return (images[:, 0].clamp(0, 1 - 1e-6) * 256).floor().to(torch.uint8).cpu().numpy()
+
+
+def write_grid(rows: list[tuple[str, np.ndarray]], path: Path, scale: int = 2) -> None:
+    """A PNG with one labelled row of images per (label, uint8 [N, H, W])."""
+    label_w, pad = 130, 4
+    n, h, w = rows[0][1].shape
+    canvas = Image.new("L", (label_w + n * (w * scale + pad), len(rows) * (h * scale + pad)), 255)
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, imgs) in enumerate(rows):
+        y = r * (h * scale + pad)
+        draw.text((4, y + h * scale // 2 - 6), label, fill=0)
+        for k, img in enumerate(imgs):
+            tile = Image.fromarray(img).resize((w * scale, h * scale), Image.NEAREST)
+            canvas.paste(tile, (label_w + k * (w * scale + pad), y))
+    canvas.save(path)
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """The whole demo; prints results and returns them."""
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    train_u8 = dead_leaves_images(cfg.num_train, cfg.image_size, seed=DEAD_LEAVES_TRAIN_SEED)
+    test_u8 = dead_leaves_images(cfg.num_test, cfg.image_size, seed=DEAD_LEAVES_TEST_SEED)
+    train = dequantize(train_u8[:, None], generator)
+    test = tiles(dequantize(test_u8[:, None], torch.Generator().manual_seed(1234)), cfg.tile_size)
+    n_val = max(1, cfg.num_train // 10)
+    val, train = train[:n_val], train[n_val:]
+    print(f"dead leaves: {len(train)} training + {n_val} validation images of {cfg.image_size}x{cfg.image_size}, "
+          f"{cfg.num_test} test images cut into {len(test)} tiles of {cfg.tile_size}x{cfg.tile_size} "
+          f"({time.monotonic() - t0:.1f} s)")
+
+    mcgsm = RIDE(num_layers=0, nb_size=cfg.nb_size)
+    fit_mcgsm_baseline(mcgsm, train, val, cfg.seconds_per_model, generator)
+    ride = RIDE(num_hiddens=cfg.num_hiddens, nb_size=cfg.nb_size)
+    curve = train_ride(ride, train, val, cfg, cfg.seconds_per_model, generator)
+
+    results = {}
+    print("\nheld-out log-likelihood rate on dead-leaves test tiles (bit/px, continuous density on the [0,1) "
+          "scale, higher is better;\n8 - rate bounds the code length of the 8-bit pixels, lower is better):")
+    for name, model in (("MCGSM", mcgsm), ("RIDE", ride)):
+        model.eval()
+        rate, stderr, count = rate_bits_per_pixel(model, test)
+        results[name] = {"bits_per_pixel": rate, "stderr": stderr, "num_pixels": count}
+        print(f"  {name:6s} {rate:7.3f} ± {stderr:.3f} bit/px   (discrete bound {8 - rate:.3f} bit/px, "
+              f"{count} pixels)")
+        save(model, out / f"{name.lower()}.pt", extra={"demo": "dead leaves", "bits_per_pixel": rate})
+
+    marginal = train.flatten()
+    real = tiles(test, cfg.sample_size)[: cfg.num_samples]
+    rows = [("real (test)", to_uint8(real))]
+    for name, model in (("MCGSM", mcgsm), ("RIDE", ride)):
+        rows.append((f"{name} sample", to_uint8(sample_canvas(model, marginal, cfg, generator))))
+    png = out / "demo_samples.png"
+    write_grid(rows, png)
+    print(f"\nsamples: {png}   models: {out / 'mcgsm.pt'}, {out / 'ride.pt'}   "
+          f"(RIDE final running NLL {curve[-1]:.3f} bit/px; total {time.monotonic() - t0:.0f} s)")
+    return results

@@ -1,0 +1,74 @@
+"""Shared fixtures: single-threaded torch (the problems are tiny; thread hand-offs dominate), a seeded global
+RNG per test, smooth test images and small random RIDE models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """torch.set_num_threads(1) for the test, restoring the previous value afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _seeded_global_rng():
+    """Every test starts from torch's global RNG seeded with 0, whatever ran before (tests that draw from the
+    default RNG stay independent of test order); the previous RNG state is restored afterwards."""
+    state = torch.get_rng_state()
+    torch.manual_seed(0)
+    yield
+    torch.set_rng_state(state)
+
+
+def make_smooth_images(num: int, channels: int, height: int, width: int, seed: int, noise: float = 0.01,
+                       dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Blurred noise plus a little white noise, roughly on [0,1): strongly predictable pixels, so a fitted
+    preconditioner has a small residual variance and a log-Jacobian far from zero."""
+    gen = torch.Generator().manual_seed(seed)
+    raw = torch.rand(num * channels, 1, height + 4, width + 4, generator=gen, dtype=dtype)
+    blurred = torch.nn.functional.conv2d(raw, torch.full((1, 1, 5, 5), 1 / 25, dtype=dtype))
+    blurred = blurred.view(num, channels, height, width)
+    # channels share part of their structure, so multi-channel residuals are correlated
+    blurred = 0.6 * blurred + 0.4 * blurred.mean(1, keepdim=True)
+    return (blurred + noise * torch.randn(blurred.shape, generator=gen, dtype=dtype)).clamp(0, 0.999)
+
+
+def randomize(model, seed: int, lstm_scale: float = 0.5) -> None:
+    """Give a RIDE model non-trivial parameters: saturating LSTM gates, non-zero biases, a multi-modal MCGSM."""
+    gen = torch.Generator().manual_seed(seed)
+    scale = {"weight_in": lstm_scale, "weight_rec": lstm_scale, "bias": 0.5, "priors": 1.0, "scales": 0.3,
+             "weights": 0.7, "features": 0.7, "predictors": 0.7, "cholesky_log_diag": 0.2, "cholesky_lower": 0.3}
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(scale[name.rsplit(".", 1)[1]] * torch.randn(param.shape, generator=gen, dtype=param.dtype))
+
+
+@pytest.fixture
+def tiny_ride():
+    """Factory of small float64 RIDE models with random parameters and a preconditioner fitted on smooth images."""
+    from ride import RIDE
+
+    def make(num_layers: int = 1, num_channels: int = 1, nb_size: int = 3, num_hiddens: int = 4,
+             num_components: int = 3, num_scales: int = 2, num_features: int = 3, seed: int = 0,
+             fit: bool = True) -> RIDE:
+        torch.manual_seed(seed)
+        model = RIDE(num_channels, num_hiddens, num_layers, num_components, num_scales, num_features,
+                     nb_size).double()
+        randomize(model, seed)
+        if fit:
+            model.fit_preconditioner(make_smooth_images(8, num_channels, 16, 16, seed=seed + 1000))
+        return model
+
+    return make
+
+
+@pytest.fixture
+def smooth_images():
+    """The `make_smooth_images(num, channels, height, width, seed, noise=0.01, dtype=float64)` helper."""
+    return make_smooth_images
