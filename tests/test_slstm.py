@@ -174,3 +174,21 @@ def test_bad_impl_raises() -> None:
     layer = SpatialLSTM(2, 3)
     with pytest.raises(ValueError, match="'diagonal'"):
         layer(torch.zeros(1, 2, 2, 2), impl="diagonal")
+
+
+def test_cell_clip_keeps_large_grids_finite_and_implementations_equal() -> None:
+    # Forget biases of +4 make f_r + f_c ~ 1.96: unclipped cells would overflow float32 after ~130 diagonals.
+    torch.manual_seed(3)
+    layer = SpatialLSTM(3, 4)
+    with torch.no_grad():
+        layer.bias[3 * 4 :] = 4.0
+        layer.bias[:4] = 2.0  # candidate g > 0 so the cells grow
+    x = torch.randn(1, 80, 90, 3, requires_grad=True)
+    fast, ref = layer(x), layer(x, impl="raster")
+    assert torch.isfinite(fast).all()
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+    g_fast = torch.autograd.grad(fast.sum(), [x, layer.weight_rec, layer.bias])
+    g_ref = torch.autograd.grad(ref.sum(), [x, layer.weight_rec, layer.bias])
+    for a, b in zip(g_fast, g_ref, strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -4,6 +4,7 @@
     c_ij = g * i + c_(i,j-1) * f_c + c_(i-1,j) * f_r
     h_ij = tanh(c_ij * o)
 
+c_ij is clipped to +-CELL_CLIP (see `wavefront.CELL_CLIP`) so that untrained layers cannot overflow on large grids.
 Two implementations of the same function: `raster` (plain loop over pixels with autograd, the reference) and
 `sweep` (anti-diagonal wavefront with a hand-written backward, see `wavefront.py`). Tests hold them equal.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .wavefront import DiagonalLayout, DiagonalSweep
+from .wavefront import CELL_CLIP, DiagonalLayout, DiagonalSweep
 
 
 class SpatialLSTM(nn.Module):
@@ -39,7 +40,9 @@ class SpatialLSTM(nn.Module):
 
     def forward_packed(self, packed: Tensor, layout: DiagonalLayout) -> Tensor:
         """The sweep on the packed layout: [L, B, K] -> [L, B, D] (stacked layers stay packed)."""
-        z = torch.matmul(packed, self.weight_in) + self.bias  # all input projections in one product
+        length, batch, k = packed.shape
+        # All input projections in one product, bias fused.
+        z = torch.addmm(self.bias, packed.reshape(length * batch, k), self.weight_in).view(length, batch, -1)
         return DiagonalSweep.apply(z, self.weight_rec, layout)
 
     def step(self, z: Tensor, h_up: Tensor, h_left: Tensor, c_up: Tensor, c_left: Tensor) -> tuple[Tensor, Tensor]:
@@ -48,7 +51,7 @@ class SpatialLSTM(nn.Module):
         pre = z + torch.cat([h_up, h_left], dim=-1) @ self.weight_rec
         cand = torch.tanh(pre[..., :d])
         out_gate, in_gate, forget_up, forget_left = torch.sigmoid(pre[..., d:]).split(d, dim=-1)
-        c = cand * in_gate + c_left * forget_left + c_up * forget_up
+        c = (cand * in_gate + c_left * forget_left + c_up * forget_up).clamp(-CELL_CLIP, CELL_CLIP)
         return torch.tanh(c * out_gate), c
 
     def _raster(self, inputs: Tensor) -> Tensor:

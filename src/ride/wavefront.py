@@ -18,6 +18,26 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+#: Memory cells are clipped to [-CELL_CLIP, CELL_CLIP]. With forget gates f_r + f_c > 1 (e.g. an untrained layer)
+#: the recurrence c_ij = g*i + c_left*f_c + c_up*f_r grows geometrically along the diagonals and overflows on large
+#: grids (inf - inf = NaN). The clip acts only far beyond where h = tanh(c*o) saturates, so it changes no finite
+#: result in practice; the density stays exactly normalised (h is still a function of the causal past).
+CELL_CLIP = 1e4
+
+
+def _tanh_backward(grad: Tensor, out: Tensor) -> Tensor:
+    """grad * (1 - out^2) in one pass (out = tanh(x))."""
+    return torch.ops.aten.tanh_backward(grad, out)
+
+
+def _tanh_backward_(grad: Tensor, out: Tensor) -> None:
+    torch.ops.aten.tanh_backward.grad_input(grad, out, grad_input=grad)
+
+
+def _sigmoid_backward_(grad: Tensor, out: Tensor) -> None:
+    """grad *= out * (1 - out) in place, in one pass (out = sigmoid(x))."""
+    torch.ops.aten.sigmoid_backward.grad_input(grad, out, grad_input=grad)
+
 
 class DiagonalLayout:
     """Index bookkeeping of the packed layout of an H x W grid (see module docstring)."""
@@ -39,18 +59,30 @@ class DiagonalLayout:
             prev_start, prev_lo, start = start, lo, start + n + 2
         self.length = start
         self._cell_index = cell_index.flatten()
-        self._device_index: dict[torch.device, Tensor] = {}
+        is_pad = torch.ones(start, dtype=torch.bool)
+        is_pad[self._cell_index] = False
+        self._pad_index = is_pad.nonzero().squeeze(1)
+        self._device_index: dict[tuple[str, torch.device], Tensor] = {}
 
     @staticmethod
     @lru_cache(maxsize=64)
     def get(height: int, width: int) -> DiagonalLayout:
         return DiagonalLayout(height, width)
 
+    def _on(self, name: str, device: torch.device) -> Tensor:
+        key = (name, device)
+        if key not in self._device_index:
+            self._device_index[key] = getattr(self, name).to(device)
+        return self._device_index[key]
+
     def cell_index(self, device: torch.device) -> Tensor:
         """Slot of every cell in raster order: long [H*W]."""
-        if device not in self._device_index:
-            self._device_index[device] = self._cell_index.to(device)
-        return self._device_index[device]
+        return self._on("_cell_index", device)
+
+    def empty_with_zero_pads(self, like: Tensor, *shape: int) -> Tensor:
+        """An uninitialised [L, *shape] tensor whose pad slots are zero (cheaper than zeroing everything)."""
+        out = like.new_empty(self.length, *shape)
+        return out.index_fill_(0, self._on("_pad_index", like.device), 0)
 
     def pack(self, grid: Tensor) -> Tensor:
         """[B, H, W, K] -> packed [L, B, K] (zero pads)."""
@@ -68,7 +100,8 @@ class DiagonalSweep(torch.autograd.Function):
     """h = SLSTM(z) on the packed layout: z [L, B, 5D] gate pre-activations from the inputs (bias included),
     weight_rec [2D, 5D] (rows: h_up then h_left). Returns h [L, B, D] with zero pads.
 
-    Gate order along the last axis of z: g (tanh), o, i, f_r, f_c (sigmoid).
+    Gate order along the 5D axis: g (tanh), o, i, f_r, f_c (sigmoid). (Projecting the inputs per diagonal
+    inside the sweep was measured slower: K-by-5D products with K = 12 are memory-bound.)
     """
 
     @staticmethod
@@ -79,15 +112,15 @@ class DiagonalSweep(torch.autograd.Function):
         w_up, w_left = weight_rec[:dim], weight_rec[dim:]
         # Every slot of c and h that is not written below is a pad: the zero state outside the grid.
         gates = torch.empty_like(z)  # activated gates, kept for the backward pass
-        c = z.new_zeros(length, batch, dim)
-        h = z.new_zeros(length, batch, dim)
+        c = layout.empty_with_zero_pads(z, batch, dim)
+        h = layout.empty_with_zero_pads(z, batch, dim)
         for cur, n, up in layout.steps:
             rows = n * batch
             g = gates[cur : cur + n]
+            flat = g.view(rows, five_d)
             # Pre-activations: z + h_up W_up + h_left W_left, accumulated in place by two products.
-            torch.addmm(z[cur : cur + n].view(rows, five_d), h[up : up + n].view(rows, dim), w_up,
-                        out=g.view(rows, five_d))
-            g.view(rows, five_d).addmm_(h[up + 1 : up + n + 1].view(rows, dim), w_left)
+            torch.addmm(z[cur : cur + n].view(rows, five_d), h[up : up + n].view(rows, dim), w_up, out=flat)
+            flat.addmm_(h[up + 1 : up + n + 1].view(rows, dim), w_left)
             g[..., :dim].tanh_()
             g[..., dim:].sigmoid_()
             cand, out_gate, in_gate, forget_up, forget_left = g.split(dim, dim=-1)
@@ -95,10 +128,12 @@ class DiagonalSweep(torch.autograd.Function):
             torch.mul(cand, in_gate, out=cc)
             cc.addcmul_(c[up : up + n], forget_up)
             cc.addcmul_(c[up + 1 : up + n + 1], forget_left)
+            cc.clamp_(-CELL_CLIP, CELL_CLIP)
             hh = h[cur : cur + n]
             torch.mul(cc, out_gate, out=hh)
             hh.tanh_()
         ctx.layout = layout
+        ctx.clipped = bool((c.abs() >= CELL_CLIP).any())  # the clip's gradient mask is needed only then
         ctx.save_for_backward(weight_rec, gates, c, h)
         return h
 
@@ -106,30 +141,32 @@ class DiagonalSweep(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_h: Tensor) -> tuple[Tensor, Tensor, None]:
         weight_rec, gates, c, h = ctx.saved_tensors
+        clipped = ctx.clipped
         dim = h.shape[-1]
         batch = h.shape[1]
         w_up_t, w_left_t = weight_rec[:dim].T, weight_rec[dim:].T  # (5D, D) each
         dh = grad_h.contiguous().clone()  # collects the recurrent contributions in place
         dc = torch.zeros_like(c)
-        dz = torch.zeros_like(gates)
+        dz = ctx.layout.empty_with_zero_pads(gates, *gates.shape[1:])  # zero pads: bias gradient sums all slots
         dw_up = weight_rec.new_zeros(dim, 5 * dim)
         dw_left = weight_rec.new_zeros(dim, 5 * dim)
         for cur, n, up in reversed(ctx.layout.steps):
             g = gates[cur : cur + n]
             cand, out_gate, in_gate, forget_up, forget_left = g.split(dim, dim=-1)
             hh, cc = h[cur : cur + n], c[cur : cur + n]
-            dco = dh[cur : cur + n] * (1 - hh * hh)  # through h = tanh(c * o)
+            dco = _tanh_backward(dh[cur : cur + n], hh)  # through h = tanh(c * o)
             dcc = torch.addcmul(dc[cur : cur + n], dco, out_gate)
+            if clipped:
+                dcc.masked_fill_(cc.abs() >= CELL_CLIP, 0)
             dg = dz[cur : cur + n]
             d_cand, d_out, d_in, d_up, d_left = dg.split(dim, dim=-1)
             torch.mul(dco, cc, out=d_out)
             torch.mul(dcc, in_gate, out=d_cand)
-            d_cand.mul_(1 - cand * cand)
+            _tanh_backward_(d_cand, cand)
             torch.mul(dcc, cand, out=d_in)
             torch.mul(dcc, c[up : up + n], out=d_up)
             torch.mul(dcc, c[up + 1 : up + n + 1], out=d_left)
-            sig = g[..., dim:]
-            dg[..., dim:].mul_(sig * (1 - sig))
+            _sigmoid_backward_(dg[..., dim:], g[..., dim:])
             # Contributions to the previous diagonal (pads absorb those of cells outside the grid).
             flat_dg = dg.view(n * batch, 5 * dim)
             dh[up : up + n].view(n * batch, dim).addmm_(flat_dg, w_up_t)
