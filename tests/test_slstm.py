@@ -176,19 +176,34 @@ def test_bad_impl_raises() -> None:
         layer(torch.zeros(1, 2, 2, 2), impl="diagonal")
 
 
-def test_cell_clip_keeps_large_grids_finite_and_implementations_equal() -> None:
-    # Forget biases of +4 make f_r + f_c ~ 1.96: unclipped cells would overflow float32 after ~130 diagonals.
-    torch.manual_seed(3)
-    layer = SpatialLSTM(3, 4)
+@pytest.mark.parametrize("clip", [2.0, 1e4])
+def test_cell_clip_is_the_same_in_both_implementations(clip: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Forget biases of +3 make f_r + f_c ~ 1.9, so the cells grow geometrically along the diagonals; a small clip
+    # is hit on a small grid, the default one on a larger grid. Values and gradients must agree where clipped.
+    import ride.slstm
+    import ride.wavefront
+
+    size = 12 if clip < 10 else 40
+    layers = make_layers(1, 3, 4, seed=11)
     with torch.no_grad():
-        layer.bias[3 * 4 :] = 4.0
-        layer.bias[:4] = 2.0  # candidate g > 0 so the cells grow
-    x = torch.randn(1, 80, 90, 3, requires_grad=True)
-    fast, ref = layer(x), layer(x, impl="raster")
+        layers[0].bias[3 * 4 :] = 3.0
+        layers[0].bias[:4] = 1.0
+    x = torch.randn(2, size, size + 3, 3, dtype=F64, generator=torch.Generator().manual_seed(2))
+    x.requires_grad_(True)
+    monkeypatch.setattr(ride.wavefront, "CELL_CLIP", float("inf"))
+    monkeypatch.setattr(ride.slstm, "CELL_CLIP", float("inf"))
+    unclipped = run_layers(layers, x).detach()
+    monkeypatch.setattr(ride.wavefront, "CELL_CLIP", clip)
+    monkeypatch.setattr(ride.slstm, "CELL_CLIP", clip)
+    fast, ref = run_layers(layers, x), run_layers(layers, x, impl="raster")
+    if clip < 10:  # a clip this small is hit and changes h
+        assert not torch.allclose(fast, unclipped), "the clip was never hit: the test would not test it"
+    else:  # the default clip acts only where tanh(c * o) has saturated: h is unchanged
+        torch.testing.assert_close(fast.detach(), unclipped)
     assert torch.isfinite(fast).all()
-    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
-    g_fast = torch.autograd.grad(fast.sum(), [x, layer.weight_rec, layer.bias])
-    g_ref = torch.autograd.grad(ref.sum(), [x, layer.weight_rec, layer.bias])
-    for a, b in zip(g_fast, g_ref, strict=True):
-        assert torch.isfinite(a).all()
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-12)
+    params = [x, *layers.parameters()]
+    weights = torch.randn(fast.shape, dtype=F64, generator=torch.Generator().manual_seed(3))
+    for a, b in zip(torch.autograd.grad((fast * weights).sum(), params),
+                    torch.autograd.grad((ref * weights).sum(), params), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
