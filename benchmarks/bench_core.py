@@ -23,6 +23,7 @@ import time
 import torch
 
 from ride import RIDE, dead_leaves_images, dequantize
+from ride.runtime import keep_freed_memory
 
 
 def best_time(fn, repeats: int) -> float:
@@ -57,7 +58,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller problems (smoke run)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc as it is (the CLI, and by default this script, keep freed memory)")
     args = parser.parse_args()
+    malloc_tuned = False if args.default_malloc else keep_freed_memory()
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
 
@@ -76,6 +80,7 @@ def main() -> None:
     results: dict[str, float | str] = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
+        "keep_freed_memory": malloc_tuned,
     }
 
     # 1. training step
@@ -115,7 +120,7 @@ def main() -> None:
     results.update(sample_front_s=t_fast, sample_raster_s=t_ref, sample_speedup=t_ref / t_fast)
     print(f"sampling one {sample_size}x{sample_size} image:")
     print(f"  front   {t_fast:8.3f} s\n  raster  {t_ref:8.3f} s   speed-up {t_ref / t_fast:.1f}x")
-    print(f"machine: {results['machine']}, torch {torch.__version__}")
+    print(f"machine: {results['machine']}, torch {torch.__version__}, glibc keeps freed memory: {malloc_tuned}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -207,3 +207,15 @@ def test_cell_clip_is_the_same_in_both_implementations(clip: float, monkeypatch:
     for a, b in zip(torch.autograd.grad((fast * weights).sum(), params),
                     torch.autograd.grad((ref * weights).sum(), params), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (3, 11), (1, 4)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_inference_sweep_equals_training_sweep(shape: tuple[int, int]) -> None:
+    # Without gradients the sweep keeps only one diagonal's gates (a different code path).
+    layers = make_layers(2, 3, 5, seed=21)
+    x = torch.randn(3, *shape, 3, dtype=F64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        inference = run_layers(layers, x)
+    training = run_layers(layers, x.requires_grad_(True))
+    assert training.requires_grad
+    torch.testing.assert_close(inference, training.detach(), rtol=0, atol=0)

@@ -7,6 +7,7 @@ import sys
 from dataclasses import fields
 
 from . import __version__
+from .runtime import keep_freed_memory
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # large tensors are reused instead of page-faulted in on every step
     try:
         return args.func(args)
     except ValueError as err:  # bad input: a clear message, no traceback

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .wavefront import CELL_CLIP, DiagonalLayout, DiagonalSweep
+from .wavefront import CELL_CLIP, DiagonalLayout, diagonal_sweep
 
 
 class SpatialLSTM(nn.Module):
@@ -43,7 +43,7 @@ class SpatialLSTM(nn.Module):
         length, batch, k = packed.shape
         # All input projections in one product, bias fused.
         z = torch.addmm(self.bias, packed.reshape(length * batch, k), self.weight_in).view(length, batch, -1)
-        return DiagonalSweep.apply(z, self.weight_rec, layout)
+        return diagonal_sweep(z, self.weight_rec, layout)
 
     def step(self, z: Tensor, h_up: Tensor, h_left: Tensor, c_up: Tensor, c_left: Tensor) -> tuple[Tensor, Tensor]:
         """One cell update for N cells: z [N, 5D] input projection (bias included), states [N, D] -> (h, c)."""

@@ -96,6 +96,46 @@ class DiagonalLayout:
         return cells.view(self.height, self.width, *packed.shape[1:]).permute(2, 0, 1, 3)
 
 
+def _sweep(z: Tensor, weight_rec: Tensor, layout: DiagonalLayout, gates: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The forward sweep: (c, h) [L, B, D]. Writes the activated gates into `gates` [L, B, 5D] when given;
+    without it (inference) one diagonal's gates live in a small reused buffer that stays in cache."""
+    length, batch, five_d = z.shape
+    dim = five_d // 5
+    z = z.contiguous()
+    w_up, w_left = weight_rec[:dim], weight_rec[dim:]
+    scratch = None if gates is not None else z.new_empty(max(n for _, n, _ in layout.steps), batch, five_d)
+    # Every slot of c and h that is not written below is a pad: the zero state outside the grid.
+    c = layout.empty_with_zero_pads(z, batch, dim)
+    h = layout.empty_with_zero_pads(z, batch, dim)
+    for cur, n, up in layout.steps:
+        rows = n * batch
+        g = gates[cur : cur + n] if scratch is None else scratch[:n]
+        flat = g.view(rows, five_d)
+        # Pre-activations: z + h_up W_up + h_left W_left, accumulated in place by two products.
+        torch.addmm(z[cur : cur + n].view(rows, five_d), h[up : up + n].view(rows, dim), w_up, out=flat)
+        flat.addmm_(h[up + 1 : up + n + 1].view(rows, dim), w_left)
+        g[..., :dim].tanh_()
+        g[..., dim:].sigmoid_()
+        cand, out_gate, in_gate, forget_up, forget_left = g.split(dim, dim=-1)
+        cc = c[cur : cur + n]
+        torch.mul(cand, in_gate, out=cc)
+        cc.addcmul_(c[up : up + n], forget_up)
+        cc.addcmul_(c[up + 1 : up + n + 1], forget_left)
+        cc.clamp_(-CELL_CLIP, CELL_CLIP)
+        hh = h[cur : cur + n]
+        torch.mul(cc, out_gate, out=hh)
+        hh.tanh_()
+    return c, h
+
+
+def diagonal_sweep(z: Tensor, weight_rec: Tensor, layout: DiagonalLayout) -> Tensor:
+    """h [L, B, D] from z [L, B, 5D] (see `DiagonalSweep`); skips the autograd bookkeeping when no gradient is
+    needed."""
+    if torch.is_grad_enabled() and (z.requires_grad or weight_rec.requires_grad):
+        return DiagonalSweep.apply(z, weight_rec, layout)
+    return _sweep(z, weight_rec, layout, None)[1]
+
+
 class DiagonalSweep(torch.autograd.Function):
     """h = SLSTM(z) on the packed layout: z [L, B, 5D] gate pre-activations from the inputs (bias included),
     weight_rec [2D, 5D] (rows: h_up then h_left). Returns h [L, B, D] with zero pads.
@@ -106,32 +146,8 @@ class DiagonalSweep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: Tensor, weight_rec: Tensor, layout: DiagonalLayout) -> Tensor:
-        length, batch, five_d = z.shape
-        dim = five_d // 5
-        z = z.contiguous()
-        w_up, w_left = weight_rec[:dim], weight_rec[dim:]
-        # Every slot of c and h that is not written below is a pad: the zero state outside the grid.
-        gates = torch.empty_like(z)  # activated gates, kept for the backward pass
-        c = layout.empty_with_zero_pads(z, batch, dim)
-        h = layout.empty_with_zero_pads(z, batch, dim)
-        for cur, n, up in layout.steps:
-            rows = n * batch
-            g = gates[cur : cur + n]
-            flat = g.view(rows, five_d)
-            # Pre-activations: z + h_up W_up + h_left W_left, accumulated in place by two products.
-            torch.addmm(z[cur : cur + n].view(rows, five_d), h[up : up + n].view(rows, dim), w_up, out=flat)
-            flat.addmm_(h[up + 1 : up + n + 1].view(rows, dim), w_left)
-            g[..., :dim].tanh_()
-            g[..., dim:].sigmoid_()
-            cand, out_gate, in_gate, forget_up, forget_left = g.split(dim, dim=-1)
-            cc = c[cur : cur + n]
-            torch.mul(cand, in_gate, out=cc)
-            cc.addcmul_(c[up : up + n], forget_up)
-            cc.addcmul_(c[up + 1 : up + n + 1], forget_left)
-            cc.clamp_(-CELL_CLIP, CELL_CLIP)
-            hh = h[cur : cur + n]
-            torch.mul(cc, out_gate, out=hh)
-            hh.tanh_()
+        gates = z.new_empty(z.shape)  # activated gates of every cell, kept for the backward pass
+        c, h = _sweep(z, weight_rec, layout, gates)
         ctx.layout = layout
         ctx.clipped = bool((c.abs() >= CELL_CLIP).any())  # the clip's gradient mask is needed only then
         ctx.save_for_backward(weight_rec, gates, c, h)
