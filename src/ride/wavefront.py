@@ -25,6 +25,11 @@ from torch.autograd.function import once_differentiable
 CELL_CLIP = 1e4
 
 
+def _tanh_(x: Tensor) -> Tensor:
+    """tanh in place as 2 sigmoid(2x) - 1: PyTorch's CPU sigmoid is several times faster than its tanh."""
+    return x.mul_(2).sigmoid_().mul_(2).sub_(1)
+
+
 def _tanh_backward(grad: Tensor, out: Tensor) -> Tensor:
     """grad * (1 - out^2) in one pass (out = tanh(x))."""
     return torch.ops.aten.tanh_backward(grad, out)
@@ -114,8 +119,9 @@ def _sweep(z: Tensor, weight_rec: Tensor, layout: DiagonalLayout, gates: Tensor 
         # Pre-activations: z + h_up W_up + h_left W_left, accumulated in place by two products.
         torch.addmm(z[cur : cur + n].view(rows, five_d), h[up : up + n].view(rows, dim), w_up, out=flat)
         flat.addmm_(h[up + 1 : up + n + 1].view(rows, dim), w_left)
-        g[..., :dim].tanh_()
-        g[..., dim:].sigmoid_()
+        g[..., :dim].mul_(2)  # candidate: tanh(a) = 2 sigmoid(2a) - 1, with one sigmoid over all five gates
+        g.sigmoid_()
+        g[..., :dim].mul_(2).sub_(1)
         cand, out_gate, in_gate, forget_up, forget_left = g.split(dim, dim=-1)
         cc = c[cur : cur + n]
         torch.mul(cand, in_gate, out=cc)
@@ -123,8 +129,7 @@ def _sweep(z: Tensor, weight_rec: Tensor, layout: DiagonalLayout, gates: Tensor 
         cc.addcmul_(c[up + 1 : up + n + 1], forget_left)
         cc.clamp_(-CELL_CLIP, CELL_CLIP)
         hh = h[cur : cur + n]
-        torch.mul(cc, out_gate, out=hh)
-        hh.tanh_()
+        _tanh_(torch.mul(cc, out_gate, out=hh))
     return c, h
 
 
