@@ -7,6 +7,8 @@ import sys
 from dataclasses import fields
 
 from . import __version__
+from .cli_data import register as register_data
+from .cli_fit import register as register_fit
 from .runtime import keep_freed_memory
 
 
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     demo.set_defaults(func=_demo)
+    register_data(sub)
+    register_fit(sub)
     return parser
 
 

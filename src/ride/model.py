@@ -124,6 +124,7 @@ class RIDE(nn.Module):
         """Random (neighbourhood, pixel) pairs from images [B, C, H, W] or a list of [C, H, W] of any sizes.
 
         Returns inputs [N, C*K], outputs [N, C] with N = num_pairs (all pairs when None, or when fewer exist).
+        For a list, each image contributes an equal share (drawn per image, so memory stays O(num_pairs)).
         """
         if not isinstance(images, (list, tuple)):
             batches = [images]  # check_images below names what it found
@@ -133,13 +134,20 @@ class RIDE(nn.Module):
                     found = tuple(img.shape) if isinstance(img, Tensor) else type(img).__name__
                     raise ValueError(f"images[{k}] must be a torch.Tensor [C, H, W], found {found}")
             batches = [img[None] for img in images]
+        quotas = [None] * len(batches)
+        if num_pairs is not None and len(batches) > 1:
+            quotas = [num_pairs // len(batches) + (k < num_pairs % len(batches)) for k in range(len(batches))]
         ins, outs = [], []
-        for batch in batches:
+        for batch, quota in zip(batches, quotas, strict=True):
             self.check_images(batch)
             batch = batch.to(self.preconditioner.mean_in.dtype)
             x, y = extract_pairs(batch, self.neighbourhood)
-            ins.append(x.reshape(-1, x.shape[-1]))
-            outs.append(y.reshape(-1, y.shape[-1]))
+            x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+            if quota is not None and quota < x.shape[0]:
+                idx = torch.randperm(x.shape[0], generator=generator)[:quota].to(x.device)
+                x, y = x[idx], y[idx]
+            ins.append(x)
+            outs.append(y)
         inputs, outputs = torch.cat(ins), torch.cat(outs)
         if num_pairs is not None and num_pairs < inputs.shape[0]:
             idx = torch.randperm(inputs.shape[0], generator=generator)[:num_pairs].to(inputs.device)
