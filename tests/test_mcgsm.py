@@ -1,5 +1,6 @@
 """Tests for ride.mcgsm: densities against torch.distributions, normalisation, sampling, fitting, errors."""
 
+import copy
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal, Normal
 
+import ride.mcgsm as mcgsm_module
 from ride.mcgsm import MCGSM
 
 F64 = torch.float64
@@ -250,6 +252,106 @@ def test_multivariate_samples_match_mixture_moments() -> None:
     assert bool(((samples.mean(0) - mean).abs() < 5 * std_err).all())
     atol = 0.02 * float(covariance.max())
     torch.testing.assert_close(torch.cov(samples.T), covariance, rtol=0.08, atol=atol)
+
+
+# ---------------------------------------------------------------------------------------------- fused dim_out == 1
+
+PARAMETERS = ("priors", "scales", "weights", "features", "predictors")
+
+
+def _values_and_grads(fn, model: MCGSM, h: torch.Tensor, y: torch.Tensor,
+                      upstream: torch.Tensor | None) -> list[torch.Tensor]:
+    """[log p, d/dh, d/dy, d/d each parameter] of sum(upstream * log p) (plain sum when upstream is None)."""
+    h, y = h.detach().requires_grad_(), y.detach().requires_grad_()
+    out = fn(h, y)
+    loss = out.sum() if upstream is None else (out * upstream).sum()
+    grads = torch.autograd.grad(loss, [h, y, *(getattr(model, name) for name in PARAMETERS)])
+    return [out.detach(), *grads]
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("block_entries", [None, 50])
+def test_fused_log_prob_matches_reference(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, scale: float,
+                                          weighted: bool, block_entries: int | None) -> None:
+    # weighted: a per-row upstream gradient (weights recomputed in the backward); else a plain sum (uniform).
+    # block_entries=50: blocks of 4 rows (S * C = 12) and a partial last block, instead of one block
+    if block_entries is not None:
+        monkeypatch.setattr(mcgsm_module, "_BLOCK_ENTRIES", block_entries)
+    model = random_model(dim_in=5, num_components=4, num_scales=3, num_features=6, seed=70, dtype=dtype)
+    gen = torch.Generator().manual_seed(71)
+    h = (scale * torch.randn(45, 5, generator=gen, dtype=F64)).to(dtype)
+    y = (scale * torch.randn(45, 1, generator=gen, dtype=F64)).to(dtype)
+    upstream = torch.randn(45, generator=gen, dtype=F64).to(dtype) if weighted else None
+    if scale > 1:
+        # far from the origin many gate (and joint) weights underflow to exactly zero
+        assert bool((model.gate_log_probs(h).exp() == 0).any())
+    assert "Univariate" in type(model._log_prob(h, y.requires_grad_()).grad_fn).__name__
+    expected = _values_and_grads(model._log_prob_reference, model, h, y, upstream)
+    actual = _values_and_grads(model._log_prob, model, h, y, upstream)
+    tol = 1e-10 if dtype == F64 else 1e-4
+    for name, a, e in zip(("log_prob", "inputs", "outputs", *PARAMETERS), actual, expected, strict=True):
+        assert a.dtype == dtype and a.shape == e.shape
+        torch.testing.assert_close(a, e, rtol=tol, atol=tol * float(e.abs().max()),
+                                   msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_fused_log_prob_float32_accuracy() -> None:
+    # float32 against float64 on the same (float32) parameters and data: errors stay at float32 level, also far
+    # from the origin where the log-densities reach -1e5 and most weights underflow
+    model32 = random_model(dim_in=5, num_components=4, num_scales=3, num_features=6, seed=73, dtype=torch.float32)
+    model64 = copy.deepcopy(model32).double()
+    gen = torch.Generator().manual_seed(74)
+    upstream = torch.randn(200, generator=gen)
+    for scale in (1.0, 10.0, 100.0):
+        h, y = scale * torch.randn(200, 5, generator=gen), scale * torch.randn(200, 1, generator=gen)
+        exact = _values_and_grads(model64._log_prob_reference, model64, h.double(), y.double(), upstream.double())
+        fused = _values_and_grads(model32._log_prob, model32, h, y, upstream)
+        for a, e in zip(fused, exact, strict=True):
+            assert float((a.double() - e).abs().max()) <= 1e-4 * float(e.abs().max())
+
+
+@pytest.mark.parametrize("reduce", [False, True])
+@pytest.mark.parametrize("wrt", ["all", "data", "parameters"])
+def test_gradcheck_fused_log_prob(reduce: bool, wrt: str) -> None:
+    # reduce: check the gradient of the sum (a uniform upstream gradient); else the full Jacobian.
+    # wrt: which arguments require gradients, so that each subset of the backward is exercised
+    model = random_model(dim_in=3, num_components=2, num_scales=3, num_features=2, seed=75)
+    gen = torch.Generator().manual_seed(76)
+    h = torch.randn(6, 3, generator=gen, dtype=F64, requires_grad=wrt != "parameters")
+    y = torch.randn(6, 1, generator=gen, dtype=F64, requires_grad=wrt != "parameters")
+    params = tuple(getattr(model, name).detach().clone().requires_grad_(wrt != "data") for name in PARAMETERS)
+    wrapped = _LogProb(model)
+
+    def f(h: torch.Tensor, y: torch.Tensor, *ps: torch.Tensor) -> torch.Tensor:
+        state = {f"model.{name}": p for name, p in zip(PARAMETERS, ps, strict=True)}
+        out = torch.func.functional_call(wrapped, state, (h, y))
+        return out.sum() if reduce else out
+
+    assert torch.autograd.gradcheck(f, (h, y, *params))
+
+
+def test_fused_log_prob_edge_cases() -> None:
+    model = random_model(dim_in=3, num_components=2, num_scales=2, seed=77)
+    gen = torch.Generator().manual_seed(78)
+    h, y = torch.randn(7, 3, generator=gen, dtype=F64), torch.randn(7, 1, generator=gen, dtype=F64)
+    with torch.no_grad():
+        plain = model._log_prob(h, y)
+    assert torch.equal(plain, model._log_prob(h.requires_grad_(), y).detach())
+    # non-contiguous inputs
+    wide = torch.randn(7, 6, generator=gen, dtype=F64)
+    torch.testing.assert_close(model._log_prob(wide[:, ::2], wide[:, 1:2]),
+                               model._log_prob_reference(wide[:, ::2], wide[:, 1:2]), rtol=1e-12, atol=1e-12)
+    # no rows: empty result and zero gradients
+    empty = model._log_prob(h[:0].detach().requires_grad_(), y[:0])
+    assert empty.shape == (0,)
+    empty.sum().backward()
+    assert all(p.grad is not None and not bool(p.grad.any()) for p in model.parameters())
+    # an infinite squared residual gives log p = -inf, as in the reference
+    huge = torch.full((1, 1), 1e200, dtype=F64)
+    with torch.no_grad():
+        assert float(model._log_prob(h[:1], huge)) == float(model._log_prob_reference(h[:1], huge)) == -math.inf
 
 
 # ---------------------------------------------------------------------------------------------- fitting

@@ -8,12 +8,13 @@ from .deadleaves import dead_leaves, dead_leaves_images
 from .mcgsm import MCGSM
 from .model import RIDE, RIDEConfig
 from .neighbourhood import Neighbourhood, causal_mask, extract_pairs
+from .patch_models import PatchChainMCGSM
 from .preconditioner import Preconditioner
 from .slstm import SpatialLSTM
 from .units import bits_per_pixel, dequantize
 
 __all__ = [
-    "MCGSM", "RIDE", "RIDEConfig", "Neighbourhood", "Preconditioner", "SpatialLSTM", "bits_per_pixel",
-    "causal_mask", "dead_leaves", "dead_leaves_images", "dequantize", "extract_pairs", "load", "save",
+    "MCGSM", "PatchChainMCGSM", "RIDE", "RIDEConfig", "Neighbourhood", "Preconditioner", "SpatialLSTM",
+    "bits_per_pixel", "causal_mask", "dead_leaves", "dead_leaves_images", "dequantize", "extract_pairs", "load", "save",
 ]
 __version__ = "0.1.0"

@@ -17,22 +17,26 @@ from torch import nn
 
 from .mcgsm import MCGSM
 from .model import RIDE, RIDEConfig
+from .patch_models import PatchChainMCGSM
 
 FORMAT = "ride-checkpoint"
 VERSION = 1
-_MODELS: dict[str, type[nn.Module]] = {"RIDE": RIDE, "MCGSM": MCGSM}
+_MODELS: dict[str, type[nn.Module]] = {"RIDE": RIDE, "MCGSM": MCGSM, "PatchChainMCGSM": PatchChainMCGSM}
 
 
 def _config_of(model: nn.Module) -> dict[str, Any]:
     if isinstance(model, RIDE):
         return asdict(model.config)
-    if isinstance(model, MCGSM):
+    if isinstance(model, (MCGSM, PatchChainMCGSM)):
         return dict(model.config)
-    raise TypeError(f"can only save RIDE or MCGSM models, found {type(model).__name__}")
+    raise TypeError(f"can only save {', '.join(_MODELS)} models, found {type(model).__name__}")
 
 
 def save(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
-    """Write `model` (RIDE or MCGSM) to `path` atomically; `extra` holds plain metadata (str, numbers, lists)."""
+    """Write `model` (RIDE, MCGSM or PatchChainMCGSM) to `path` atomically.
+
+    `extra` holds plain metadata (str, numbers, lists, dicts of those), e.g. the command that made the model.
+    """
     payload = {
         "format": FORMAT,
         "version": VERSION,

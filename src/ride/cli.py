@@ -1,4 +1,4 @@
-"""Command-line interface: `ride demo` (more subcommands build on the same pattern)."""
+"""Command-line interface: `ride demo`, `ride eval`, `ride data`, `ride fit-mcgsm`; thin layers over the library."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import fields
 
 from . import __version__
 from .cli_data import register as register_data
+from .cli_eval import register as register_eval
 from .cli_fit import register as register_fit
 from .runtime import keep_freed_memory
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     register_data(sub)
     register_fit(sub)
+    register_eval(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
@@ -73,6 +74,211 @@ def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
     if torch.is_autocast_enabled(device.type):
         return torch.autocast(device.type, enabled=False)
     return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------------------------- fused dim_out == 1
+#
+# For dim_out == 1, with gate energy E_nc = sum_f beta_cf^2 (b_f^T h_n)^2, residual r_nc = y_n - a_c^T h_n and
+# k_cs = -exp(alpha_cs) / 2, the gate's and the joint's log-weights are
+#     G_ncs = eta_cs + k_cs E_nc,    J_ncs = eta_cs + alpha_cs / 2 + k_cs (E_nc + r_nc^2),
+# and log p(y_n | h_n) = LSE_cs(J_n) - LSE_cs(G_n) - ln(2 pi) / 2. The reference builds both [N, C, S] tensors and
+# lets autograd differentiate them; the fused path below walks the rows in blocks small enough to stay in cache,
+# never stores an [N, C, S] tensor, and differentiates by hand: with softmax weights w_G, w_J and incoming
+# gradient g,
+#     dE_nc = g_n sum_s k_cs (w_J - w_G)_ncs,    d(r^2)_nc = g_n sum_s k_cs w_J,ncs,
+#     d eta_cs = sum_n g_n (w_J - w_G)_ncs,
+#     d alpha_cs = sum_n g_n w_J,ncs / 2 + k_cs sum_n g_n ((E + r^2)_nc w_J,ncs - E_nc w_G,ncs),
+# then the chain rule through E and r to h, y, beta, b and A. The per-row contractions over s do not depend on g
+# and are kept from the forward ([N, C] each); the sums over n are computed in the forward for g = 1, which
+# serves any uniform g (a sum or mean of log p, as in training), and are recomputed block by block otherwise.
+# The log-weights are held in log2 units (exp2 is several times faster than exp on CPU) and scale-major
+# [rows, S, C], so that the elementwise passes vectorise over the component axis.
+
+_LOG2_E = 1.0 / _LOG_2
+# rows per block: this many (scale, component) entries per row block of each of the gate and the joint; on CPU
+# small enough that a block's passes run in cache, elsewhere large, since there every pass costs a kernel launch
+_BLOCK_ENTRIES = 1 << 20
+_BLOCK_ENTRIES_ACCELERATOR = 1 << 24
+
+
+class _UnivariateParams:
+    """Per-call constants of the fused path, from eta, alpha [C, S], beta [C, F], b [D, F], A [D, C].
+
+    The log-weights of a block of rows are held together as [rows, 2, S, C]: index 0 the gate, 1 the joint.
+    """
+
+    def __init__(self, eta: Tensor, alpha: Tensor, beta: Tensor, features: Tensor, predictors: Tensor) -> None:
+        self.C, self.S = eta.shape
+        self.F = features.shape[1]
+        eta_t, alpha_t = eta.T, alpha.T
+        self.k = alpha_t.exp().mul_(-0.5).contiguous()  # [S, C], k_cs in nats
+        self.slope = self.k * _LOG2_E  # [S, C], k_cs in log2 units
+        self.bias = torch.stack([eta_t, eta_t + 0.5 * alpha_t]).mul_(_LOG2_E)  # [2, S, C], log2 units
+        self.weights = torch.cat([features, predictors], 1)  # [D, F + C]: features, then means
+        self.beta2_t = beta.square().T.contiguous()  # [F, C]
+        entries = _BLOCK_ENTRIES if eta.device.type == "cpu" else _BLOCK_ENTRIES_ACCELERATOR
+        self.rows = max(1, entries // (self.S * self.C))
+
+
+class _Block:
+    """Reusable buffers for a block of at most `rows` rows."""
+
+    def __init__(self, like: Tensor, rows: int, prm: _UnivariateParams, totals: bool) -> None:
+        C, S, F = prm.C, prm.S, prm.F
+        self.z = like.new_empty(rows, F + C)
+        self.p2 = like.new_empty(rows, F)
+        self.resid = like.new_empty(rows, C)
+        self.values = like.new_empty(rows, 2, C)
+        self.logw = like.new_empty(rows, 2, S, C)
+        self.scratch = like.new_empty(rows, 2, S, C) if totals else self.logw
+
+    def values_of(self, prm: _UnivariateParams, features: Tensor, resid: Tensor) -> Tensor:
+        """[n, 2, C]: the gate energy E = (P^2) beta^2 and E + r^2, from the features P [n, F] and r [n, C]."""
+        n = features.shape[0]
+        values = self.values[:n]
+        p2 = torch.mul(features, features, out=self.p2[:n])
+        energy = torch.mm(p2, prm.beta2_t, out=values[:, 0])
+        torch.addcmul(energy, resid, resid, out=values[:, 1])
+        return values
+
+    def log_weights(self, prm: _UnivariateParams, values: Tensor) -> Tensor:
+        """[n, 2, S, C]: log2 of the unnormalised gate and joint weights (the latter less 0.5 ln 2pi)."""
+        return torch.addcmul(prm.bias, values[:, :, None, :], prm.slope, out=self.logw[:values.shape[0]])
+
+
+def _accumulate_totals(totals: Tensor, weights: Tensor, values: Tensor, row_scale: Tensor | None,
+                       scratch: Tensor) -> None:
+    """totals[0] += sum_n g_n weights_ntsc; totals[1] += sum_n g_n values_ntc weights_ntsc (g = row_scale or 1)."""
+    n = weights.shape[0]
+    if row_scale is None:
+        totals[0].add_(weights.sum(0))
+    else:
+        totals[0].view(-1).addmv_(weights.view(n, -1).T, row_scale)
+        values = values * row_scale[:, None, None]
+    totals[1].add_(torch.mul(weights, values[:, :, None, :], out=scratch).sum(0))
+
+
+def _univariate_forward(h: Tensor, y: Tensor, eta: Tensor, alpha: Tensor, beta: Tensor, features: Tensor,
+                        predictors: Tensor, need_backward: bool = False,
+                        need_totals: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+    """log p(y | h) [N] for dim_out == 1 (predictors is A as [D, C]), and what the backward needs.
+
+    With need_backward, the second result holds P = h b [N, F], r [N, C], lse2 [N, 2] (log2 of the gate's and
+    the joint's normalisers), joint_k = sum_s k w_J and diff_k = sum_s k (w_J - w_G) ([N, C] each); with
+    need_totals also totals [2, 2, S, C]: sum_n w and sum_n V w for the gate (V = E) and the joint (V = E + r^2).
+    """
+    prm = _UnivariateParams(eta, alpha, beta, features, predictors)
+    N, C, S, F = h.shape[0], prm.C, prm.S, prm.F
+    lse2 = h.new_empty(N, 2)
+    saved: dict[str, Tensor] = {}
+    if need_backward:
+        saved.update(features=h.new_empty(N, F), resid=h.new_empty(N, C), lse2=lse2,
+                     joint_k=h.new_empty(N, C), diff_k=h.new_empty(N, C))
+        if need_totals:
+            saved["totals"] = h.new_zeros(2, 2, S, C)
+    blk = _Block(h, min(prm.rows, N), prm, need_totals)
+    contraction = h.new_empty(min(prm.rows, N), 2, C) if need_backward else None
+    lowest = torch.finfo(h.dtype).min
+    for start in range(0, N, prm.rows):
+        stop = min(N, start + prm.rows)
+        n = stop - start
+        rows = slice(start, stop)
+        z = torch.mm(h[rows], prm.weights, out=blk.z[:n])
+        feats = saved["features"][rows].copy_(z[:, :F]) if need_backward else z[:, :F]
+        resid = torch.sub(y[rows], z[:, F:], out=saved["resid"][rows] if need_backward else blk.resid[:n])
+        values = blk.values_of(prm, feats, resid)
+        logw = blk.log_weights(prm, values)
+        flat = logw.view(n, 2, S * C)
+        # a row of -inf only (infinite energy) keeps a finite shift, so its normaliser is 0, not NaN
+        shift = flat.amax(2).clamp_(min=lowest)
+        logw.sub_(shift[:, :, None, None]).exp2_()  # unnormalised weights
+        total = flat.sum(2)
+        torch.log2(total, out=lse2[rows]).add_(shift)
+        if not need_backward:
+            continue
+        logw.mul_(total.reciprocal_()[:, :, None, None])  # the softmax weights
+        contracted = contraction[:n]
+        torch.mul(logw[:, :, 0], prm.k[0], out=contracted)
+        for s in range(1, S):
+            contracted.addcmul_(logw[:, :, s], prm.k[s])
+        saved["joint_k"][rows].copy_(contracted[:, 1])
+        torch.sub(contracted[:, 1], contracted[:, 0], out=saved["diff_k"][rows])
+        if need_totals:
+            _accumulate_totals(saved["totals"], logw, values, None, blk.scratch[:n])
+    log_prob = (lse2[:, 1] - lse2[:, 0]).mul_(_LOG_2).sub_(0.5 * _LOG_2PI)
+    return log_prob, saved
+
+
+class _UnivariateLogProb(torch.autograd.Function):
+    """The fused log p(y | h) for dim_out == 1 with its hand-written backward (see the notes above)."""
+
+    _SAVED = ("features", "resid", "lse2", "joint_k", "diff_k", "totals")
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, y: Tensor, eta: Tensor, alpha: Tensor, beta: Tensor, features: Tensor,
+                predictors: Tensor) -> Tensor:
+        need_totals = ctx.needs_input_grad[2] or ctx.needs_input_grad[3]
+        log_prob, saved = _univariate_forward(h, y, eta, alpha, beta, features, predictors, need_backward=True,
+                                              need_totals=need_totals)
+        ctx.save_for_backward(h, eta, alpha, beta, features, predictors,
+                              *(saved.get(name) for name in _UnivariateLogProb._SAVED))
+        return log_prob
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        h, eta, alpha, beta, features, predictors, *rest = ctx.saved_tensors
+        saved = dict(zip(_UnivariateLogProb._SAVED, rest, strict=True))
+        need_h, need_y, need_eta, need_alpha, need_beta, need_b, need_a = ctx.needs_input_grad
+        prm = _UnivariateParams(eta, alpha, beta, features, predictors)
+        N, D, C, F = h.shape[0], h.shape[1], prm.C, prm.F
+        need_totals = need_eta or need_alpha
+        uniform = N == 0 or bool((grad == grad[0]).all())
+        recompute = need_totals and not uniform
+        grad = grad if uniform else grad.contiguous()
+        need_chain = need_h or need_y or need_beta or need_b or need_a
+        d_h = h.new_empty(N, D) if need_h else None
+        d_y = h.new_empty(N, 1) if need_y else None
+        d_beta2 = h.new_zeros(C, F)
+        d_w = h.new_zeros(D, F + C)
+        totals = h.new_zeros(2, 2, prm.S, C) if recompute else None
+        beta2_x2 = 2.0 * prm.beta2_t.T  # [C, F]
+        blk = _Block(h, min(prm.rows, N), prm, recompute)
+        d_energy_buf = h.new_empty(min(prm.rows, N), C)
+        for start in range(0, N if need_chain or recompute else 0, prm.rows):
+            stop = min(N, start + prm.rows)
+            n = stop - start
+            rows = slice(start, stop)
+            feats, resid = saved["features"][rows], saved["resid"][rows]
+            g = grad[:1].sum() if uniform else grad[rows, None]
+            if need_chain:
+                d_energy = torch.mul(saved["diff_k"][rows], g, out=d_energy_buf[:n])
+                d_z = blk.z[:n]
+                d_means = torch.mul(saved["joint_k"][rows], resid, out=d_z[:, F:]).mul_(-2.0 * g)
+                if need_y:
+                    torch.sum(d_means, 1, keepdim=True, out=d_y[rows]).neg_()
+                if need_beta:
+                    d_beta2.addmm_(d_energy.T, torch.mul(feats, feats, out=blk.p2[:n]))
+                if need_h or need_b or need_a:
+                    torch.mul(torch.mm(d_energy, beta2_x2, out=blk.p2[:n]), feats, out=d_z[:, :F])
+                    if need_h:
+                        torch.mm(d_z, prm.weights.T, out=d_h[rows])
+                    if need_b or need_a:
+                        d_w.addmm_(h[rows].T, d_z)
+            if recompute:
+                values = blk.values_of(prm, feats, resid)
+                logw = blk.log_weights(prm, values)
+                logw.sub_(saved["lse2"][rows, :, None, None]).exp2_()  # the softmax weights
+                _accumulate_totals(totals, logw, values, grad[rows], blk.scratch[:n])
+        d_eta = d_alpha = None
+        if need_totals:
+            if not recompute:
+                totals = saved["totals"] * grad[:1].sum()
+            (gate_sum, joint_sum), (gate_energy, joint_sq) = totals
+            d_eta = (joint_sum - gate_sum).T
+            d_alpha = (0.5 * joint_sum + prm.k * (joint_sq - gate_energy)).T
+        d_beta = d_beta2.mul_(beta).mul_(2.0) if need_beta else None
+        return d_h, d_y, d_eta, d_alpha, d_beta, d_w[:, :F] if need_b else None, d_w[:, F:] if need_a else None
 
 
 class MCGSM(nn.Module):
@@ -252,6 +458,20 @@ class MCGSM(nn.Module):
         return (h @ self.predictors.to(h.dtype).reshape(D, C * M)).view(-1, C, M)
 
     def _log_prob(self, inputs: Tensor, outputs: Tensor) -> Tensor:
+        """log p(y | h) [N] without checks: the fused path for dim_out == 1, the reference otherwise."""
+        if self.dim_out != 1:
+            return self._log_prob_reference(inputs, outputs)
+        dtype = self._compute_dtype(inputs)
+        with _autocast_off(inputs.device):
+            D, C = self.dim_in, self.num_components
+            args = (inputs.to(dtype), outputs.to(dtype), self.priors.to(dtype), self.scales.to(dtype),
+                    self.weights.to(dtype), self.features.to(dtype), self.predictors.to(dtype).view(D, C))
+            if torch.is_grad_enabled() and any(a.requires_grad for a in args):
+                return _UnivariateLogProb.apply(*args)
+            return _univariate_forward(*args)[0]
+
+    def _log_prob_reference(self, inputs: Tensor, outputs: Tensor) -> Tensor:
+        """log p(y | h) [N] by plain autograd over [N, C, S] tensors, for any dim_out (the reference)."""
         dtype = self._compute_dtype(inputs)
         with _autocast_off(inputs.device):
             h, y = inputs.to(dtype), outputs.to(dtype)

@@ -1,0 +1,302 @@
+"""`ride eval`: a saved model on a data set under a named protocol of spec §9, with labelled units.
+
+Protocols:
+    tiles64    whole images cut into 64x64 tiles (spec §9.1); a RIDE checkpoint (num_layers=0: the MCGSM baseline)
+    patches63  8x8 patches, centred, bottom-right pixel dropped (spec §9.2); a 63-dim patch model checkpoint
+    patches64  the same plus the DC model and the -ln 64 Jacobian (bit/px)
+`--ensemble` averages the density over the 8 dihedral transforms (spec §7) under any protocol.
+Data: `--data bsds300|brodatz|deadleaves` (`--split`; the data root from --data-root or RIDE_DATA) or `--images DIR`
+(a folder or glob of PNG/JPEG/TIFF files, read as grey luma for a 1-channel model).
+
+Patch checkpoints: `ride.save(model63, path, extra={"dc_model": DCModel.to_dict()})`, where model63 has
+`log_prob(z [N, 63]) -> [N]` nats (e.g. `PatchChainMCGSM`). The DC entry is plain data, format "ride-dc-gmm"
+version 1: {"format", "version", "weights", "means", "variances"} with lists of K floats (a 1-D mixture of
+Gaussians of the patch mean on the [0,1) scale); patches64 needs it, patches63 ignores it.
+
+Under `torchrun` (WORLD_SIZE > 1) every process evaluates every WORLD_SIZE-th tile or patch, the sums are
+all-reduced (gloo on CPU, nccl on CUDA) and rank 0 prints. The printed result does not depend on the number of
+processes (up to float rounding in the order of summation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from . import protocols
+from .checkpoint import load, load_payload
+
+PROTOCOLS = ("tiles64", "patches63", "patches64")
+DATA_SETS = ("bsds300", "brodatz", "deadleaves")
+DC_MODEL_KEY = protocols.DC_MODEL_KEY
+TILE_SIZE = 64
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `eval` subcommand to the `ride` parser's subparsers."""
+    p = subparsers.add_parser(
+        "eval", help="evaluate a saved model under a protocol of the paper (log-likelihood rate in bit/px)",
+        description="Evaluates a saved model on a data set under a named protocol (spec §9) and prints the "
+                    "log-likelihood rate in bit/px (mean log2 p of the counted pixels on the [0,1) scale, higher is "
+                    "better), its standard error, the counted pixels and the discrete code-length bound 8 - rate; "
+                    "for patch protocols also nats per patch.")
+    p.add_argument("--checkpoint", required=True, metavar="M", help="model file written by ride.save")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="tiles64", help="evaluation protocol (default tiles64)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", choices=DATA_SETS, help="a named data set (bsds300 and brodatz under --data-root)")
+    source.add_argument("--images", metavar="DIR", help="a folder (or glob) of images (tiles64 only)")
+    p.add_argument("--split", default="test", help="split of a named data set (default test; brodatz has none)")
+    p.add_argument("--data-root", dest="data_root", metavar="DIR",
+                   help="folder that holds bsds300/ and brodatz_usc_sipi/ (default: $RIDE_DATA)")
+    p.add_argument("--ensemble", action="store_true", help="ensemble over the 8 dihedral transforms (spec §7)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                   help="tiles (default 32) or patches (default 10000) per batch")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: cuda if available")
+    p.add_argument("--seed", type=int, default=0, help="dequantisation seed of the tile protocol (default 0)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images or patches")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of labelled lines")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _limited(n: int, limit: int | None) -> int:
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be a positive integer, found {limit}")
+    return n if limit is None else min(n, limit)
+
+
+def _open(factory: Callable[[], Any]) -> Any:
+    """Build a data set; missing data (FileNotFoundError) becomes a ValueError with the data set's own advice."""
+    try:
+        return factory()
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from err
+
+
+def _image_source(args: argparse.Namespace, channels: int) -> tuple[Any, str]:
+    """The image data set (indexable, uint8 [C, H, W] items) and a description of it."""
+    from . import datasets
+
+    grey = channels == 1
+    if args.images is not None:
+        return _open(lambda: datasets.ImageFolder(args.images, grey=grey)), f"images {args.images}"
+    if args.data == "bsds300":
+        return _open(lambda: datasets.BSDS300(args.data_root, args.split, grey=grey)), f"bsds300 {args.split}"
+    if not grey:
+        raise ValueError(f"--data {args.data} holds grey images, the model expects {channels} channels")
+    if args.data == "brodatz":
+        return _open(lambda: datasets.Brodatz(args.data_root)), "brodatz (USC-SIPI 1.1.xx, black rows cropped)"
+    return _open(lambda: datasets.DeadLeaves(args.split)), f"deadleaves {args.split}"
+
+
+def _patch_source(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
+    from . import datasets
+
+    if args.data != "bsds300":
+        raise ValueError(f"--protocol {args.protocol} evaluates the fixed BSDS300 patch set of spec §9.2: use --data "
+                         f"bsds300 (other data sets and --images work with --protocol tiles64)")
+    patches = _open(lambda: datasets.BSDS300Patches(args.data_root, args.split)).patches
+    return patches[:_limited(patches.shape[0], args.limit)], f"bsds300 {args.split} 8x8 patches"
+
+
+def _iter_images(dataset: Any, count: int) -> Iterator[torch.Tensor]:
+    for k in range(count):
+        try:
+            image = dataset[k]
+        except OSError as err:  # unreadable files: a ValueError with the cause
+            raise ValueError(f"cannot read image {k}: {err}") from err
+        if isinstance(image, (tuple, list)):
+            image = image[0]
+        yield image
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world_size) from torchrun's environment; (0, 1) for a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def _all_reduce(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    import torch.distributed as dist
+
+    def reduce(sums: torch.Tensor) -> torch.Tensor:
+        t = sums.to(device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.cpu()
+
+    return reduce
+
+
+def _load_model(path: str, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    payload = load_payload(path)  # a ValueError names a foreign, truncated or newer file
+    return load(path, map_location=device), payload.get("extra", {})
+
+
+def _progress(enabled: bool, total: int, unit: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+# ---------------------------------------------------------------------------------------------- protocols
+
+def _eval_tiles(args: argparse.Namespace, model: torch.nn.Module, device: torch.device, shard: tuple[int, int],
+                reduce: Callable | None, show: bool) -> dict[str, Any]:
+    if not (hasattr(model, "log_prob_pixels") and hasattr(model, "margin")):
+        raise ValueError(f"--protocol tiles64 needs an image model (RIDE; num_layers=0 for the MCGSM baseline), "
+                         f"the checkpoint holds a {type(model).__name__}")
+    channels = model.config.num_channels
+    dataset, description = _image_source(args, channels)
+    count = _limited(len(dataset), args.limit)
+    if count == 0:
+        raise ValueError(f"no image found ({description})")
+    bar = _progress(show, count, "image")
+
+    def images() -> Iterator[torch.Tensor]:
+        for k, image in enumerate(_iter_images(dataset, count)):
+            if image.dim() != 3 or image.shape[0] != channels:
+                raise ValueError(f"image {k} ({description}) has shape {tuple(image.shape)}, the model expects "
+                                 f"{channels} channel(s) [C, H, W]")
+            yield image
+            bar.update(1)
+
+    try:
+        result = protocols.evaluate_tiles(model, images(), TILE_SIZE, args.ensemble, args.seed,
+                                          args.batch_size or 32, device, None, shard, reduce)
+    finally:
+        bar.close()
+    return {"protocol": args.protocol, "bits_per_pixel": result.bits_per_pixel, "stderr": result.stderr,
+            "num_pixels": result.num_pixels, "discrete_bound_bits_per_pixel": result.discrete_bound_bits_per_pixel,
+            "num_tiles": result.num_tiles, "pixels_per_tile": result.pixels_per_tile, "num_images": count,
+            "seed": args.seed, "data": description}
+
+
+def _eval_patches(args: argparse.Namespace, model: torch.nn.Module, extra: dict[str, Any], device: torch.device,
+                  shard: tuple[int, int], reduce: Callable | None, show: bool) -> dict[str, Any]:
+    if not hasattr(model, "log_prob") or getattr(model, "dim", None) != 63:
+        raise ValueError(f"--protocol {args.protocol} needs a 63-dim patch model (e.g. PatchChainMCGSM with dim=63), "
+                         f"the checkpoint holds a {type(model).__name__}")
+    dc_model = None
+    if args.protocol == "patches64":
+        if DC_MODEL_KEY not in extra:
+            raise ValueError(f"--protocol patches64 needs a DC model: the checkpoint has no extra[{DC_MODEL_KEY!r}] "
+                             "(save with ride.save(model, path, extra={'dc_model': dc.to_dict()}))")
+        dc_model = protocols.DCModel.from_dict(extra[DC_MODEL_KEY])
+    patches, description = _patch_source(args)
+    bar = _progress(show, len(range(shard[0], patches.shape[0], shard[1])), "patch")
+    try:
+        sums = protocols.patch_sums(model, patches, dc_model, args.ensemble, args.batch_size or 10_000, device,
+                                    bar.update, shard)
+    finally:
+        bar.close()
+    result = protocols.patch_result(reduce(sums) if reduce is not None else sums,
+                                    64 if args.protocol == "patches64" else 63)
+    return {"protocol": args.protocol, "bits_per_pixel": result.bits_per_pixel, "stderr": result.stderr,
+            "num_pixels": result.num_pixels, "nats": result.nats, "nats_stderr": result.nats_stderr,
+            "discrete_bound_bits_per_pixel": result.discrete_bound_bits_per_pixel,
+            "num_patches": result.num_patches, "data": description}
+
+
+def _print_human(r: dict[str, Any]) -> None:
+    rows = [("protocol", r["protocol"] + (" (ensemble of 8 dihedral transforms)" if r["ensemble"] else "")),
+            ("checkpoint", r["checkpoint"]), ("data", r["data"])]
+    if r["protocol"] == "tiles64":
+        rows += [
+            ("log-likelihood rate", f"{r['bits_per_pixel']:.4f} ± {r['stderr']:.4f} bit/px (higher is better; mean "
+                                    "log2 p over counted pixels, [0,1) scale; ± standard error over tiles)"),
+            ("discrete code-length bound", f"8 - rate = {r['discrete_bound_bits_per_pixel']:.4f} bit/px (upper bound "
+                                           "on -log2 P of the 8-bit pixels; lower is better)"),
+            ("counted pixels", f"{r['num_pixels']} in {r['num_tiles']} tiles of {TILE_SIZE}x{TILE_SIZE} "
+                               f"({r['pixels_per_tile']} per tile) from {r['num_images']} images, seed {r['seed']}")]
+    else:
+        dims = 64 if r["protocol"] == "patches64" else 63
+        rows += [("log-likelihood", f"{r['nats']:.3f} ± {r['nats_stderr']:.3f} nats per patch ({dims} dims; higher "
+                                    "is better; ± standard error over patches)")]
+        if dims == 64:
+            rows += [("log-likelihood rate", f"{r['bits_per_pixel']:.4f} ± {r['stderr']:.4f} bit/px (higher is "
+                                             "better; (L63 + L_DC - ln 64) / (64 ln 2))"),
+                     ("discrete code-length bound", f"8 - rate = {r['discrete_bound_bits_per_pixel']:.4f} bit/px "
+                                                    "(upper bound on -log2 P of the 8-bit pixels; lower is better)")]
+        else:
+            rows += [("log-likelihood rate", f"{r['bits_per_pixel']:.4f} ± {r['stderr']:.4f} bit per dimension of "
+                                             "the 63 centred values (nats / (63 ln 2); higher is better)")]
+        rows += [("counted patches", f"{r['num_patches']} ({r['num_pixels']} values)")]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `ride eval` with parsed arguments; prints the result (rank 0 only) and returns the exit status."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be a positive integer, found {args.batch_size}")
+    device = _device(args.device)
+    rank, world = _distributed()
+    reduce = None
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        reduce = _all_reduce(device)
+    try:
+        model, extra = _load_model(args.checkpoint, device)
+        show = args.progress and rank == 0
+        with torch.no_grad():
+            if args.protocol == "tiles64":
+                result = _eval_tiles(args, model, device, (rank, world), reduce, show)
+            else:
+                result = _eval_patches(args, model, extra, device, (rank, world), reduce, show)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    result.update(ensemble=bool(args.ensemble), checkpoint=str(args.checkpoint), world_size=world,
+                  device=device.type)
+    if rank == 0:
+        if args.json:
+            print(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                              for k, v in result.items()}))
+        else:
+            _print_human(result)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`ride eval` on its own (`python -m ride.cli_eval ...`): bad input prints one line and returns 2."""
+    parser = argparse.ArgumentParser(prog="ride")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"ride eval: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
