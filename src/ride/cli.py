@@ -1,4 +1,4 @@
-"""Command-line interface: `ride demo`, `ride eval`, `ride data`, `ride fit-mcgsm`; thin layers over the library."""
+"""Command-line interface: `ride demo`, `ride eval`, `ride data`, `ride fit-mcgsm[63]`; thin layers over the library."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from . import __version__
 from .cli_data import register as register_data
 from .cli_eval import register as register_eval
 from .cli_fit import register as register_fit
+from .cli_fit63 import register as register_fit63
 from .runtime import keep_freed_memory
 
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     register_data(sub)
     register_fit(sub)
+    register_fit63(sub)
     register_eval(sub)
     return parser
 
