@@ -18,6 +18,7 @@ from PIL import Image
 import ride
 from ride import checkpoint, cli_eval, datasets
 from ride import protocols as P
+from ride.cli import main
 from ride.patch_models import PatchChainMCGSM
 
 REGISTERED = "PatchChainMCGSM" in checkpoint._MODELS
@@ -137,10 +138,10 @@ def test_clear_error_for_a_checkpoint_that_is_not_a_ride_model(content, ride_che
         path.write_bytes(ride_checkpoint.read_bytes()[:200])
     else:
         path.write_text("hello")
-    assert cli_eval.main(["--checkpoint", str(path), "--images", str(image_dir), "--no-progress"]) == 2
+    assert main(["eval", "--checkpoint", str(path), "--images", str(image_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ride eval: error:") and "checkpoint" in err
-    assert cli_eval.main(["--checkpoint", str(tmp_path / "absent.pt"), "--images", str(image_dir)]) == 2
+    assert main(["eval", "--checkpoint", str(tmp_path / "absent.pt"), "--images", str(image_dir)]) == 2
 
 
 def test_protocol_and_model_must_match(ride_checkpoint, image_dir, capsys):
@@ -228,7 +229,7 @@ def test_two_process_gloo_evaluation_equals_one_process(ride_checkpoint, image_d
     single = json.loads(out)
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
            "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "ride.cli_eval", *argv], env={**env, "RANK": str(r),
+    procs = [subprocess.Popen([sys.executable, "-m", "ride", "eval", *argv], env={**env, "RANK": str(r),
                               "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for r in range(2)]
     try:

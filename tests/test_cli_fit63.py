@@ -18,7 +18,8 @@ import ride
 from ride import cli_eval, datasets
 from ride import protocols as P
 from ride.checkpoint import load_payload
-from ride.cli_fit63 import main, register
+from ride.cli import main
+from ride.cli_fit63 import register
 from ride.mcgsm import MCGSM
 from ride.patch_models import PatchChainMCGSM
 
@@ -184,13 +185,13 @@ def test_resume_skips_finished_conditionals_and_continues_the_current_one(fitted
 def test_clear_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("RIDE_DATA", raising=False)
     out = str(tmp_path / "x.pt")
-    assert main(["--out", out]) == 2
+    assert main(["fit-mcgsm63", "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "RIDE_DATA" in err and "ride fit-mcgsm63: error:" in err
-    assert main(["--out", out, "--data-root", str(tmp_path / "nowhere")]) == 2
+    assert main(["fit-mcgsm63", "--out", out, "--data-root", str(tmp_path / "nowhere")]) == 2
     assert "is not a folder" in capsys.readouterr().err
-    assert main(["--out", out, "--patches", "1"]) == 2
+    assert main(["fit-mcgsm63", "--out", out, "--patches", "1"]) == 2
     assert "--patches" in capsys.readouterr().err
     ride.save(MCGSM(2), out)
-    assert main(["--out", out, "--resume"]) == 2
+    assert main(["fit-mcgsm63", "--out", out, "--resume"]) == 2
     assert "not written by `ride fit-mcgsm63`" in capsys.readouterr().err

@@ -16,14 +16,6 @@ from ride.mcgsm import MCGSM
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """The problems here are tiny: one thread avoids OpenMP hand-offs, which dominate on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def random_model(dim_in: int, dim_out: int = 1, num_components: int = 3, num_scales: int = 2,
                  num_features: int | None = None, seed: int = 0, dtype: torch.dtype = F64) -> MCGSM:

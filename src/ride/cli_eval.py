@@ -284,19 +284,3 @@ def run(args: argparse.Namespace) -> int:
         else:
             _print_human(result)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`ride eval` on its own (`python -m ride.cli_eval ...`): bad input prints one line and returns 2."""
-    parser = argparse.ArgumentParser(prog="ride")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except ValueError as err:
-        print(f"ride eval: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -292,22 +292,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     p.set_defaults(func=_fit)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`ride fit-mcgsm63` on its own (`python -m ride.cli_fit63 ...`): bad input prints one line and returns 2."""
-    parser = argparse.ArgumentParser(prog="ride")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["fit-mcgsm63", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except ValueError as err:
-        print(f"ride fit-mcgsm63: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ride fit-mcgsm63: interrupted (resume with --resume)", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
