@@ -3,6 +3,8 @@ implementations, the MCGSM baseline (num_layers=0), several channels, fitting he
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -288,3 +290,31 @@ def test_float64_images_on_float32_model_work_or_raise_value_error(smooth_images
         assert "float64" in str(err) and "float32" in str(err)
     else:
         torch.testing.assert_close(lp.double(), model.log_prob(images.float()).double(), atol=1e-4, rtol=1e-5)
+
+
+def test_discrete_pixel_probabilities_sum_to_one_and_match_density_times_bin_width() -> None:
+    gen = torch.Generator().manual_seed(8)
+    model = RIDE(num_hiddens=4, num_components=3, num_scales=2, num_features=3, nb_size=3)
+    values = torch.randint(0, 256, (2, 1, 6, 7), generator=gen, dtype=torch.uint8)
+    values[0, 0, 3, 3] = 0  # the open-ended first and last bins are used
+    values[1, 0, 4, 2] = 255
+    model.fit_preconditioner((values.float() + torch.rand(values.shape, generator=gen)) / 256)
+    log_p = model.log_prob_discrete_pixels(values)
+    assert log_p.shape == (2, 5, 5) and bool((log_p <= 0).all())
+    # Vary one pixel over all 256 values: the probabilities of its conditional sum to 1.
+    i, j = 3, 4
+    grid = values[:1].repeat(256, 1, 1, 1)
+    grid[:, 0, i, j] = torch.arange(256, dtype=torch.uint8)
+    total = model.log_prob_discrete_pixels(grid)[:, i - 1, j - 1].detach().double().exp().sum()
+    assert abs(float(total) - 1) < 1e-4
+    # The bin probability is the density integrated over the bin: close to density * 1/256 for a smooth density.
+    centre = (values.float() + 0.5) / 256
+    approx = model.log_prob_pixels(centre) - math.log(256)
+    inner = (values[:, :, 1:, 1:-1] > 0) & (values[:, :, 1:, 1:-1] < 255)
+    torch.testing.assert_close(log_p[inner[:, 0]], approx[inner[:, 0]], atol=0.05, rtol=0)
+
+
+def test_discrete_pixel_probabilities_reject_float_values() -> None:
+    model = RIDE(num_hiddens=4, num_components=2, num_scales=2, num_features=2, nb_size=3)
+    with pytest.raises(ValueError, match="uint8"):
+        model.log_prob_discrete_pixels(torch.rand(1, 1, 5, 5))

@@ -112,6 +112,32 @@ class RIDE(nn.Module):
         self.check_images(images)
         return self._log_prob_pixels(images.to(self.preconditioner.mean_in.dtype), impl)
 
+    def log_prob_discrete_pixels(self, values: Tensor) -> Tensor:
+        """ln P(v_ij | v_<ij) in nats of 8-bit pixels: values uint8 [B, 1, H, W] -> [B, H-r, W-2r] (one channel).
+
+        The model's density integrated over each value's bin [v/256, (v+1)/256) of the [0,1) scale, the first bin
+        extended to -inf and the last to +inf so that the 256 probabilities sum to exactly 1. The context is the
+        bin centres (v + 1/2)/256. -log2 of this is the code length an arithmetic coder would use.
+        """
+        if not isinstance(values, Tensor) or values.dtype != torch.uint8:
+            found = values.dtype if isinstance(values, Tensor) else type(values).__name__
+            raise ValueError(f"values must be a uint8 tensor [B, 1, H, W], found {found}")
+        if self.config.num_channels != 1:
+            raise ValueError(f"discrete probabilities need a one-channel model, found {self.config.num_channels}")
+        dtype = self.preconditioner.mean_in.dtype
+        images = (values.to(dtype) + 0.5) / 256
+        self.check_images(images)
+        inputs, outputs = extract_pairs(images, self.neighbourhood)
+        x = self.preconditioner.whiten_inputs(inputs)
+        hidden = self.hidden_states(x)
+        v = outputs * 256 - 0.5  # the integer values, [B, Hp, Wp, 1]
+        lower = torch.where(v <= 0, float("-inf"), v / 256)
+        upper = torch.where(v >= 255, float("inf"), (v + 1) / 256)
+        # y -> y~ is increasing for one channel (whiten_out > 0), so bins map to bins.
+        lo, hi = (self.preconditioner.whiten_outputs(x, bound).reshape(-1, 1) for bound in (lower, upper))
+        b, hp, wp, d = hidden.shape
+        return self.mcgsm.log_prob_interval(hidden.reshape(-1, d), lo, hi).view(b, hp, wp)
+
     def log_prob(self, images: Tensor) -> Tensor:
         """ln p(x) in nats over the predicted pixels: images [B, C, H, W] -> [B]."""
         return self.log_prob_pixels(images).flatten(1).sum(1)
