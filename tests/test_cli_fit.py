@@ -36,7 +36,8 @@ def test_fit_mcgsm_writes_a_loadable_baseline_and_resumes(tmp_path: Path) -> Non
     extra = ride.checkpoint.load_payload(out)["extra"]
     assert extra["status"] == "done" and extra["config"]["out"] == str(out)
     assert main([*args, "--resume", "--max-iter", "2"]) == 0
-    assert len(list(csv.DictReader(out.with_suffix(".csv").open()))) == 8  # appended, not restarted
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert len(rows) == 8 and [int(r["iteration"]) for r in rows] == list(range(1, 9))  # appended, counted on
     assert float(ride.checkpoint.load_payload(out)["extra"]["elapsed_s"]) > float(extra["elapsed_s"])
 
 

@@ -51,12 +51,13 @@ def _fit(args: argparse.Namespace) -> int:
         model = load(out)
         if not isinstance(model, RIDE) or model.layers:
             raise ValueError(f"{out} is not an MCGSM baseline (a RIDE with num_layers=0)")
-        done = load_payload(out)["extra"].get("elapsed_s", 0.0)
+        extra = load_payload(out)["extra"]
+        done, iterations_done = extra.get("elapsed_s", 0.0), extra.get("iterations_done", 0)
         print(f"resuming {out} ({done:.0f} s of fitting so far)", file=sys.stderr)
     else:
         model = RIDE(num_layers=0, nb_size=args.nb_size, num_components=args.components, num_scales=args.scales,
                      num_features=args.features)
-        done = 0.0
+        done, iterations_done = 0.0, 0
     generator = torch.Generator().manual_seed(args.seed)
     train, val = _train_val(args)
     x, y = model.training_pairs(train, args.pairs, generator)
@@ -81,15 +82,19 @@ def _fit(args: argparse.Namespace) -> int:
     def rate(nll_nats: float) -> float:  # mean NLL of y~ (nats) -> log-likelihood rate of pixels (bit/px)
         return (log_jacobian - nll_nats) / math.log(2)
 
+    current = {"iteration": 0}
+
     def checkpoint(extra: dict) -> None:
         save(model, out, extra={"command": " ".join(sys.argv), "config": config,
-                                "elapsed_s": done + time.monotonic() - start, **extra})
+                                "elapsed_s": done + time.monotonic() - start,
+                                "iterations_done": iterations_done + current["iteration"], **extra})
 
     def progress(info: dict) -> None:
         nonlocal last_save
         elapsed = done + info["elapsed_s"]
+        current["iteration"] = info["iteration"]
         val = info.get("val_nll_nats")
-        writer.writerow([f"{elapsed:.1f}", info["iteration"], f"{rate(info['train_nll_nats']):.5f}",
+        writer.writerow([f"{elapsed:.1f}", iterations_done + info["iteration"], f"{rate(info['train_nll_nats']):.5f}",
                          "" if val is None else f"{rate(val):.5f}"])
         log_file.flush()
         bar.update(1)
