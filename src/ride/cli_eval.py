@@ -32,6 +32,7 @@ import torch
 
 from . import protocols
 from .checkpoint import load, load_payload
+from .runtime import resolve_device
 
 PROTOCOLS = ("tiles64", "patches63", "patches64")
 DATA_SETS = ("bsds300", "brodatz", "deadleaves")
@@ -68,14 +69,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- pieces
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return torch.device(name)
-
 
 def _limited(n: int, limit: int | None) -> int:
     if limit is not None and limit < 1:
@@ -251,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be a positive integer, found {args.batch_size}")
-    device = _device(args.device)
+    device = resolve_device(args.device)
     rank, world = _distributed()
     reduce = None
     if world > 1:

@@ -41,6 +41,7 @@ from . import protocols
 from .checkpoint import load, load_payload, save
 from .patch_models import PatchChainMCGSM
 from .preconditioner import Preconditioner
+from .runtime import resolve_device
 
 DIM = 63
 #: Options that define the data or the model: on --resume they come from the checkpoint.
@@ -50,14 +51,6 @@ CSV_COLUMNS = ("conditional", "iterations", "stop_reason", "train_nll_nats", "va
 
 
 # ---------------------------------------------------------------------------------------------- pieces
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return torch.device(name)
-
 
 def _check_args(args: argparse.Namespace) -> None:
     for name, minimum in (("patches", 2), ("val_patches", 1), ("max_iter", 0), ("val_every", 1), ("patience", 1),
@@ -136,7 +129,7 @@ def _fit(args: argparse.Namespace) -> int:
     _check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     out = Path(args.out)
     log_path = out.with_suffix(".csv")
     resuming = bool(args.resume and out.exists())
