@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +196,27 @@ def test_clear_errors(tmp_path, monkeypatch, capsys):
     ride.save(MCGSM(2), out)
     assert main(["fit-mcgsm63", "--out", out, "--resume"]) == 2
     assert "not written by `ride fit-mcgsm63`" in capsys.readouterr().err
+
+
+def test_refit_fits_the_named_conditionals_again_and_keeps_the_others(fitted, tmp_path):
+    out, data = fitted
+    copy = tmp_path / "chain.pt"
+    shutil.copy(out.with_suffix(".csv"), copy.with_suffix(".csv"))
+    # Spoil conditionals 2 and 5 (as a cut-short fit would leave them); --refit must fit them again.
+    payload = load_payload(out)
+    original = {name: value.clone() for name, value in payload["state_dict"].items()}
+    for name, value in payload["state_dict"].items():
+        if name.split(".")[1] in ("2", "5") and value.is_floating_point():
+            value.add_(1.0)
+    torch.save(payload, copy)
+    assert _run(["--out", str(copy), *data, *OPTIONS, "--resume", "--refit", "2", "5"]) == 0
+    after = ride.load(copy).state_dict()
+    for name, value in original.items():
+        if name.split(".")[1] in ("2", "5"):
+            torch.testing.assert_close(after[name], value)  # refitted: the same optimum as the first fit
+        else:
+            assert torch.equal(after[name], value)  # untouched
+    rows = list(csv.DictReader(copy.with_suffix(".csv").open()))
+    assert [int(r["conditional"]) for r in rows[-2:]] == [2, 5]
+    assert load_payload(copy)["extra"]["conditionals_done"] == list(range(63))
+    assert main(["fit-mcgsm63", "--out", str(copy), "--refit", "3"]) == 2  # --refit needs --resume

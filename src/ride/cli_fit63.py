@@ -60,6 +60,10 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {minimum}, found {value}")
     if args.features is not None and args.features < 1:
         raise ValueError(f"--features must be a positive integer, found {args.features}")
+    if args.refit and not args.resume:
+        raise ValueError("--refit needs --resume (it refits conditionals of an existing checkpoint)")
+    if any(not 0 <= k < DIM for k in args.refit):
+        raise ValueError(f"--refit takes conditionals 0..{DIM - 1}, found {args.refit}")
     if args.chunk is not None and args.chunk < 1:
         raise ValueError(f"--chunk must be a positive integer, found {args.chunk}")
     if args.max_seconds is not None and not args.max_seconds > 0:
@@ -143,6 +147,10 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"resuming {out}: {len(done)} of {DIM} conditionals fitted"
               + (f", conditional {in_progress['conditional']} in progress at iteration {in_progress['iterations']}"
                  if in_progress else "") + f" ({done_s:.0f} s of fitting so far)", file=sys.stderr)
+        if args.refit:  # fit these again from scratch, e.g. conditionals that a time budget cut short
+            done -= set(args.refit)
+            in_progress = None
+            print(f"refitting conditionals {sorted(set(args.refit))}", file=sys.stderr)
         if len(done) == DIM:
             print(f"all {DIM} conditionals of {out} are fitted; nothing to do")
             return 0
@@ -284,4 +292,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: cuda if available")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    p.add_argument("--refit", type=int, nargs="+", default=[], metavar="K",
+                   help="with --resume: fit conditionals K ... again from scratch (e.g. ones a time budget cut short)")
     p.set_defaults(func=_fit)
