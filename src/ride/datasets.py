@@ -47,6 +47,7 @@ from .deadleaves import (
     DEAD_LEAVES_TRAIN_SEED,
     dead_leaves,
 )
+from .protocols import tiles as texture_tiles  # noqa: F401  (re-exported: tiling of texture images)
 from .units import dequantize
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp")
@@ -448,19 +449,6 @@ def black_bottom_rows(image: Tensor) -> int:
         raise ValueError(f"expected an image [C, H, W], found shape {tuple(image.shape)}")
     nonzero = (image != 0).any(dim=2).any(dim=0).nonzero()  # row indices holding a non-zero pixel
     return image.shape[1] if nonzero.numel() == 0 else image.shape[1] - 1 - int(nonzero[-1])
-
-
-def texture_tiles(image: Tensor, size: int) -> Tensor:
-    """Non-overlapping size x size tiles of an image [C, H, W] in raster order: [N, C, size, size],
-    N = (H // size) * (W // size); the remainder at the bottom and right is dropped."""
-    if image.dim() != 3:
-        raise ValueError(f"expected an image [C, H, W], found shape {tuple(image.shape)}")
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ValueError(f"tile size must be a positive int, found {size!r}")
-    c, h, w = image.shape
-    rows, cols = h // size, w // size
-    tiles = image[:, : rows * size, : cols * size].reshape(c, rows, size, cols, size)
-    return tiles.permute(1, 3, 0, 2, 4).reshape(rows * cols, c, size, size)
 
 
 class Brodatz(Dataset):

@@ -19,6 +19,7 @@ from .checkpoint import save
 from .deadleaves import DEAD_LEAVES_TEST_SEED, DEAD_LEAVES_TRAIN_SEED, dead_leaves_images
 from .model import RIDE
 from .neighbourhood import extract_pairs
+from .protocols import tiles as protocol_tiles
 from .units import dequantize
 
 
@@ -38,15 +39,11 @@ class DemoConfig:
     num_samples: int = 4
     sample_size: int = 64
     seed: int = 0
-    device: str = "cpu"
 
 
 def tiles(images: torch.Tensor, size: int) -> torch.Tensor:
     """Non-overlapping size x size tiles of images [B, C, H, W] (remainder dropped) -> [N, C, size, size]."""
-    b, c, h, w = images.shape
-    t = images[:, :, : h // size * size, : w // size * size]
-    t = t.unfold(2, size, size).unfold(3, size, size)  # (B, C, h', w', size, size)
-    return t.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, size, size)
+    return torch.cat([protocol_tiles(image, size) for image in images])
 
 
 @torch.no_grad()
