@@ -4,6 +4,7 @@ Densities are on the [0,1) pixel scale, in nats unless a name says otherwise (`.
 """
 
 from .checkpoint import load, save
+from .colour import ColourRIDE, ColourRIDEConfig, bits_per_dim
 from .deadleaves import dead_leaves, dead_leaves_images
 from .mcgsm import MCGSM
 from .model import RIDE, RIDEConfig
@@ -16,5 +17,6 @@ from .units import bits_per_pixel, dequantize
 __all__ = [
     "MCGSM", "PatchChainMCGSM", "RIDE", "RIDEConfig", "Neighbourhood", "Preconditioner", "SpatialLSTM",
     "bits_per_pixel", "causal_mask", "dead_leaves", "dead_leaves_images", "dequantize", "extract_pairs", "load", "save",
+    "ColourRIDE", "ColourRIDEConfig", "bits_per_dim",
 ]
 __version__ = "0.1.0"

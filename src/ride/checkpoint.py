@@ -15,25 +15,28 @@ from typing import Any
 import torch
 from torch import nn
 
+from .colour import ColourRIDE
 from .mcgsm import MCGSM
 from .model import RIDE, RIDEConfig
 from .patch_models import PatchChainMCGSM
+from .patch_ride import PatchRIDE
 
 FORMAT = "ride-checkpoint"
 VERSION = 1
-_MODELS: dict[str, type[nn.Module]] = {"RIDE": RIDE, "MCGSM": MCGSM, "PatchChainMCGSM": PatchChainMCGSM}
+_MODELS: dict[str, type[nn.Module]] = {"RIDE": RIDE, "MCGSM": MCGSM, "PatchChainMCGSM": PatchChainMCGSM,
+                                       "ColourRIDE": ColourRIDE, "PatchRIDE": PatchRIDE}
 
 
 def _config_of(model: nn.Module) -> dict[str, Any]:
-    if isinstance(model, RIDE):
+    if isinstance(model, (RIDE, ColourRIDE)):
         return asdict(model.config)
-    if isinstance(model, (MCGSM, PatchChainMCGSM)):
+    if isinstance(model, (MCGSM, PatchChainMCGSM, PatchRIDE)):
         return dict(model.config)
     raise TypeError(f"can only save {', '.join(_MODELS)} models, found {type(model).__name__}")
 
 
 def save(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
-    """Write `model` (RIDE, MCGSM or PatchChainMCGSM) to `path` atomically.
+    """Write `model` (any class of `_MODELS`) to `path` atomically.
 
     `extra` holds plain metadata (str, numbers, lists, dicts of those), e.g. the command that made the model.
     """
