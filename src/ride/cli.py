@@ -11,6 +11,9 @@ from .cli_data import register as register_data
 from .cli_eval import register as register_eval
 from .cli_fit import register as register_fit
 from .cli_fit63 import register as register_fit63
+from .cli_inpaint import register as register_inpaint
+from .cli_sample import register as register_sample
+from .cli_train import register as register_train
 from .runtime import keep_freed_memory
 
 
@@ -47,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_fit(sub)
     register_fit63(sub)
     register_eval(sub)
+    register_sample(sub)
+    register_inpaint(sub)
+    register_train(sub)
     return parser
 
 

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import load, load_payload, save
-from .datasets import BSDS300, ImageFolder
+from .datasets import BSDS300, DeadLeaves, ImageFolder
 from .model import RIDE
 from .units import dequantize
 
@@ -32,7 +32,16 @@ def _dequantised(data, limit: int, seed: int) -> list[torch.Tensor]:
 
 
 def _train_val(args: argparse.Namespace) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """BSDS300 train (180) / val (20) images, or an image folder split 90/10."""
+    """BSDS300 train (180) / val (20) images, dead leaves (train 900: the first 810 / the last 90), or an image
+    folder split 90/10."""
+    if args.data == "deadleaves":
+        source = DeadLeaves("train")
+        count = min(args.limit, len(source)) if args.limit else len(source)
+        images = [source[k] for k in range(len(source))]
+        n_val = len(images) // 10
+        generator = torch.Generator().manual_seed(args.seed)
+        return ([dequantize(img, generator) for img in images[:-n_val][:count]],
+                [dequantize(img, generator) for img in images[-n_val:]])
     if args.images is None:
         return (_dequantised(BSDS300(args.data_root, "train"), args.limit, args.seed),
                 _dequantised(BSDS300(args.data_root, "val"), args.limit, args.seed + 1))
@@ -123,7 +132,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="checkpoint to write (a CSV log goes beside it)")
     p.add_argument("--data-root", default=None, help="folder holding bsds300/ (default: $RIDE_DATA)")
-    p.add_argument("--images", default=None, help="fit on this image folder instead of BSDS300 train/val")
+    p.add_argument("--data", choices=("bsds300", "deadleaves"), default="bsds300",
+                   help="named data set (default bsds300; deadleaves: the built-in generator's training images)")
+    p.add_argument("--images", default=None, help="fit on this image folder instead of a named data set")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images of each split")
     p.add_argument("--nb-size", type=int, default=9, help="odd neighbourhood size (9: the 5x9 window)")
     p.add_argument("--components", type=int, default=128)

@@ -1,0 +1,226 @@
+"""`ride sample`: images drawn from a saved RIDE by ancestral sampling along the skewed front (spec §8).
+
+The model only predicts pixels whose causal window lies inside the image, so each sample is drawn on a larger
+canvas: the model's own margin (top, left, right) plus `--border` extra pixels on the top, left and right, whose
+values are the boundary condition. The extra border is cropped off too, since the pixels next to the boundary still
+remember its (unnatural) values. Boundary values:
+
+    marginal  i.i.d. draws from the data marginal: the 8-bit histogram stored in the checkpoint under
+              extra["marginal_histogram"] (see `marginal_histogram`), dequantised; without one, a Gaussian with the
+              mean and covariance of the pixels the preconditioner was fitted on (mean_out and
+              Syy = P P^T + (Syy - P P^T), the latter stored as its square root), clipped to [0,1)
+    IMAGE     the top-left part of an image file (grey for a one-channel model), dequantised with the seed; every
+              sample shares it
+
+Writes a PNG grid of the samples (8-bit: values clipped to [0,1), times 256, floored; 2-pixel white gaps) and
+optionally the raw float32 samples [N, C, H, W] as .npy. `--seed` fixes everything (a CPU generator drives all
+draws, so a seed gives the same samples on CPU and CUDA up to float rounding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .checkpoint import load, load_payload
+from .model import RIDE
+from .runtime import resolve_device
+
+MARGINAL_KEY = "marginal_histogram"
+MARGINAL_FORMAT = "ride-marginal-histogram"
+ONE_BELOW = 1.0 - 2.0**-24
+GAP = 2  # pixels between the images of the grid
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `sample` subcommand to the `ride` parser's subparsers."""
+    p = subparsers.add_parser(
+        "sample", help="draw images from a saved RIDE (ancestral sampling along the skewed front)",
+        description="Draws N images of HxW from a saved RIDE by ancestral sampling (spec §8), batched. Each image "
+                    "is drawn on a canvas padded by the model's margin plus --border pixels on the top, left and "
+                    "right, initialised from the data marginal or from an image, then cropped back to HxW. Marginal: "
+                    f"the checkpoint's extra[{MARGINAL_KEY!r}] 8-bit histogram if present, else a Gaussian with the "
+                    "mean and covariance of the pixels the preconditioner was fitted on, clipped to [0,1).")
+    p.add_argument("--checkpoint", required=True, metavar="M", help="RIDE model file written by ride.save")
+    p.add_argument("--size", required=True, metavar="HxW", help="size of each sample, e.g. 64x64 (or 64)")
+    p.add_argument("--num", type=int, default=1, metavar="N", help="number of samples (default 1)")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="PNG grid of the samples")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--boundary", default="marginal", metavar="marginal|IMAGE",
+                   help="boundary values: 'marginal' (default) or an image file whose top-left part is used")
+    p.add_argument("--border", type=int, default=8, metavar="P",
+                   help="boundary pixels cropped off beyond the model's margin (default 8)")
+    p.add_argument("--npy", metavar="FILE.npy", help="also write the raw float32 samples [N, C, H, W]")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=16, metavar="B",
+                   help="images per batched sampling call (default 16)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' (or 'N' for a square) -> (H, W); ValueError otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*", text)
+    if not match:
+        raise ValueError(f"--size must be HxW with positive integers (e.g. 64x64), found {text!r}")
+    h = int(match.group(1))
+    w = int(match.group(2)) if match.group(2) is not None else h
+    if h < 1 or w < 1:
+        raise ValueError(f"--size must be HxW with positive integers (e.g. 64x64), found {text!r}")
+    return h, w
+
+
+def marginal_histogram(values: Tensor) -> dict[str, Any]:
+    """The plain-data marginal to store in a checkpoint's extra[MARGINAL_KEY]: 8-bit values uint8 [..., C, H, W]
+    (or [N, C, H, W]) -> {"format", "version", "counts": C lists of 256 counts}."""
+    if not isinstance(values, Tensor) or values.dtype != torch.uint8 or values.dim() < 3:
+        raise ValueError("marginal_histogram expects uint8 values [..., C, H, W]")
+    per_channel = values.movedim(-3, 0).reshape(values.shape[-3], -1)
+    counts = [torch.bincount(c.long(), minlength=256).tolist() for c in per_channel]
+    return {"format": MARGINAL_FORMAT, "version": 1, "counts": counts}
+
+
+def _histogram_counts(entry: Any, channels: int) -> Tensor:
+    """Validated counts float64 [C, 256] from a checkpoint's marginal entry."""
+    ok = (isinstance(entry, dict) and entry.get("format") == MARGINAL_FORMAT and entry.get("version") == 1
+          and isinstance(entry.get("counts"), list) and len(entry["counts"]) == channels
+          and all(isinstance(c, list) and len(c) == 256 for c in entry["counts"]))
+    if not ok:
+        raise ValueError(f"the checkpoint's extra[{MARGINAL_KEY!r}] is not a {MARGINAL_FORMAT!r} version 1 entry with "
+                         f"{channels} list(s) of 256 counts")
+    counts = torch.tensor(entry["counts"], dtype=torch.float64)
+    if bool((counts < 0).any()) or bool((counts.sum(1) <= 0).any()):
+        raise ValueError(f"the checkpoint's extra[{MARGINAL_KEY!r}] has negative or all-zero counts")
+    return counts
+
+
+def marginal_boundary(model: RIDE, extra: dict[str, Any], shape: tuple[int, int, int, int],
+                      generator: torch.Generator) -> Tensor:
+    """Canvases [N, C, H, W] of i.i.d. pixels from the data marginal (see the module docstring), float on [0,1)."""
+    n, c, h, w = shape
+    if MARGINAL_KEY in extra:
+        counts = _histogram_counts(extra[MARGINAL_KEY], c)
+        values = torch.stack([torch.multinomial(counts[k], n * h * w, replacement=True, generator=generator)
+                              for k in range(c)], 1).view(n, h, w, c).permute(0, 3, 1, 2)
+        u = torch.rand(values.shape, generator=generator, dtype=torch.float64)
+        return ((values + u) / 256).clamp(0, ONE_BELOW)
+    pre = model.preconditioner
+    mean = pre.mean_out.detach().double().cpu()  # (C,)
+    # Syy = P P^T + (Syy - P P^T), the second term being colour_out^2 (colour_out is symmetric)
+    colour = pre.colour_out.detach().double().cpu()
+    predictor = pre.predictor.detach().double().cpu()
+    cov = predictor @ predictor.T + colour @ colour.T
+    chol = torch.linalg.cholesky(cov + 1e-12 * torch.eye(c, dtype=torch.float64))
+    eps = torch.randn(n, h, w, c, generator=generator, dtype=torch.float64)
+    return (mean + eps @ chol.T).permute(0, 3, 1, 2).clamp(0, ONE_BELOW)
+
+
+def image_boundary(path: str, channels: int, canvas: tuple[int, int], generator: torch.Generator) -> Tensor:
+    """The top-left canvas part of an image file, dequantised: float [C, Hc, Wc] on [0,1)."""
+    from .datasets import load_image
+    from .units import dequantize
+
+    if channels not in (1, 3):
+        raise ValueError(f"--boundary IMAGE needs a 1- or 3-channel model, found {channels} channels")
+    try:
+        values = load_image(path, grey=channels == 1)
+    except FileNotFoundError:
+        raise ValueError(f"--boundary: image {path!r} does not exist") from None
+    _, h, w = values.shape
+    if h < canvas[0] or w < canvas[1]:
+        raise ValueError(f"--boundary image {path!r} is {h}x{w}, the canvas needs at least {canvas[0]}x{canvas[1]} "
+                         "(--size plus the model's margin plus --border on the top, left and right)")
+    return dequantize(values[:, : canvas[0], : canvas[1]], generator).double()
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """[0,1) images [N, C, H, W] -> uint8 [N, C, H, W]: clipped to [0,1), times 256, floored."""
+    return (images.double().clamp(0, ONE_BELOW) * 256).floor().to(torch.uint8).cpu().numpy()
+
+
+def grid_image(images: np.ndarray, columns: int | None = None) -> np.ndarray:
+    """uint8 [N, C, H, W] -> one uint8 image [rows*H + gaps, cols*W + gaps] (C=1) or [..., 3] (C=3), white gaps."""
+    n, c, h, w = images.shape
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    canvas = np.full((c, rows * h + (rows - 1) * GAP, cols * w + (cols - 1) * GAP), 255, dtype=np.uint8)
+    for k in range(n):
+        r, q = divmod(k, cols)
+        canvas[:, r * (h + GAP) : r * (h + GAP) + h, q * (w + GAP) : q * (w + GAP) + w] = images[k]
+    return canvas[0] if c == 1 else canvas.transpose(1, 2, 0)
+
+
+def _load_ride(path: str, device: torch.device) -> tuple[RIDE, dict[str, Any]]:
+    payload = load_payload(path)  # a ValueError names a foreign, truncated or newer file
+    if payload["model"] != "RIDE":
+        raise ValueError(f"{path!r} holds a {payload['model']}; this command needs a RIDE image model")
+    return load(path, map_location=device), payload.get("extra", {})
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+def run(args: argparse.Namespace) -> int:
+    """Run `ride sample` with parsed arguments; returns the exit status."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    height, width = parse_size(args.size)
+    for name, value, minimum in (("--num", args.num, 1), ("--batch-size", args.batch_size, 1),
+                                 ("--border", args.border, 0)):
+        if value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, found {value}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file, found {args.out!r}")
+    device = resolve_device(args.device)
+    model, extra = _load_ride(args.checkpoint, device)
+    channels = model.config.num_channels
+    if channels not in (1, 3):
+        raise ValueError(f"the PNG grid needs a 1- or 3-channel model, found {channels} channels")
+    top, left, right = model.margin
+    canvas = (top + args.border + height, left + args.border + width + args.border + right)
+    generator = torch.Generator().manual_seed(args.seed)
+    fixed = None
+    if args.boundary != "marginal":
+        fixed = image_boundary(args.boundary, channels, canvas, generator)
+    dtype = model.preconditioner.mean_in.dtype
+    r0, c0 = top + args.border, left + args.border
+    samples = []
+    start = time.monotonic()
+    with tqdm(total=args.num, unit="image", file=sys.stderr, disable=not args.progress, leave=False) as bar:
+        for first in range(0, args.num, args.batch_size):
+            n = min(args.batch_size, args.num - first)
+            if fixed is None:
+                boundary = marginal_boundary(model, extra, (n, channels, *canvas), generator)
+            else:
+                boundary = fixed.expand(n, -1, -1, -1)
+            drawn = model.sample(boundary.to(device=device, dtype=dtype), generator=generator)
+            samples.append(drawn[:, :, r0 : r0 + height, c0 : c0 + width].float().cpu())
+            bar.update(n)
+    samples = torch.cat(samples)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid = grid_image(to_uint8(samples))
+    Image.fromarray(grid).save(out)
+    if args.npy:
+        Path(args.npy).parent.mkdir(parents=True, exist_ok=True)
+        np.save(args.npy, samples.numpy())
+    source = "data marginal" + (" (checkpoint histogram)" if MARGINAL_KEY in extra else " (Gaussian fit)")
+    print(f"wrote {args.num} sample(s) of {height}x{width} to {out} (grid {grid.shape[0]}x{grid.shape[1]})"
+          f"{' and ' + args.npy if args.npy else ''}; boundary: "
+          f"{source if fixed is None else args.boundary}, seed {args.seed}, {time.monotonic() - start:.1f} s on "
+          f"{device.type}")
+    return 0
