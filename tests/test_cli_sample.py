@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import ride
-from ride import RIDE, cli_sample
+from ride import RIDE, cli_sample, marginal
 from ride.cli import main
 
 F64 = torch.float64
@@ -63,8 +63,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         model.preconditioner.colour_out.fill_(0.1)
         model.preconditioner.whiten_out.fill_(10.0)
         model.preconditioner.log_jacobian.fill_(math.log(10.0))
-    histogram = cli_sample.marginal_histogram(torch.full((1, 1, 4, 4), 200, dtype=torch.uint8))
-    ride.save(model, paths["random"], extra={cli_sample.MARGINAL_KEY: histogram})
+    histogram = marginal.marginal_histogram(torch.full((1, 1, 4, 4), 200, dtype=torch.uint8))
+    ride.save(model, paths["random"], extra={marginal.MARGINAL_KEY: histogram})
     ride.save(ride.MCGSM(4, 1, 2, 2, 3), paths["mcgsm"])
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (40, 50), dtype=np.uint8)).save(folder / "boundary.png")
@@ -133,18 +133,18 @@ def test_marginal_boundaries() -> None:
     model = gaussian_model(0.3, 1.0, 0.2, slope_left=0.4)
     g = torch.Generator().manual_seed(0)
     # no histogram: N(mean_out, P P^T + colour^2) = N(0.3, 0.4^2 + 0.2^2), clipped to [0,1)
-    canvas = cli_sample.marginal_boundary(model, {}, (50, 1, 20, 20), g)
+    canvas = marginal.marginal_boundary(model, {}, (50, 1, 20, 20), g)
     clipped = scipy.stats.norm(0.3, math.sqrt(0.2)).cdf(0)
     assert abs(float((canvas == 0).double().mean()) - clipped) < 0.01
     assert float(canvas.max()) < 1
-    hist = cli_sample.marginal_histogram(torch.tensor([[[[7, 7, 9]]]], dtype=torch.uint8))
+    hist = marginal.marginal_histogram(torch.tensor([[[[7, 7, 9]]]], dtype=torch.uint8))
     assert hist["counts"][0][7] == 2 and hist["counts"][0][9] == 1 and sum(hist["counts"][0]) == 3
-    canvas = cli_sample.marginal_boundary(model, {cli_sample.MARGINAL_KEY: hist}, (4, 1, 30, 30), g)
+    canvas = marginal.marginal_boundary(model, {marginal.MARGINAL_KEY: hist}, (4, 1, 30, 30), g)
     values = torch.floor(canvas * 256)
     assert set(values.unique().tolist()) == {7.0, 9.0}
     assert abs(float((values == 7).double().mean()) - 2 / 3) < 0.05
     with pytest.raises(ValueError, match="counts"):
-        cli_sample.marginal_boundary(model, {cli_sample.MARGINAL_KEY: {"format": "x"}}, (1, 1, 4, 4), g)
+        marginal.marginal_boundary(model, {marginal.MARGINAL_KEY: {"format": "x"}}, (1, 1, 4, 4), g)
 
 
 def test_image_boundary(checkpoints, tmp_path) -> None:

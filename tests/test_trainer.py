@@ -15,6 +15,7 @@ from PIL import Image
 
 import ride
 from ride.cli import main
+from ride.marginal import MARGINAL_KEY
 from ride.train_config import TrainConfig, read_config_file, replace_checked
 from ride.trainer import Trainer
 
@@ -54,6 +55,11 @@ def test_tiny_run_improves_validation_and_writes_its_files(image_dir, tmp_path):
     assert payload["extra"]["config"]["patch_sizes"] == [8, 12]
     assert isinstance(ride.load(tmp_path / "run" / "model.pt"), ride.RIDE)
     assert TrainConfig.from_dict(payload["extra"]["config"]) == trainer.config
+    # the training marginal is stored for the samplers' boundary, and `ride sample` uses it
+    counts = payload["extra"][MARGINAL_KEY]["counts"]
+    assert sum(counts[0]) == sum(img.numel() for img in trainer.task.train)
+    assert main(["sample", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--size", "16x16", "--num", "2",
+                 "--out", str(tmp_path / "s.png"), "--no-progress"]) == 0
     header = (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
     assert "train_bits_per_dim" in header and "val_bits_per_dim" in header
 
