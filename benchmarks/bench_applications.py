@@ -18,36 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import torch
+from timing import best_time, once  # benchmarks/timing.py
 
 from ride import RIDE, dead_leaves_images, dequantize
 from ride import inpainting as inp
 from ride.runtime import keep_freed_memory, resolve_device
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: allocations, layout caches
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def once(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - t
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def main() -> None:

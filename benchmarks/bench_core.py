@@ -18,28 +18,12 @@ import argparse
 import json
 import math
 import platform
-import time
 
 import torch
+from timing import best_time, once  # benchmarks/timing.py
 
 from ride import RIDE, dead_leaves_images, dequantize
 from ride.runtime import keep_freed_memory
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: allocations, layout caches
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def once(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def matmul_rate(n: int = 2048, repeats: int = 5) -> float:

@@ -437,7 +437,7 @@ def test_bad_images_raise_value_error(images: object, fragments: list[str]) -> N
             call(images)
         for fragment in fragments:
             assert fragment in str(err.value), f"{call.__name__}: {fragment!r} not in {str(err.value)!r}"
-    with pytest.raises(ValueError, match=r"images\[0\] must be a torch.Tensor \[3, H, W\]"):
+    with pytest.raises(ValueError, match=r"images\[0\] must be a torch.Tensor \[C, H, W\]"):
         model.fit_preconditioner([torch.rand(1, 3, 6, 6)])
 
 

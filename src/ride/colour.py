@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .mcgsm import MCGSM
-from .model import RIDE, RIDEConfig, check_images
+from .model import RIDE, RIDEConfig, check_images, draw_pairs
 from .neighbourhood import Neighbourhood, extract_pairs
 from .preconditioner import Preconditioner
 from .sampling import front_schedule, raster_schedule
@@ -237,32 +237,12 @@ class ColourRIDE(nn.Module):
         N = num_pairs (all pairs when None or when fewer exist); each image of a list gives an equal share.
         The luma pairs are inputs[:, :K] and inputs[:, -1:].
         """
-        if not isinstance(images, (list, tuple)):
-            batches = [images]
-        else:
-            for k, img in enumerate(images):
-                if not isinstance(img, Tensor) or img.dim() != 3:
-                    found = tuple(img.shape) if isinstance(img, Tensor) else type(img).__name__
-                    raise ValueError(f"images[{k}] must be a torch.Tensor [3, H, W], found {found}")
-            batches = [img[None] for img in images]
-        quotas: list[int | None] = [None] * len(batches)
-        if num_pairs is not None and len(batches) > 1:
-            quotas = [num_pairs // len(batches) + (k < num_pairs % len(batches)) for k in range(len(batches))]
-        ins, outs = [], []
-        for batch, quota in zip(batches, quotas, strict=True):
+        def pairs_of(batch: Tensor) -> tuple[Tensor, Tensor]:
             self.check_images(batch)
             _, _, x, y = colour_pairs(rgb_to_ycbcr(batch.to(self._dtype)), self.neighbourhood)
-            x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, 2)
-            if quota is not None and quota < x.shape[0]:
-                idx = torch.randperm(x.shape[0], generator=generator)[:quota].to(x.device)
-                x, y = x[idx], y[idx]
-            ins.append(x)
-            outs.append(y)
-        inputs, outputs = torch.cat(ins), torch.cat(outs)
-        if num_pairs is not None and num_pairs < inputs.shape[0]:
-            idx = torch.randperm(inputs.shape[0], generator=generator)[:num_pairs].to(inputs.device)
-            inputs, outputs = inputs[idx], outputs[idx]
-        return inputs, outputs
+            return x.reshape(-1, x.shape[-1]), y.reshape(-1, 2)
+
+        return draw_pairs(images, pairs_of, num_pairs, generator)
 
     def fit_preconditioner(self, images: Tensor | Sequence[Tensor], num_pairs: int = 500_000,
                            generator: torch.Generator | None = None) -> None:

@@ -8,7 +8,7 @@ pixel set, sampler, checkpoints and evaluation as RIDE.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -59,6 +59,37 @@ def check_images(images: object, num_channels: int, nb: Neighbourhood, name: str
         raise ValueError(f"{name} holds no image (batch size 0)")
     if not torch.isfinite(images).all():
         raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def draw_pairs(images: Tensor | Sequence[Tensor], pairs_of: Callable[[Tensor], tuple[Tensor, Tensor]],
+               num_pairs: int | None = None, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Random rows of `pairs_of(batch)` (inputs [n, K], outputs [n, M]) over images [B, C, H, W] or a list of
+    [C, H, W] of any sizes: num_pairs rows in all (every row when None or when fewer exist), each image of a list
+    contributing an equal share drawn per image, so that memory stays O(num_pairs)."""
+    if not isinstance(images, (list, tuple)):
+        batches = [images]  # pairs_of checks the batch and names what it found
+    else:
+        for k, img in enumerate(images):
+            if not isinstance(img, Tensor) or img.dim() != 3:
+                found = tuple(img.shape) if isinstance(img, Tensor) else type(img).__name__
+                raise ValueError(f"images[{k}] must be a torch.Tensor [C, H, W], found {found}")
+        batches = [img[None] for img in images]
+    quotas: list[int | None] = [None] * len(batches)
+    if num_pairs is not None and len(batches) > 1:
+        quotas = [num_pairs // len(batches) + (k < num_pairs % len(batches)) for k in range(len(batches))]
+    ins, outs = [], []
+    for batch, quota in zip(batches, quotas, strict=True):
+        x, y = pairs_of(batch)
+        if quota is not None and quota < x.shape[0]:
+            idx = torch.randperm(x.shape[0], generator=generator)[:quota].to(x.device)
+            x, y = x[idx], y[idx]
+        ins.append(x)
+        outs.append(y)
+    inputs, outputs = torch.cat(ins), torch.cat(outs)
+    if num_pairs is not None and num_pairs < inputs.shape[0]:
+        idx = torch.randperm(inputs.shape[0], generator=generator)[:num_pairs].to(inputs.device)
+        inputs, outputs = inputs[idx], outputs[idx]
+    return inputs, outputs
 
 
 class RIDE(nn.Module):
@@ -152,33 +183,12 @@ class RIDE(nn.Module):
         Returns inputs [N, C*K], outputs [N, C] with N = num_pairs (all pairs when None, or when fewer exist).
         For a list, each image contributes an equal share (drawn per image, so memory stays O(num_pairs)).
         """
-        if not isinstance(images, (list, tuple)):
-            batches = [images]  # check_images below names what it found
-        else:
-            for k, img in enumerate(images):
-                if not isinstance(img, Tensor) or img.dim() != 3:
-                    found = tuple(img.shape) if isinstance(img, Tensor) else type(img).__name__
-                    raise ValueError(f"images[{k}] must be a torch.Tensor [C, H, W], found {found}")
-            batches = [img[None] for img in images]
-        quotas = [None] * len(batches)
-        if num_pairs is not None and len(batches) > 1:
-            quotas = [num_pairs // len(batches) + (k < num_pairs % len(batches)) for k in range(len(batches))]
-        ins, outs = [], []
-        for batch, quota in zip(batches, quotas, strict=True):
+        def pairs_of(batch: Tensor) -> tuple[Tensor, Tensor]:
             self.check_images(batch)
-            batch = batch.to(self.preconditioner.mean_in.dtype)
-            x, y = extract_pairs(batch, self.neighbourhood)
-            x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
-            if quota is not None and quota < x.shape[0]:
-                idx = torch.randperm(x.shape[0], generator=generator)[:quota].to(x.device)
-                x, y = x[idx], y[idx]
-            ins.append(x)
-            outs.append(y)
-        inputs, outputs = torch.cat(ins), torch.cat(outs)
-        if num_pairs is not None and num_pairs < inputs.shape[0]:
-            idx = torch.randperm(inputs.shape[0], generator=generator)[:num_pairs].to(inputs.device)
-            inputs, outputs = inputs[idx], outputs[idx]
-        return inputs, outputs
+            x, y = extract_pairs(batch.to(self.preconditioner.mean_in.dtype), self.neighbourhood)
+            return x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+
+        return draw_pairs(images, pairs_of, num_pairs, generator)
 
     def fit_preconditioner(self, images: Tensor | Sequence[Tensor], num_pairs: int = 500_000,
                            generator: torch.Generator | None = None) -> None:
