@@ -194,3 +194,10 @@ def test_load_map_location(tmp_path: Path) -> None:
     ride.save(model, tmp_path / "m.pt")
     loaded = ride.load(tmp_path / "m.pt", map_location=torch.device("cpu"))
     assert all(p.device.type == "cpu" for p in loaded.parameters())
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    ride.save(ride.RIDE(num_hiddens=4), tmp_path / "m.pt")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o666 & ~mask

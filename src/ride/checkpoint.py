@@ -35,6 +35,12 @@ def _config_of(model: nn.Module) -> dict[str, Any]:
     raise TypeError(f"can only save {', '.join(_MODELS)} models, found {type(model).__name__}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
     """Write `model` (any class of `_MODELS`) to `path` atomically.
 
@@ -56,6 +62,7 @@ def save(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a saved model is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

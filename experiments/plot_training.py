@@ -1,0 +1,64 @@
+"""Training curves of `ride train` runs from their CSV logs (the copies committed beside the models).
+
+    python experiments/plot_training.py --out experiments/training_curves.png \
+        models/bsds300_ride1.csv:"RIDE 1 layer" models/bsds300_ride2.csv:"RIDE 2 layers"
+
+Left: the running training rate (bit/dim of the training patches' predicted pixels, which grow with the
+curriculum's patch size) against training time; right: the validation rate (tiles64 protocol on the held-out
+training images, or nats per patch for the 63-dim mode converted to bit/dim) after every stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+
+def read_log(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("logs", nargs="+", help="CSV log, optionally followed by :label")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for item in args.logs:
+        path, _, label = item.partition(":")
+        rows = read_log(Path(path))
+        label = label or Path(path).stem
+        train = [(float(r["elapsed_s"]) / 60, float(r["train_bits_per_dim"])) for r in rows
+                 if r["event"] == "train" and r["train_bits_per_dim"]]
+        val = [(int(r["stage"]) + 1, float(r["val_bits_per_dim"])) for r in rows
+               if r["event"] == "val" and r["val_bits_per_dim"]]
+        if train:
+            # a running mean over 25 logged steps: single batches are noisy
+            xs, ys = zip(*train, strict=True)
+            smooth = [sum(ys[max(0, k - 24) : k + 1]) / len(ys[max(0, k - 24) : k + 1]) for k in range(len(ys))]
+            left.plot(xs, smooth, label=label)
+        if val:
+            xs, ys = zip(*val, strict=True)
+            right.plot(xs, ys, marker="o", label=label)
+    left.set_xlabel("training time [min]")
+    left.set_ylabel("training rate [bit/dim] (running mean)")
+    right.set_xlabel("stage (0 = before training)")
+    right.set_ylabel("validation rate [bit/dim]")
+    for ax in (left, right):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
