@@ -189,3 +189,18 @@ def test_parse_size() -> None:
     for bad in ("", "x4", "4x", "-3x4", "4x4x4", "4.5x3"):
         with pytest.raises(ValueError, match="--size"):
             cli_sample.parse_size(bad)
+
+
+def test_colour_model_samples_with_its_marginal_or_says_what_it_needs(tmp_path, capsys) -> None:
+    torch.manual_seed(0)
+    model = ride.ColourRIDE(num_hiddens=4, num_components=2, num_scales=2, num_features=3, nb_size=3)
+    model.fit_preconditioner(torch.rand(2, 3, 12, 12))
+    histogram = marginal.marginal_histogram(torch.randint(0, 256, (3, 6, 6), dtype=torch.uint8))
+    ride.save(model, tmp_path / "c.pt", extra={marginal.MARGINAL_KEY: histogram})
+    out, npy = tmp_path / "c.png", tmp_path / "c.npy"
+    assert sample(tmp_path / "c.pt", out, "--size", "10x11", "--num", "2", "--npy", str(npy)) == 0
+    assert np.load(npy).shape == (2, 3, 10, 11)
+    assert np.array(Image.open(out)).shape[-1] == 3  # an RGB grid
+    ride.save(model, tmp_path / "bare.pt")  # no marginal, no Gaussian fallback for a ColourRIDE
+    assert sample(tmp_path / "bare.pt", out, "--size", "10x11") == 2
+    assert "training marginal" in capsys.readouterr().err

@@ -117,8 +117,8 @@ def grid_image(images: np.ndarray, columns: int | None = None) -> np.ndarray:
 
 def _load_ride(path: str, device: torch.device) -> tuple[RIDE, dict[str, Any]]:
     payload = load_payload(path)  # a ValueError names a foreign, truncated or newer file
-    if payload["model"] != "RIDE":
-        raise ValueError(f"{path!r} holds a {payload['model']}; this command needs a RIDE image model")
+    if payload["model"] not in ("RIDE", "ColourRIDE"):
+        raise ValueError(f"{path!r} holds a {payload['model']}; this command needs a RIDE or ColourRIDE image model")
     return load(path, map_location=device), payload.get("extra", {})
 
 
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     fixed = None
     if args.boundary != "marginal":
         fixed = image_boundary(args.boundary, channels, canvas, generator)
-    dtype = model.preconditioner.mean_in.dtype
+    dtype = next(model.parameters()).dtype
     r0, c0 = top + args.border, left + args.border
     samples = []
     start = time.monotonic()

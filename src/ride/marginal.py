@@ -51,7 +51,10 @@ def marginal_boundary(model: nn.Module, extra: dict[str, Any], shape: tuple[int,
                               for k in range(c)], 1).view(n, h, w, c).permute(0, 3, 1, 2)
         u = torch.rand(values.shape, generator=generator, dtype=torch.float64)
         return ((values + u) / 256).clamp(0, ONE_BELOW)
-    pre = model.preconditioner
+    pre = getattr(model, "preconditioner", None)
+    if pre is None:
+        raise ValueError(f"a {type(model).__name__} needs the training marginal in its checkpoint's "
+                         f"extra[{MARGINAL_KEY!r}] (ride train stores it) or a boundary image")
     mean = pre.mean_out.detach().double().cpu()  # (C,)
     # Syy = P P^T + (Syy - P P^T), the second term being colour_out^2 (colour_out is symmetric)
     colour = pre.colour_out.detach().double().cpu()
