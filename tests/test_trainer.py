@@ -245,3 +245,11 @@ def test_colour_model_trains_through_the_same_trainer(tmp_path):
     assert summary["best_val_bits_per_dim"] > summary["history"][0]["val_bits_per_dim"]
     with pytest.raises(ValueError, match="finetune_iter = 0"):
         tiny_config(folder, colour=True, model="colour", finetune_iter=5)
+
+
+def test_tensorboard_event_files_when_installed(image_dir, tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install 'ride[tensorboard]')")
+    Trainer(tiny_config(image_dir, max_steps_per_epoch=3, patch_sizes=(8,), tensorboard=True, log_every=1),
+            tmp_path / "tb", progress=False).run()
+    events = list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
