@@ -248,7 +248,8 @@ def test_colour_model_trains_through_the_same_trainer(tmp_path):
 
 
 def test_tensorboard_event_files_when_installed(image_dir, tmp_path):
-    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install 'ride[tensorboard]')")
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install "
+                                              "'ride[tensorboard]')")
     Trainer(tiny_config(image_dir, max_steps_per_epoch=3, patch_sizes=(8,), tensorboard=True, log_every=1),
             tmp_path / "tb", progress=False).run()
     events = list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))

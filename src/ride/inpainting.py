@@ -370,15 +370,16 @@ def inpaint_map(model: RIDE, images: Tensor, mask: Tensor, num_steps: int = 300,
 
     history = []
     for step in range(num_steps + 1):
-        with torch.enable_grad():
+        with torch.enable_grad():  # the whole objective, so that a caller's torch.no_grad() does not cut the graph
             log_prob = model.log_prob(filled())  # (B,)
+            # mean per pixel: a step size that does not depend on the image size
+            objective = -log_prob.sum() / num_pixels
         history.append(log_prob.detach())
         if step > 0 and callback is not None:
             callback(step, history[-1])
         if step == num_steps:
             break
-        # mean per pixel: a step size that does not depend on the image size
-        (grad,) = torch.autograd.grad(-log_prob.sum() / num_pixels, [values])
+        (grad,) = torch.autograd.grad(objective, [values])
         values.grad = grad
         optimizer.step()
         with torch.no_grad():
