@@ -137,9 +137,11 @@ def _free_port() -> int:
 def test_two_process_gloo_ddp_matches_one_process(image_dir, tmp_path):
     args = ["train", "--data", "images", "--images", str(image_dir), "--val-fraction", "0.125", "--num-hiddens", "6",
             "--num-components", "3", "--num-features", "4", "--nb-size", "3", "--patch-sizes", "8",
-            "--learning-rates", "3e-3", "--optimizer", "adam", "--batch-size", "8", "--precondition-pairs", "5000",
+            "--learning-rates", "0.05", "--optimizer", "sgd", "--batch-size", "8", "--precondition-pairs", "5000",
             "--finetune-iter", "0", "--val-tile", "20", "--finetune-tile", "20", "--tensorboard", "false",
             "--max-steps-per-epoch", "6", "--device", "cpu", "--threads", "1"]
+    # SGD: the update is linear in the gradient, so the float rounding of DDP's averaging stays at rounding level
+    # (Adam divides by sqrt(v): a parameter with a near-zero gradient would turn rounding noise into a full step)
     assert main([*args, "--out", str(tmp_path / "single")]) == 0
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
            "OMP_NUM_THREADS": "1"}
@@ -156,22 +158,21 @@ def test_two_process_gloo_ddp_matches_one_process(image_dir, tmp_path):
     single = ride.checkpoint.load_payload(tmp_path / "single" / "state.pt")
     ddp = ride.checkpoint.load_payload(tmp_path / "ddp" / "state.pt")
     assert ddp["extra"]["trainer"]["position"] == single["extra"]["trainer"]["position"]
-    moved = 0.0
     for name, value in single["state_dict"].items():
-        torch.testing.assert_close(ddp["state_dict"][name], value, rtol=1e-4, atol=1e-5, msg=name)
-        moved = max(moved, float((value - ride.load(tmp_path / "single" / "state.pt").state_dict()[name]).abs().max()))
+        torch.testing.assert_close(ddp["state_dict"][name], value, rtol=1e-5, atol=1e-6, msg=name)
     initial = ride.checkpoint.load_payload(tmp_path / "single" / "model.pt")["extra"]["history"][0]
     assert initial["outcome"] == "initial"
 
 
 def test_training_moves_the_parameters_that_ddp_compares(image_dir, tmp_path):
     # guards the DDP test against comparing two untrained models
-    config = tiny_config(image_dir, patch_sizes=(8,), max_steps_per_epoch=6)
+    config = tiny_config(image_dir, patch_sizes=(8,), max_steps_per_epoch=6, optimizer="sgd", learning_rates=(0.05,))
     trainer = Trainer(config, tmp_path / "t", progress=False)
     before = params_of(trainer.model)
     trainer.run()
     after = params_of(trainer.model)
-    assert any(not torch.equal(before[k], after[k]) for k in before if "layers" in k)
+    # far more than the DDP test's tolerance (atol 1e-6)
+    assert max(float((before[k] - after[k]).abs().max()) for k in before if "layers" in k) > 1e-3
 
 
 # ---------------------------------------------------------------------------------------------- errors and config
