@@ -47,8 +47,7 @@ import torch
 from torch import Tensor
 
 from .model import RIDE
-
-ONE_BELOW = 1.0 - 2.0**-24  # largest float32 below 1: results are clamped to [0, ONE_BELOW]
+from .units import ONE_BELOW
 
 
 @dataclass(frozen=True)

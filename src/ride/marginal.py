@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .units import ONE_BELOW
+
 MARGINAL_KEY = "marginal_histogram"
 MARGINAL_FORMAT = "ride-marginal-histogram"
-ONE_BELOW = 1.0 - 2.0**-24
 
 
 def marginal_histogram(values: Tensor) -> dict[str, Any]:

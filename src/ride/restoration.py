@@ -15,8 +15,7 @@ import torch
 from torch import Tensor
 
 from .model import RIDE
-
-ONE_BELOW = 1.0 - 2.0**-24  # largest float32 below 1
+from .units import ONE_BELOW
 
 
 def denoise_objective(model: RIDE, images: Tensor, noisy: Tensor, sigma: float) -> Tensor:

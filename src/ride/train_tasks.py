@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from . import protocols
 from .datasets import BSDS300, Brodatz, BSDS300Patches, DeadLeaves, ImageFolder
-from .marginal import MARGINAL_FORMAT, MARGINAL_KEY
+from .marginal import MARGINAL_KEY, marginal_histogram
 from .neighbourhood import extract_pairs
 from .patch_ride import PatchRIDE
 from .train_config import TrainConfig
@@ -133,10 +133,10 @@ class ImageTask:
     def model_extra(self) -> dict:
         """Extra entries of the saved model's checkpoint: the 8-bit marginal of the training images (the
         samplers' boundary, see `ride.marginal`)."""
-        counts = torch.zeros(self.train[0].shape[0], 256, dtype=torch.long)
-        for img in self.train:
-            counts += torch.stack([torch.bincount(c.reshape(-1).long(), minlength=256) for c in img])
-        return {MARGINAL_KEY: {"format": MARGINAL_FORMAT, "version": 1, "counts": counts.tolist()}}
+        histograms = [marginal_histogram(img)["counts"] for img in self.train]  # images differ in size
+        total = marginal_histogram(self.train[0])
+        total["counts"] = torch.tensor(histograms).sum(0).tolist()
+        return {MARGINAL_KEY: total}
 
     def nll(self, model: nn.Module, batch: Tensor) -> Tensor:
         """Mean NLL in nats per dimension (channel of a predicted pixel) of a batch [B, C, P, P]."""

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+ONE_BELOW = 1.0 - 2.0**-24  # the largest float32 below 1: values clamped into [0,1) stay there
+
 
 def dequantize(values: np.ndarray | Tensor, generator: torch.Generator | None = None) -> Tensor:
     """x = (v + u) / 256 with u ~ U[0,1) i.i.d.: uint8 values [...] -> float32 on [0,1), same shape."""
