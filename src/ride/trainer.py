@@ -332,7 +332,7 @@ class Trainer:
                     self.elapsed = base_elapsed + time.monotonic() - start
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix_str(f"NLL {running:.4f} bit/dim (running mean)", refresh=False)
+                        bar.set_postfix_str(f"log-lik {-running:.4f} bit/dim (moving average)", refresh=False)
                     if step % cfg.log_every == 0:
                         self._log({"elapsed_s": self.elapsed, "stage": stage, "patch_size": cfg.patch_sizes[stage],
                                    "epoch": epoch, "step": step, "event": "train", "learning_rate": lr,
