@@ -31,7 +31,8 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    trained = []  # validation rates after the first stage: the right panel's range (the start is far below)
     for item in args.logs:
         path, _, label = item.partition(":")
         rows = read_log(Path(path))
@@ -47,15 +48,23 @@ def main() -> None:
             left.plot(xs, smooth, label=label)
         if val:
             xs, ys = zip(*val, strict=True)
-            right.plot(xs, ys, marker="o", label=label)
+            right.plot(xs, ys, marker="o", label=None if train else label)
+            trained += [y for x, y in val if x > 1]
     left.set_xlabel("training time [min]")
     left.set_ylabel("training rate [bit/dim] (running mean)")
     right.set_xlabel("stage (0 = before training)")
     right.set_ylabel("validation rate [bit/dim]")
+    if trained:
+        low, high = min(trained), max(trained)
+        pad = 0.1 * (high - low) + 1e-3
+        right.set_ylim(low - pad, high + pad)
+        right.set_title("from stage 2 on (earlier points lie below)", fontsize=9)
     for ax in (left, right):
-        ax.legend()
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    handles, labels = left.get_legend_handles_labels()
+    more_handles, more_labels = right.get_legend_handles_labels()
+    fig.legend(handles + more_handles, labels + more_labels, loc="lower center", ncol=2, fontsize=9)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(args.out, dpi=120)
     print(f"wrote {args.out}")
 
