@@ -31,6 +31,7 @@ import ride
 from ride.datasets import BSDS300, load_image
 from ride.model import RIDE
 from ride.restoration import denoise_map, psnr
+from ride.units import quantize
 
 
 def gaussian_blur(images: Tensor, width: float) -> Tensor:
@@ -73,7 +74,7 @@ def to_png(images: list[Tensor], labels: list[str], columns: int, path: str, zoo
     draw = ImageDraw.Draw(canvas)
     for k, (img, label) in enumerate(zip(images, labels, strict=True)):
         r, c = divmod(k, columns)
-        array = (img[0, 0].double().clamp(0, 1 - 2**-24) * 256).floor().to(torch.uint8).numpy()
+        array = quantize(img[0, 0]).numpy()
         x0, y0 = c * (w + gap), r * (h + caption + gap)
         canvas.paste(Image.fromarray(array).resize((w, h), Image.NEAREST), (x0, y0))
         draw.text((x0 + 2, y0 + h + 1), label, fill=0)

@@ -54,7 +54,7 @@ from ride import inpainting, protocols
 from ride.checkpoint import load_payload
 from ride.datasets import Brodatz, load_image
 from ride.marginal import MARGINAL_KEY, marginal_histogram
-from ride.units import dequantize
+from ride.units import ONE_BELOW, dequantize, quantize
 
 PLATES = [f"1.1.{k:02d}" for k in range(1, 14)]
 NAMES = {"1.1.01": "grass D9", "1.1.02": "bark D12", "1.1.03": "straw D15", "1.1.04": "herringbone weave D16",
@@ -130,7 +130,7 @@ def grey_png(path: Path) -> None:
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """[0,1) floats [..., H, W] -> uint8 (clipped, times 256, floored), as `ride sample`/`ride inpaint` write them."""
-    return (x.double().clamp(0, inpainting.ONE_BELOW) * 256).floor().to(torch.uint8).numpy()
+    return quantize(x).numpy()
 
 
 # ---------------------------------------------------------------------------------------------- 1. split
@@ -385,7 +385,7 @@ def inpaint(plate: str, folder: Path, models_dir: Path, sweeps: int, map_steps: 
         log_p, hole = float(log_p[0]), float(hole[0])
         if kind == "truth":
             log_p_truth = log_p
-        err = (x.clamp(0, inpainting.ONE_BELOW) * 256 - (values.double() + 0.5)[None])[..., mask]
+        err = (x.clamp(0, ONE_BELOW) * 256 - (values.double() + 0.5)[None])[..., mask]
         scores[kind] = {"hole_log_prob_nats": hole, "hole_bits_per_pixel": hole / counted / LN2,
                         "image_log_prob_nats": log_p, "mse_8bit": float(err.square().mean()),
                         "seconds": seconds.get(kind), **extra.get(kind, {})}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ride.units import bits_per_pixel, dequantize
+from ride.units import bits_per_pixel, dequantize, quantize
 
 
 def test_dequantize_range_shape_dtype() -> None:
@@ -84,3 +84,10 @@ def test_bits_per_pixel_accumulates_in_float64() -> None:
     lp = torch.full((1_000_000,), 0.1, dtype=torch.float32)
     expected = float(torch.tensor(0.1, dtype=torch.float32)) / math.log(2)
     assert bits_per_pixel(lp) == pytest.approx(expected, rel=1e-9)
+
+
+def test_quantize_inverts_dequantize_and_clips() -> None:
+    values = torch.arange(256, dtype=torch.uint8).repeat(50)
+    assert torch.equal(quantize(dequantize(values, torch.Generator().manual_seed(0))), values)
+    edges = torch.tensor([-0.5, 0.0, 1.0, 7.0, float(torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)))])
+    assert quantize(edges).tolist() == [0, 0, 255, 255, 255]

@@ -32,9 +32,10 @@ import torch
 from torch import Tensor
 
 from .checkpoint import load, load_payload
-from .marginal import MARGINAL_KEY, ONE_BELOW, marginal_boundary
+from .marginal import MARGINAL_KEY, marginal_boundary
 from .model import RIDE
 from .runtime import resolve_device
+from .units import dequantize, quantize
 
 GAP = 2  # pixels between the images of the grid
 
@@ -83,7 +84,6 @@ def parse_size(text: str) -> tuple[int, int]:
 def image_boundary(path: str, channels: int, canvas: tuple[int, int], generator: torch.Generator) -> Tensor:
     """The top-left canvas part of an image file, dequantised: float [C, Hc, Wc] on [0,1)."""
     from .datasets import load_image
-    from .units import dequantize
 
     if channels not in (1, 3):
         raise ValueError(f"--boundary IMAGE needs a 1- or 3-channel model, found {channels} channels")
@@ -100,7 +100,7 @@ def image_boundary(path: str, channels: int, canvas: tuple[int, int], generator:
 
 def to_uint8(images: Tensor) -> np.ndarray:
     """[0,1) images [N, C, H, W] -> uint8 [N, C, H, W]: clipped to [0,1), times 256, floored."""
-    return (images.double().clamp(0, ONE_BELOW) * 256).floor().to(torch.uint8).cpu().numpy()
+    return quantize(images).cpu().numpy()
 
 
 def grid_image(images: np.ndarray, columns: int | None = None) -> np.ndarray:

@@ -20,7 +20,7 @@ from .deadleaves import DEAD_LEAVES_TEST_SEED, DEAD_LEAVES_TRAIN_SEED, dead_leav
 from .model import RIDE
 from .neighbourhood import extract_pairs
 from .protocols import tiles as protocol_tiles
-from .units import dequantize
+from .units import dequantize, quantize
 
 
 @dataclass
@@ -153,7 +153,7 @@ def sample_canvas(model: RIDE, marginal: torch.Tensor, cfg: DemoConfig, generato
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[0,1) images [B, 1, H, W] -> uint8 [B, H, W] (clipped)."""
-    return (images[:, 0].clamp(0, 1 - 1e-6) * 256).floor().to(torch.uint8).cpu().numpy()
+    return quantize(images[:, 0]).cpu().numpy()
 
 
 def write_grid(rows: list[tuple[str, np.ndarray]], path: Path, scale: int = 2) -> None:

@@ -133,10 +133,9 @@ class ImageTask:
     def model_extra(self) -> dict:
         """Extra entries of the saved model's checkpoint: the 8-bit marginal of the training images (the
         samplers' boundary, see `ride.marginal`)."""
-        histograms = [marginal_histogram(img)["counts"] for img in self.train]  # images differ in size
-        total = marginal_histogram(self.train[0])
-        total["counts"] = torch.tensor(histograms).sum(0).tolist()
-        return {MARGINAL_KEY: total}
+        histograms = [marginal_histogram(img) for img in self.train]  # one per image: the images differ in size
+        counts = torch.tensor([h["counts"] for h in histograms]).sum(0).tolist()
+        return {MARGINAL_KEY: {**histograms[0], "counts": counts}}
 
     def nll(self, model: nn.Module, batch: Tensor) -> Tensor:
         """Mean NLL in nats per dimension (channel of a predicted pixel) of a batch [B, C, P, P]."""

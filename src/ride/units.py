@@ -23,6 +23,12 @@ def dequantize(values: np.ndarray | Tensor, generator: torch.Generator | None = 
     return ((v.float() + u) / 256).clamp_max(torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)))
 
 
+def quantize(x: Tensor) -> Tensor:
+    """The 8-bit value of each [0,1) float: clipped to [0,1), times 256, floored; float [...] -> uint8 [...], same
+    device. The inverse of `dequantize` (whose noise only moves x within its bin)."""
+    return (x.double().clamp(0, ONE_BELOW) * 256).floor().to(torch.uint8)
+
+
 def bits_per_pixel(log_prob_nats: Tensor | float, num_pixels: int | None = None) -> float:
     """Log-likelihood rate in bit/px: a sum of ln p over num_pixels pixels (or a mean when num_pixels is None)."""
     total = float(torch.as_tensor(log_prob_nats, dtype=torch.float64).sum())
