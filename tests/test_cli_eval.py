@@ -121,7 +121,7 @@ def test_clear_errors_for_bad_data(case, ride_checkpoint, tmp_path, monkeypatch,
     else:
         Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(tmp_path / "good.png")
         (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-        args += ["--images", str(tmp_path)]
+        args += ["--images", str(tmp_path), "--strict"]
         expected = "cannot read image"
     rc, out, err = _eval(args, capsys)
     assert rc == 2 and out == ""
@@ -245,3 +245,60 @@ def test_two_process_gloo_evaluation_equals_one_process(ride_checkpoint, image_d
     assert (both["num_tiles"], both["num_pixels"]) == (single["num_tiles"], single["num_pixels"])
     assert both["bits_per_pixel"] == pytest.approx(single["bits_per_pixel"], rel=1e-12)
     assert both["stderr"] == pytest.approx(single["stderr"], rel=1e-9)
+
+
+def test_per_image_rates_average_to_the_overall_rate(ride_checkpoint, image_dir, tmp_path, capsys):
+    target = tmp_path / "rates.csv"
+    rc, out, err = _eval(["--checkpoint", str(ride_checkpoint), "--images", str(image_dir), "--json", "--seed", "5",
+                          "--per-image", str(target)], capsys)
+    assert rc == 0
+    result = json.loads(out)
+    import csv
+
+    rows = list(csv.DictReader(target.open()))
+    assert [Path(r["image"]).name for r in rows] == ["a.png", "b.png", "c.png"]
+    assert [int(r["num_tiles"]) for r in rows] == [2, 1, 0] and rows[2]["bits_per_pixel"] == ""
+    pixels = np.array([int(r["num_pixels"]) for r in rows[:2]])
+    rates = np.array([float(r["bits_per_pixel"]) for r in rows[:2]])
+    assert pixels.sum() == result["num_pixels"]
+    # pixel-weighted mean of the per-image rates = the overall rate over the same pixels
+    assert np.isclose((rates * pixels).sum() / pixels.sum(), result["bits_per_pixel"], rtol=0, atol=1e-12)
+    # each image's rate is the tile protocol's rate of that image alone (same dequantisation seed per index)
+    model = ride.load(ride_checkpoint)
+    images = _folder_images(image_dir)
+    sums = P.tile_sums(model, [images[0]], seed=5)
+    assert np.isclose(rates[0], P.tile_result(sums, 62 * 63, False).bits_per_pixel, atol=1e-12)
+    # JSON lines on standard output
+    rc, out, _ = _eval(["--checkpoint", str(ride_checkpoint), "--images", str(image_dir), "--seed", "5",
+                        "--per-image", "-"], capsys)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert rc == 0 and [round(r["bits_per_pixel"], 9) for r in lines[:2]] == [round(float(x), 9) for x in rates]
+
+
+def test_per_image_needs_the_tile_protocol(ride_checkpoint, capsys):
+    rc, out, err = _eval(["--checkpoint", str(ride_checkpoint), "--data", "bsds300", "--protocol", "patches63",
+                          "--per-image", "-"], capsys)
+    assert rc == 2 and "--per-image needs --protocol tiles64" in err
+
+
+def test_single_file_colour_notice_and_skipped_unreadable_files(ride_checkpoint, image_dir, tmp_path, capsys):
+    rc, out, err = _eval(["--checkpoint", str(ride_checkpoint), "--images", str(image_dir / "b.png"), "--json"],
+                         capsys)
+    assert rc == 0 and json.loads(out)["num_images"] == 1 and json.loads(out)["num_tiles"] == 1
+    assert "1 colour image(s) converted to luma" in err
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("a.png", "c.png"):
+        (folder / name).write_bytes((image_dir / name).read_bytes())
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    rc, out, err = _eval(["--checkpoint", str(ride_checkpoint), "--images", str(folder), "--json"], capsys)
+    result = json.loads(out)
+    assert rc == 0 and result["num_images"] == 2 and result["num_skipped"] == 1 and result["num_tiles"] == 2
+    assert "skipping unreadable image" in err and "b.png" in err and "skipped 1 unreadable image(s) of 3" in err
+    assert "converted to luma" not in err
+
+
+def test_eval_rejects_negative_threads(ride_checkpoint, image_dir, capsys):
+    rc, out, err = _eval(["--checkpoint", str(ride_checkpoint), "--images", str(image_dir), "--threads", "-1"],
+                         capsys)
+    assert rc == 2 and out == "" and "--threads" in err and "Traceback" not in err

@@ -8,6 +8,7 @@ from .colour import ColourRIDE, ColourRIDEConfig, bits_per_dim
 from .deadleaves import dead_leaves, dead_leaves_images
 from .mcgsm import MCGSM
 from .model import RIDE, RIDEConfig
+from .model_zoo import pretrained, pretrained_models
 from .neighbourhood import Neighbourhood, causal_mask, extract_pairs
 from .patch_models import PatchChainMCGSM
 from .preconditioner import Preconditioner
@@ -17,6 +18,6 @@ from .units import bits_per_pixel, dequantize
 __all__ = [
     "MCGSM", "PatchChainMCGSM", "RIDE", "RIDEConfig", "Neighbourhood", "Preconditioner", "SpatialLSTM",
     "bits_per_pixel", "causal_mask", "dead_leaves", "dead_leaves_images", "dequantize", "extract_pairs", "load", "save",
-    "ColourRIDE", "ColourRIDEConfig", "bits_per_dim",
+    "ColourRIDE", "ColourRIDEConfig", "bits_per_dim", "pretrained", "pretrained_models",
 ]
 __version__ = "0.1.0"

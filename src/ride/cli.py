@@ -12,6 +12,8 @@ from .cli_eval import register as register_eval
 from .cli_fit import register as register_fit
 from .cli_fit63 import register as register_fit63
 from .cli_inpaint import register as register_inpaint
+from .cli_map import register as register_map
+from .cli_models import register as register_models
 from .cli_sample import register as register_sample
 from .cli_train import register as register_train
 from .runtime import keep_freed_memory
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_sample(sub)
     register_inpaint(sub)
     register_train(sub)
+    register_map(sub)
+    register_models(sub)
     return parser
 
 

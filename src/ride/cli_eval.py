@@ -32,6 +32,7 @@ import torch
 
 from . import protocols
 from .checkpoint import load, load_payload
+from .model_zoo import resolve_checkpoint
 from .runtime import resolve_device
 
 PROTOCOLS = ("tiles64", "patches63", "patches64")
@@ -48,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "log-likelihood rate in bit/px (mean log2 p of the counted pixels on the [0,1) scale, higher is "
                     "better), its standard error, the counted pixels and the discrete code-length bound 8 - rate; "
                     "for patch protocols also nats per patch.")
-    p.add_argument("--checkpoint", required=True, metavar="M", help="model file written by ride.save")
+    p.add_argument("--checkpoint", required=True, metavar="M",
+                   help="model file written by ride.save, or the name of a shipped model (`ride models`)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="tiles64", help="evaluation protocol (default tiles64)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", choices=DATA_SETS, help="a named data set (bsds300 and brodatz under --data-root)")
@@ -65,6 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of labelled lines")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
+    p.add_argument("--per-image", dest="per_image", metavar="FILE",
+                   help="also write each image's rate (tiles64): FILE.csv as CSV, any other name as JSON lines, "
+                        "'-' as JSON lines on standard output")
+    p.add_argument("--strict", action="store_true",
+                   help="with --images: stop at the first unreadable file (default: report it, skip it, count it)")
     p.set_defaults(func=run)
 
 
@@ -110,17 +117,6 @@ def _patch_source(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
     return patches[:_limited(patches.shape[0], args.limit)], f"bsds300 {args.split} 8x8 patches"
 
 
-def _iter_images(dataset: Any, count: int) -> Iterator[torch.Tensor]:
-    for k in range(count):
-        try:
-            image = dataset[k]
-        except OSError as err:  # unreadable files: a ValueError with the cause
-            raise ValueError(f"cannot read image {k}: {err}") from err
-        if isinstance(image, (tuple, list)):
-            image = image[0]
-        yield image
-
-
 def _distributed() -> tuple[int, int]:
     """(rank, world_size) from torchrun's environment; (0, 1) for a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -140,6 +136,7 @@ def _all_reduce(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _load_model(path: str, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    path = str(resolve_checkpoint(path))
     payload = load_payload(path)  # a ValueError names a foreign, truncated or newer file
     return load(path, map_location=device), payload.get("extra", {})
 
@@ -152,6 +149,11 @@ def _progress(enabled: bool, total: int, unit: str) -> Any:
 
 # ---------------------------------------------------------------------------------------------- protocols
 
+def _image_name(dataset: Any, index: int) -> str:
+    files = getattr(dataset, "files", None)
+    return str(files[index]) if files is not None and index < len(files) else str(index)
+
+
 def _eval_tiles(args: argparse.Namespace, model: torch.nn.Module, device: torch.device, shard: tuple[int, int],
                 reduce: Callable | None, show: bool) -> dict[str, Any]:
     if not (hasattr(model, "log_prob_pixels") and hasattr(model, "margin")):
@@ -163,24 +165,71 @@ def _eval_tiles(args: argparse.Namespace, model: torch.nn.Module, device: torch.
     if count == 0:
         raise ValueError(f"no image found ({description})")
     bar = _progress(show, count, "image")
+    names: list[str] = []  # of the images evaluated, in order (unreadable ones skipped)
+    skipped: list[str] = []
 
     def images() -> Iterator[torch.Tensor]:
-        for k, image in enumerate(_iter_images(dataset, count)):
+        for k in range(count):
+            try:
+                image = dataset[k]
+            except (OSError, ValueError) as err:  # one unreadable file: report, skip, go on (unless --strict)
+                if args.strict or args.images is None:
+                    raise ValueError(f"image {k}: {err}") from err
+                skipped.append(_image_name(dataset, k))
+                print(f"ride eval: skipping unreadable image: {err}", file=sys.stderr)
+                bar.update(1)
+                continue
+            image = image[0] if isinstance(image, (tuple, list)) else image
             if image.dim() != 3 or image.shape[0] != channels:
                 raise ValueError(f"image {k} ({description}) has shape {tuple(image.shape)}, the model expects "
                                  f"{channels} channel(s) [C, H, W]")
+            names.append(_image_name(dataset, k))
             yield image
             bar.update(1)
 
+    per_image = torch.zeros(count, 3, dtype=torch.float64)
     try:
-        result = protocols.evaluate_tiles(model, images(), TILE_SIZE, args.ensemble, args.seed,
-                                          args.batch_size or 32, device, None, shard, reduce)
+        sums = protocols.tile_sums(model, images(), TILE_SIZE, args.ensemble, args.seed, args.batch_size or 32,
+                                   device, None, shard, per_image)
     finally:
         bar.close()
+    if reduce is not None:
+        sums, per_image = reduce(sums), reduce(per_image)
+    pixels_per_tile = int(protocols.counted_pixels(model, TILE_SIZE, TILE_SIZE, args.ensemble).sum())
+    result = protocols.tile_result(sums, pixels_per_tile, args.ensemble)
+    converted = dataset.converted_to_luma() if hasattr(dataset, "converted_to_luma") else []
+    if converted and shard[0] == 0:
+        print(f"ride eval: note: {len(converted)} colour image(s) converted to luma (ITU-R BT.601) for the grey "
+              "model", file=sys.stderr)
+    if skipped and shard[0] == 0:
+        print(f"ride eval: skipped {len(skipped)} unreadable image(s) of {count} (--strict to stop at the first)",
+              file=sys.stderr)
+    rows = [{"image": name, "num_tiles": int(t), "num_pixels": int(n),
+             "bits_per_pixel": protocols.bits_per_pixel_from_nats(float(nats), int(n)) if n else None}
+            for name, (t, n, nats) in zip(names, per_image.tolist(), strict=False)]
     return {"protocol": args.protocol, "bits_per_pixel": result.bits_per_pixel, "stderr": result.stderr,
             "num_pixels": result.num_pixels, "discrete_bound_bits_per_pixel": result.discrete_bound_bits_per_pixel,
-            "num_tiles": result.num_tiles, "pixels_per_tile": result.pixels_per_tile, "num_images": count,
-            "seed": args.seed, "data": description}
+            "num_tiles": result.num_tiles, "pixels_per_tile": result.pixels_per_tile, "num_images": len(names),
+            "num_skipped": len(skipped), "seed": args.seed, "data": description, "per_image": rows}
+
+
+def _write_per_image(rows: list[dict[str, Any]], target: str) -> None:
+    """Each image's rate as CSV (target ends in .csv) or JSON lines (any other file; "-": standard output)."""
+    import csv
+
+    columns = ("image", "num_tiles", "num_pixels", "bits_per_pixel")
+    out = sys.stdout if target == "-" else open(target, "w", newline="")  # noqa: SIM115 (closed below)
+    try:
+        if target.lower().endswith(".csv"):
+            writer = csv.DictWriter(out, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            for row in rows:
+                out.write(json.dumps(row) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
 
 
 def _eval_patches(args: argparse.Namespace, model: torch.nn.Module, extra: dict[str, Any], device: torch.device,
@@ -240,6 +289,10 @@ def _print_human(r: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `ride eval` with parsed arguments; prints the result (rank 0 only) and returns the exit status."""
+    if args.threads < 0:
+        raise ValueError(f"--threads must be 0 (automatic) or a positive number, found {args.threads}")
+    if args.per_image is not None and args.protocol != "tiles64":
+        raise ValueError("--per-image needs --protocol tiles64 (the patch protocols have no images)")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.batch_size is not None and args.batch_size < 1:
@@ -270,7 +323,10 @@ def run(args: argparse.Namespace) -> int:
             dist.destroy_process_group()
     result.update(ensemble=bool(args.ensemble), checkpoint=str(args.checkpoint), world_size=world,
                   device=device.type)
+    per_image = result.pop("per_image", None)
     if rank == 0:
+        if per_image is not None and args.per_image is not None:
+            _write_per_image(per_image, args.per_image)
         if args.json:
             print(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                               for k, v in result.items()}))

@@ -111,12 +111,22 @@ def load_image(path: str | os.PathLike, grey: bool = True) -> Tensor:
 
     Raises ValueError naming the file when it cannot be decoded or is not an 8-bit image.
     """
+    return read_image(path, grey)[0]
+
+
+#: Pillow modes that hold one 8-bit grey channel (with or without alpha); anything else is converted.
+GREY_MODES = ("L", "LA", "1")
+
+
+def read_image(path: str | os.PathLike, grey: bool = True) -> tuple[Tensor, str]:
+    """`load_image` plus the file's Pillow mode ("L", "RGB", "P", ...), to tell when a conversion happened."""
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
                 raise ValueError(f"cannot use image {path}: mode {img.mode} (16-bit or float), expected 8 bits")
+            mode = img.mode
             img = img.convert("L" if grey else "RGB")
             array = np.array(img, dtype=np.uint8)  # (H, W) or (H, W, 3), a copy
     except FileNotFoundError:
@@ -124,7 +134,7 @@ def load_image(path: str | os.PathLike, grey: bool = True) -> Tensor:
     except (OSError, SyntaxError, Image.DecompressionBombError) as err:  # Pillow's "cannot identify", truncation
         raise ValueError(f"cannot read image {path}: {err}") from None
     tensor = torch.from_numpy(array)
-    return tensor.unsqueeze(0) if grey else tensor.permute(2, 0, 1).contiguous()
+    return (tensor.unsqueeze(0) if grey else tensor.permute(2, 0, 1).contiguous()), mode
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -161,7 +171,15 @@ class _FileImages(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> Tensor:
-        return load_image(self.files[index], self.grey)
+        image, mode = read_image(self.files[index], self.grey)
+        if self.grey and mode not in GREY_MODES:
+            # callers tell the user (not silently) that a grey model saw the colour image's luma
+            self.__dict__.setdefault("_converted", set()).add(index)
+        return image
+
+    def converted_to_luma(self) -> list[int]:
+        """Indices of the colour images read so far that were converted to luma for a grey model."""
+        return sorted(self.__dict__.get("_converted", ()))
 
     def describe(self) -> dict[str, Any]:
         """Number of images, their sizes ([H, W] each, and counts per size), channels and pixel count."""
@@ -413,8 +431,9 @@ def download_bsds300(root: str | os.PathLike, url: str = BSDS300_URL, *, overwri
 
 
 class ImageFolder(_FileImages):
-    """The images of a folder (non-recursive) or of a glob pattern, sorted by path: uint8 [C, H, W] each
+    """The images of a folder (non-recursive), a glob pattern or one file, sorted by path: uint8 [C, H, W] each
     (C = 1 luma if `grey`, else 3). Files are chosen by extension (case-insensitive); dot files are skipped.
+    With `grey`, `converted_to_luma()` lists the colour files read so far (converted to luma).
 
     Raises FileNotFoundError when the folder is missing or holds no image; reading an unreadable file raises
     ValueError naming it. Attribute `files`: the paths.
@@ -427,7 +446,12 @@ class ImageFolder(_FileImages):
         self.grey = grey
         exts = {e.lower().lstrip(".") for e in extensions}
         pattern = str(root)
-        if any(c in pattern for c in "*?["):
+        single = Path(root).expanduser()
+        if single.is_file():  # one image file (any extension Pillow reads: the user named it)
+            candidates = [single]
+            exts = {single.suffix.lower().lstrip(".")}
+            where = f"at {single}"
+        elif any(c in pattern for c in "*?["):
             candidates = [Path(p) for p in globlib.glob(os.path.expanduser(pattern))]
             where = f"matching {pattern!r}"
         else:

@@ -144,10 +144,12 @@ def counted_pixels(model: torch.nn.Module, height: int, width: int, ensemble: bo
 
 
 def _tile_batches(images: Iterable[Tensor], tile_size: int, seed: int, batch_size: int,
-                  shard: tuple[int, int]) -> Iterable[Tensor]:
-    """Dequantised tiles [b, C, size, size] of this shard, in batches of at most batch_size."""
+                  shard: tuple[int, int]) -> Iterable[tuple[Tensor, Tensor]]:
+    """Dequantised tiles [b, C, size, size] of this shard in batches of at most batch_size, with the index of the
+    image each tile comes from (int64 [b])."""
     rank, world = shard
     pending: list[Tensor] = []
+    owners: list[Tensor] = []
     num_pending = 0
     global_index = 0
     any_tile = False
@@ -165,16 +167,17 @@ def _tile_batches(images: Iterable[Tensor], tile_size: int, seed: int, batch_siz
             continue
         x = tiles(dequantize(image, torch.Generator().manual_seed(image_seed(seed, index))), tile_size)
         pending.append(x[mine])
+        owners.append(torch.full((int(mine.sum()),), index, dtype=torch.int64))
         num_pending += int(mine.sum())
         while num_pending >= batch_size:
-            cat = torch.cat(pending)
-            yield cat[:batch_size]
-            pending, num_pending = [cat[batch_size:]], cat.shape[0] - batch_size
+            cat, own = torch.cat(pending), torch.cat(owners)
+            yield cat[:batch_size], own[:batch_size]
+            pending, owners, num_pending = [cat[batch_size:]], [own[batch_size:]], cat.shape[0] - batch_size
     if not any_tile:
         raise ValueError(f"no {tile_size}x{tile_size} tile in the images: every image is smaller than a tile, "
                          "or there is no image")
     if num_pending:
-        yield torch.cat(pending)
+        yield torch.cat(pending), torch.cat(owners)
 
 
 def _check_uint8_image(image: object, index: int) -> None:
@@ -187,9 +190,15 @@ def _check_uint8_image(image: object, index: int) -> None:
 @torch.no_grad()
 def tile_sums(model: torch.nn.Module, images: Iterable[Tensor], tile_size: int = 64, ensemble: bool = False,
               seed: int = 0, batch_size: int = 32, device: str | torch.device | None = None,
-              progress: Progress | None = None, shard: tuple[int, int] = (0, 1)) -> Tensor:
+              progress: Progress | None = None, shard: tuple[int, int] = (0, 1),
+              per_image: Tensor | None = None) -> Tensor:
     """Sums over this shard's tiles, float64 [5]: (num_tiles, num_pixels, sum ln p (nats), sum of per-tile
-    rates (bit/px), sum of squared per-tile rates). See `evaluate_tiles`."""
+    rates (bit/px), sum of squared per-tile rates). See `evaluate_tiles`.
+
+    `per_image`, a float64 tensor [num_images, 3], receives in place each image's (num_tiles, num_pixels,
+    sum ln p in nats) over this shard's tiles (rows of images without tiles stay 0); sum it over shards like the
+    result. Its rows add up to the result's first three entries.
+    """
     _check_shard(shard)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, found {batch_size!r}")
@@ -202,7 +211,7 @@ def tile_sums(model: torch.nn.Module, images: Iterable[Tensor], tile_size: int =
     pixels_per_tile = int(mask.sum())
     top, left, right = model.margin
     sums = torch.zeros(5, dtype=torch.float64)
-    for batch in _tile_batches(images, tile_size, seed, batch_size, shard):
+    for batch, owner in _tile_batches(images, tile_size, seed, batch_size, shard):
         batch = batch.to(device)
         if ensemble:
             per_tile_nats = ensemble_log_prob(model, batch, TRANSFORMS)
@@ -213,6 +222,11 @@ def tile_sums(model: torch.nn.Module, images: Iterable[Tensor], tile_size: int =
         sums += torch.stack([torch.tensor(float(len(rates)), dtype=torch.float64),
                              torch.tensor(float(len(rates) * pixels_per_tile), dtype=torch.float64),
                              per_tile_nats.sum(), rates.sum(), rates.square().sum()])
+        if per_image is not None:
+            if int(owner.max()) >= per_image.shape[0]:
+                raise ValueError(f"per_image has {per_image.shape[0]} rows, image {int(owner.max())} has tiles")
+            ones = torch.ones_like(per_tile_nats)
+            per_image.index_add_(0, owner, torch.stack([ones, ones * pixels_per_tile, per_tile_nats], 1))
         if progress is not None:
             progress(len(rates))
     return sums

@@ -1,0 +1,35 @@
+"""Likelihood maps: each pixel's code length -log2 P(v_ij | v_<ij) in bits, the picture of what a model finds hard."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .model import RIDE
+
+
+@torch.no_grad()
+def code_length_map(model: RIDE, values: Tensor) -> Tensor:
+    """-log2 P(v_ij | v_<ij) in bits of each 8-bit pixel: values uint8 [H, W] or [1, H, W] -> float64 [H, W].
+
+    P is the model's discrete probability of the pixel's value (`RIDE.log_prob_discrete_pixels`: the density
+    integrated over the value's bin). Border pixels the model does not predict (the top r rows, the left and right
+    r columns) are NaN. The mean over the finite entries is the image's code length in bit/px (8 - the rate of the
+    continuous density is its upper bound).
+    """
+    if not isinstance(model, RIDE):
+        raise ValueError(f"a likelihood map needs a grey RIDE model (num_layers=0: the MCGSM), found "
+                         f"{type(model).__name__}")
+    if not isinstance(values, Tensor) or values.dtype != torch.uint8 or values.dim() not in (2, 3) or (
+            values.dim() == 3 and values.shape[0] != 1):
+        found = f"{values.dtype} {tuple(values.shape)}" if isinstance(values, Tensor) else type(values).__name__
+        raise ValueError(f"values must be a uint8 tensor [H, W] or [1, H, W] of a grey image, found {found}")
+    grid = values.reshape(1, 1, *values.shape[-2:])
+    device = next(model.parameters()).device
+    log_p = model.log_prob_discrete_pixels(grid.to(device))[0].double().cpu()  # [Hp, Wp] nats
+    top, left, _ = model.margin
+    out = torch.full(values.shape[-2:], math.nan, dtype=torch.float64)
+    out[top: top + log_p.shape[0], left: left + log_p.shape[1]] = -log_p / math.log(2)
+    return out

@@ -1,0 +1,116 @@
+"""Models shipped inside the package (package data under `ride/weights/`), loaded by name.
+
+A plain `pip install` has them, with no download. Each entry says what the model is, where it came from in the
+repository's `models/` folder, and the figures measured on it (RESULTS.md gives the commands). The files are
+checked against their SHA-256 before loading, so a damaged installation fails with a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import load, load_payload
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """One shipped model: its name, file, what it is and its measured figures (label -> value with units)."""
+
+    name: str
+    file: str
+    sha256: str
+    description: str
+    use: str  # what it is the best choice for
+    source: str  # the file in the repository's models/ it is a copy of
+    figures: dict[str, str] = field(default_factory=dict)
+
+
+_ZOO: tuple[PretrainedModel, ...] = (
+    PretrainedModel(
+        name="bsds300_ride2",
+        file="bsds300_ride2.pt",
+        sha256="7c6bcb453e271e48d840cc7acfec3078cf49cc6d3a9b1bf75f189c6e95c81bbe",
+        description="RIDE, 2 spatial LSTM layers of 64 units, nb 5, MCGSM 32x4; grey natural images (BSDS300)",
+        use="grey photographs: likelihoods, likelihood maps, lossless compression (the codec's default)",
+        source="models/bsds300_ride2_long2.pt",
+        figures={"tiles64 BSDS300 test": "3.780 ± 0.024 bit/px", "8-transform ensemble": "3.800 ± 0.024 bit/px"},
+    ),
+    PretrainedModel(
+        name="bsds300_ride1",
+        file="bsds300_ride1.pt",
+        sha256="3f9c96c5303ab34a6259f9a88362d43ee5767c1b0d9e38021e729f020ce829ab",
+        description="RIDE, 1 spatial LSTM layer of 64 units, nb 5, MCGSM 32x4; grey natural images (BSDS300)",
+        use="grey photographs when speed matters more than the last 0.02 bit/px (about 2x faster than 2 layers)",
+        source="models/bsds300_ride1_2ep_long.pt",
+        figures={"tiles64 BSDS300 test": "3.756 ± 0.024 bit/px", "8-transform ensemble": "3.776 ± 0.024 bit/px"},
+    ),
+    PretrainedModel(
+        name="bsds300_mcgsm",
+        file="bsds300_mcgsm.pt",
+        sha256="40c46363f428023352b44deadbaa037daa21ead272eb0b0e4568fe5c59e9eb3b",
+        description="MCGSM baseline (RIDE with 0 layers), 5x9 causal window, 64 components; BSDS300",
+        use="the paper's baseline, for comparisons; fastest",
+        source="models/bsds300_mcgsm.pt",
+        figures={"tiles64 BSDS300 test": "3.695 ± 0.024 bit/px", "8-transform ensemble": "3.713 ± 0.024 bit/px"},
+    ),
+    PretrainedModel(
+        name="bsds300_colour",
+        file="bsds300_colour.pt",
+        sha256="2d9e9eec1ec8d9871048abc2e6a296f6a9384c6965f039b202a6a122dece1f2b",
+        description="ColourRIDE (Y, then Cb/Cr given Y), trained on 32x32 BSDS300 RGB patches (under-trained)",
+        use="RGB images: sampling and likelihoods",
+        source="models/bsds300_colour.pt",
+        figures={"32x32 BSDS300 test patches, discrete bound": "3.076 ± 0.006 bits/dim (lower is better)"},
+    ),
+)
+
+DEFAULT_CODEC_MODEL = "bsds300_ride2"
+
+
+def pretrained_models() -> list[PretrainedModel]:
+    """The shipped models, best grey model first."""
+    return list(_ZOO)
+
+
+def _entry(name: str) -> PretrainedModel:
+    for entry in _ZOO:
+        if entry.name == name:
+            return entry
+    raise ValueError(f"no shipped model named {name!r}; shipped: {', '.join(e.name for e in _ZOO)}")
+
+
+def pretrained_path(name: str) -> Path:
+    """Path of a shipped model's checkpoint file, its SHA-256 checked (ValueError if missing or damaged)."""
+    entry = _entry(name)
+    path = Path(str(resources.files("ride") / "weights" / entry.file))
+    if not path.is_file():
+        raise ValueError(f"shipped model {name!r} is missing from this installation (expected {path})")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != entry.sha256:
+        raise ValueError(f"shipped model file {path} is damaged (SHA-256 {digest[:12]}..., expected "
+                         f"{entry.sha256[:12]}...); reinstall ride")
+    return path
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A checkpoint path for a CLI's `--checkpoint`: an existing file, else the shipped model of that name."""
+    path = Path(name_or_path)
+    if path.is_file() or str(name_or_path) not in {e.name for e in _ZOO}:
+        return path  # a missing file is reported by the loader, naming the path
+    return pretrained_path(str(name_or_path))
+
+
+def pretrained(name: str = DEFAULT_CODEC_MODEL, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load a shipped model by name (see `pretrained_models()`), in eval mode."""
+    return load(pretrained_path(name), map_location=map_location)
+
+
+def pretrained_payload(name: str) -> dict:
+    """The shipped checkpoint's checked dictionary (config, weights, extra), as `checkpoint.load_payload`."""
+    return load_payload(pretrained_path(name))
