@@ -3,15 +3,20 @@
 The window reaches `right` columns to the right in the rows above, so plain anti-diagonals are not causal; the
 skewed front t = (right+1)*i + j is: every input of pixel (i, j) and both of its spatial LSTM neighbours have a
 smaller t. All pixels with equal t (and all images) are drawn in one batched step, (right+1)*(Hp-1) + Wp steps
-for a predicted grid of Hp x Wp. The raster order (one pixel per step) is kept as the reference.
+for a predicted grid of Hp x Wp. The front step runs on `front.SkewedFront` (indices once per canvas size, folded
+weights, a two-row ring of LSTM states); the plain front loop (`order="front_reference"`, the speed baseline) and the
+raster order (one pixel per step) are kept as references.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+from .front import SkewedFront
 
 if TYPE_CHECKING:
     from .model import RIDE
@@ -50,24 +55,73 @@ def _grid_mask(mask: Tensor | None, images: Tensor, model: RIDE) -> Tensor:
 
 
 def ancestral_sample(model: RIDE, images: Tensor, mask: Tensor | None = None,
-                     generator: torch.Generator | None = None, order: str = "front") -> tuple[Tensor, Tensor]:
+                     generator: torch.Generator | None = None, order: str = "front",
+                     progress: Callable[[int, int], None] | None = None) -> tuple[Tensor, Tensor]:
     """Draw the masked predicted pixels of images [B, C, H, W] given all preceding pixels.
 
     Returns (samples [B, C, H, W], log_probs [B, Hp, Wp]), log_probs being ln p(x_ij | x_<ij) in nats of the
-    returned pixels (drawn or kept), Jacobian included.
+    returned pixels (drawn or kept), Jacobian included. order: "front" (fast), "front_reference" (the plain front
+    loop, same draws up to rounding) or "raster". `progress(done_steps, total_steps)` is called after every step.
     """
+    if order == "front":
+        return _sample_front(model, images, mask, generator, progress)
+    return ancestral_sample_reference(model, images, mask, generator, order, progress)
+
+
+@torch.no_grad()
+def _sample_front(model: RIDE, images: Tensor, mask: Tensor | None, generator: torch.Generator | None,
+                  progress: Callable[[int, int], None] | None) -> tuple[Tensor, Tensor]:
+    """The skewed-front sampler on `SkewedFront`: the same draws as the reference loop, up to rounding."""
+    b = images.shape[0]
+    hp, wp = model.neighbourhood.grid_shape(*images.shape[2:])
+    grid_mask = None if mask is None else _grid_mask(mask, images, model).reshape(b, hp * wp)
+    out = images.clone()
+    sf = SkewedFront(model, out)
+    tables, mcgsm = sf.mcgsm, model.mcgsm
+    log_probs = images.new_zeros(b, hp * wp)
+    for t in range(sf.num_fronts):
+        front = sf.front(t)
+        if front.size:
+            hidden, base = sf.hidden(front)
+            if tables.univariate:
+                y_tilde, gate, means, log_norm = tables.sample(hidden, generator)
+                drawn = torch.addcmul(base, y_tilde.to(base.dtype), sf.colour_out)  # the preconditioner's inverse
+            else:
+                y_tilde = mcgsm.sample(hidden, generator=generator)
+                drawn = base + y_tilde.to(base.dtype) @ sf.colour_out.T
+            if grid_mask is None:
+                value, y = drawn, y_tilde  # y~ of the drawn value is the drawn y~ (up to rounding)
+            else:
+                value = torch.where(grid_mask[:, front.cells].reshape(-1, 1), drawn, sf.read(front))
+                y = (value - base) @ sf.whiten_out.T
+            sf.write(front, value)
+            if tables.univariate:
+                lp = tables.log_prob(gate, means, y.to(gate.dtype), log_norm)
+            else:
+                lp = mcgsm._log_prob(hidden, y)
+            log_probs.index_copy_(1, front.cells, lp.to(log_probs.dtype).view(b, -1) + sf.log_jacobian)
+        if progress is not None:
+            progress(t + 1, sf.num_fronts)
+    return out, log_probs.view(b, hp, wp)
+
+
+def ancestral_sample_reference(model: RIDE, images: Tensor, mask: Tensor | None = None,
+                               generator: torch.Generator | None = None, order: str = "front_reference",
+                               progress: Callable[[int, int], None] | None = None) -> tuple[Tensor, Tensor]:
+    """The plain loops: order "front_reference" (one batched step per front, the baseline of the fast front
+    sampler) or "raster" (one pixel per step). Same arguments and results as `ancestral_sample`."""
     b, ch, h, w = images.shape
     nb, pre, mcgsm = model.neighbourhood, model.preconditioner, model.mcgsm
     top, left, right = model.margin
     hp, wp = nb.grid_shape(h, w)
     device = images.device
     grid_mask = _grid_mask(mask, images, model)
-    if order == "front":
+    if order == "front_reference":
         schedule = front_schedule(hp, wp, right, device)
     elif order == "raster":
         schedule = raster_schedule(hp, wp, device)
     else:
-        raise ValueError(f"order must be 'front' or 'raster', found {order!r}")
+        raise ValueError(f"order must be 'front', 'front_reference' or 'raster', found {order!r}")
 
     out = images.clone()
     flat = out.view(b, ch, h * w)
@@ -78,7 +132,7 @@ def ancestral_sample(model: RIDE, images: Tensor, mask: Tensor | None = None,
     stride = wp + 1
     hs = [images.new_zeros(b, (hp + 1) * stride, dim) for _ in model.layers]
     cs = [images.new_zeros(b, (hp + 1) * stride, dim) for _ in model.layers]
-    for rows, cols in schedule:
+    for step, (rows, cols) in enumerate(schedule):
         n = rows.numel()
         # Neighbourhoods of the front, gathered from the image as it is now: (B, n, C*K), channel blocks.
         pix = (rows + top)[:, None] + offsets[:, 0], (cols + left)[:, None] + offsets[:, 1]
@@ -101,4 +155,6 @@ def ancestral_sample(model: RIDE, images: Tensor, mask: Tensor | None = None,
         y = pre.whiten_outputs(x, value).reshape(b * n, ch)
         lp = mcgsm._log_prob(hidden, y).view(b, n)
         log_probs[:, rows, cols] = lp.to(log_probs.dtype) + pre.log_jacobian
+        if progress is not None:
+            progress(step + 1, len(schedule))
     return out, log_probs
