@@ -7,6 +7,7 @@ import sys
 from dataclasses import fields
 
 from . import __version__
+from .cli_codec import register as register_codec
 from .cli_data import register as register_data
 from .cli_eval import register as register_eval
 from .cli_fit import register as register_fit
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_train(sub)
     register_map(sub)
     register_models(sub)
+    register_codec(sub)
     return parser
 
 

@@ -1,0 +1,103 @@
+"""The byte layout of a `ride.codec` stream, the model fingerprint and the pixel checksum.
+
+    offset  size  field (big-endian)
+    0       4     magic b"RIDE"
+    4       1     format version (1)
+    5       1     mode: 0 range-coded with the model, 1 stored (the raw pixels, when the model would need more)
+    6       4     height
+    10      4     width
+    14      1     padding value of the frame the model conditions on (0..255)
+    15      2     span: bins per pixel where the mixture's CDF is evaluated exactly (see `codec`)
+    17      8     model fingerprint: the first 8 bytes of SHA-256 over the model's class, config and weights
+    25      4     CRC-32 of the pixels (uint8, raster order), verified after decoding
+    29      4     payload bytes n
+    33      4     CRC-32 of bytes 0..32, so that a damaged header fails before any decoding
+    37      n     payload: the range coder's 32-bit words, little-endian (mode 0), or the pixels (mode 1)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from dataclasses import asdict, dataclass, is_dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+MAGIC = b"RIDE"
+VERSION = 1
+_FIELDS = struct.Struct(">4sBBIIBH8sII")
+_CRC = struct.Struct(">I")
+HEADER_BYTES = _FIELDS.size + _CRC.size
+MAX_SIDE = 1 << 20  # a sanity bound on the image size read from a header
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fields of a stream's header (see the module docstring)."""
+
+    mode: int
+    height: int
+    width: int
+    pad_value: int
+    span: int
+    fingerprint: bytes
+    pixel_crc: int
+    num_bytes: int
+
+    def pack(self) -> bytes:
+        fields = _FIELDS.pack(MAGIC, VERSION, self.mode, self.height, self.width, self.pad_value, self.span,
+                              self.fingerprint, self.pixel_crc, self.num_bytes)
+        return fields + _CRC.pack(zlib.crc32(fields))
+
+
+MODE_CODED, MODE_STORED = 0, 1
+
+
+def unpack_header(data: bytes) -> tuple[Header, bytes]:
+    """Check a stream's header and length: (header, payload bytes); ValueError names what is wrong."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"expected the bytes of a ride codec stream, found {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise ValueError(f"not a ride codec stream: expected the magic bytes {MAGIC!r}, found {data[:4]!r}")
+    if len(data) < HEADER_BYTES:
+        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
+    magic, version, mode, height, width, pad, span, fingerprint, pixel_crc, num_bytes = _FIELDS.unpack_from(data)
+    if version != VERSION:
+        raise ValueError(f"ride codec stream of format version {version}; this ride reads version {VERSION}")
+    (header_crc,) = _CRC.unpack_from(data, _FIELDS.size)
+    if zlib.crc32(data[: _FIELDS.size]) != header_crc:
+        raise ValueError("corrupted ride codec stream: the header checksum does not match")
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= span <= 256) or mode > MODE_STORED:
+        raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, span {span}")
+    expected = HEADER_BYTES + num_bytes
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "corrupted (trailing bytes)"
+        raise ValueError(f"{kind} ride codec stream: expected {expected} bytes, found {len(data)}")
+    bad_size = num_bytes % 4 if mode == MODE_CODED else num_bytes != height * width
+    if bad_size:
+        raise ValueError(f"corrupted ride codec stream: a payload of {num_bytes} bytes for mode {mode}")
+    return Header(mode, height, width, pad, span, fingerprint, pixel_crc, num_bytes), data[HEADER_BYTES:]
+
+
+def pixel_checksum(image: np.ndarray) -> int:
+    """CRC-32 of uint8 pixels [H, W] in raster order."""
+    return zlib.crc32(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+
+
+def model_fingerprint(model: nn.Module) -> bytes:
+    """8 bytes identifying a model's computation: SHA-256 over its class name, config, and every state tensor's
+    name, dtype, shape and bytes (so the same weights in another dtype are another model)."""
+    digest = hashlib.sha256(type(model).__name__.encode())
+    config = getattr(model, "config", None)
+    config = asdict(config) if is_dataclass(config) and not isinstance(config, type) else config
+    digest.update(repr(sorted(config.items()) if isinstance(config, dict) else config).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.digest()[:8]
+

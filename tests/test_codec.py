@@ -1,0 +1,171 @@
+"""ride.codec: exact round trips of every size and content, the stored fallback for noise, clear errors for bad
+streams, wrong models and bad images, identical streams at 1 and 2 threads, and the CLI round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ride
+from ride.cli import main
+from ride.codec import compress, decompress, ideal_code_length_bits
+from ride.codec_format import HEADER_BYTES
+
+
+@pytest.fixture
+def model(tiny_ride):
+    return tiny_ride(num_layers=2, nb_size=5, num_hiddens=6, num_components=4, num_scales=3, seed=3).float()
+
+
+def smooth_uint8(smooth_images, height: int, width: int, seed: int = 0) -> np.ndarray:
+    values = smooth_images(1, 1, height, width, seed=seed, noise=0.02)[0, 0] * 256
+    return values.clamp(0, 255).to(torch.uint8).numpy()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (5, 5), (7, 11), (13, 4), (2, 3)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
+def test_round_trip_sizes(model, smooth_images, shape) -> None:
+    image = smooth_uint8(smooth_images, *shape, seed=sum(shape))
+    data = compress(model, image)
+    out = decompress(model, data)
+    assert out.dtype == np.uint8 and out.shape == shape
+    assert np.array_equal(out, image)
+
+
+@pytest.mark.parametrize("value", [0, 77, 255])
+def test_constant_images(model, value: int) -> None:
+    image = np.full((9, 12), value, dtype=np.uint8)
+    assert np.array_equal(decompress(model, compress(model, image)), image)
+
+
+def test_only_black_and_white(model) -> None:
+    image = np.where(np.random.default_rng(1).random((10, 14)) < 0.5, 0, 255).astype(np.uint8)
+    assert np.array_equal(decompress(model, compress(model, image)), image)
+
+
+def test_uniform_noise_costs_about_8_bits(model) -> None:
+    image = np.random.default_rng(2).integers(0, 256, (24, 30), dtype=np.uint8)
+    data = compress(model, image)
+    assert np.array_equal(decompress(model, data), image)
+    assert 8 * len(data) <= 8 * image.size + 8 * HEADER_BYTES  # stored when the model would need more
+
+
+def test_file_size_is_close_to_the_ideal_code_length(tiny_ride, smooth_images) -> None:
+    model = tiny_ride(num_layers=1, nb_size=3, seed=4).float()
+    image = smooth_uint8(smooth_images, 40, 48, seed=5)
+    data = compress(model, image)
+    ideal_bits = ideal_code_length_bits(model, image)
+    assert ideal_bits / image.size < 8  # the model beats storing the pixels, so the stream is range-coded
+    overhead = (8 * (len(data) - HEADER_BYTES) - ideal_bits) / image.size
+    assert -0.01 < overhead < 0.05, overhead
+
+
+def test_streams_are_identical_at_1_and_2_threads(model, smooth_images) -> None:
+    image = smooth_uint8(smooth_images, 20, 23, seed=6)
+    torch.set_num_threads(1)
+    one = compress(model, image)
+    torch.set_num_threads(2)
+    two = compress(model, image)
+    assert one == two
+    assert np.array_equal(decompress(model, one), image)
+    assert torch.get_num_threads() == 2  # the codec restores the caller's setting
+
+
+def test_progress_counts_fronts(model, smooth_images) -> None:
+    calls: list[tuple[int, int]] = []
+    image = smooth_uint8(smooth_images, 6, 8)
+    data = compress(model, image, progress=lambda done, total: calls.append((done, total)))
+    total = 3 * (6 - 1) + 8  # skewed fronts of the 6x8 image, the predicted grid of the framed canvas
+    assert calls == [(k, total) for k in range(1, total + 1)]
+    calls.clear()
+    decompress(model, data, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (total, total)
+
+
+def test_corrupted_truncated_and_foreign_streams(model, smooth_images) -> None:
+    image = smooth_uint8(smooth_images, 16, 18, seed=7)
+    data = compress(model, image)
+    flipped = bytearray(data)
+    flipped[len(data) // 2 + HEADER_BYTES // 2] ^= 0x10
+    with pytest.raises(ValueError, match="corrupted|checksum"):
+        decompress(model, bytes(flipped))
+    header = bytearray(data)
+    header[8] ^= 0x01  # the height
+    with pytest.raises(ValueError, match="header checksum"):
+        decompress(model, bytes(header))
+    with pytest.raises(ValueError, match="truncated"):
+        decompress(model, data[:-3])
+    with pytest.raises(ValueError, match="truncated"):
+        decompress(model, data[:10])
+    with pytest.raises(ValueError, match="magic"):
+        decompress(model, b"\x89PNG\r\n\x1a\n" + data[8:])
+    with pytest.raises(ValueError, match="bytes"):
+        decompress(model, "not bytes")
+
+
+def test_another_model_is_refused(model, tiny_ride, smooth_images) -> None:
+    image = smooth_uint8(smooth_images, 8, 9)
+    data = compress(model, image)
+    other = tiny_ride(num_layers=2, nb_size=5, num_hiddens=6, num_components=4, num_scales=3, seed=4).float()
+    with pytest.raises(ValueError, match="another model"):
+        decompress(other, data)
+    with pytest.raises(ValueError, match="another model"):
+        decompress(model.double(), data)  # the same weights in another dtype compute other numbers
+
+
+@pytest.mark.parametrize(("image", "found"), [
+    (np.zeros((4, 5, 3), dtype=np.uint8), "shape"),
+    (np.zeros((4, 5), dtype=np.uint16), "uint16"),
+    (np.zeros((4, 5), dtype=np.float32), "float32"),
+    (np.zeros((0, 5), dtype=np.uint8), "at least 1x1"),
+    ([[1, 2], [3, 4]], "list"),
+], ids=["rgb", "16bit", "float", "empty", "list"])
+def test_bad_images(model, image, found: str) -> None:
+    with pytest.raises(ValueError, match=found):
+        compress(model, image)
+
+
+def test_colour_models_are_refused(tiny_ride) -> None:
+    with pytest.raises(ValueError, match="one-channel"):
+        compress(tiny_ride(num_channels=2), np.zeros((4, 4), dtype=np.uint8))
+
+
+def test_cli_round_trip(model, smooth_images, tmp_path, capsys) -> None:
+    ride.save(model, tmp_path / "m.pt")
+    image = smooth_uint8(smooth_images, 12, 17, seed=8)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    Image.fromarray(image[::-1].copy()).save(tmp_path / "b.png")
+    assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.ride"), "--checkpoint",
+                 str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    assert "bits/px" in capsys.readouterr().out
+    assert main(["decompress", str(tmp_path / "a.ride"), "-o", str(tmp_path / "a2.png"), "--checkpoint",
+                 str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a2.png")), image)
+    assert main(["compress", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--out-dir", str(tmp_path / "out"),
+                 "--checkpoint", str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    assert main(["decompress", str(tmp_path / "out" / "b.ride"), "-o", str(tmp_path / "b2.png"), "--checkpoint",
+                 str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b2.png")), image[::-1])
+
+
+@pytest.mark.parametrize(("mode", "kind"), [("RGB", "colour"), ("P", "palette"), ("I;16", "16-bit")])
+def test_cli_refuses_non_grey_images(model, tmp_path, capsys, mode: str, kind: str) -> None:
+    ride.save(model, tmp_path / "m.pt")
+    Image.new(mode, (6, 5)).save(tmp_path / "x.png")
+    assert main(["compress", str(tmp_path / "x.png"), "-o", str(tmp_path / "x.ride"), "--checkpoint",
+                 str(tmp_path / "m.pt")]) == 2
+    assert kind in capsys.readouterr().err
+
+
+def test_cli_unreadable_inputs(model, tmp_path, capsys) -> None:
+    ride.save(model, tmp_path / "m.pt")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert main(["compress", str(tmp_path / "bad.png"), "-o", str(tmp_path / "x.ride"), "--checkpoint",
+                 str(tmp_path / "m.pt")]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    assert main(["decompress", str(tmp_path / "missing.ride"), "-o", str(tmp_path / "x.png"), "--checkpoint",
+                 str(tmp_path / "m.pt")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
