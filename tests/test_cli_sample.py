@@ -204,3 +204,11 @@ def test_colour_model_samples_with_its_marginal_or_says_what_it_needs(tmp_path, 
     ride.save(model, tmp_path / "bare.pt")  # no marginal, no Gaussian fallback for a ColourRIDE
     assert sample(tmp_path / "bare.pt", out, "--size", "10x11") == 2
     assert "training marginal" in capsys.readouterr().err
+
+
+def test_progress_bar_counts_fronts(checkpoints, tmp_path, capsys) -> None:
+    # 4x5 samples, border 1, nb_size 5: canvas 7x11, predicted grid 5x7, 3*(5-1)+7 = 19 fronts per batch, 2 batches
+    assert main(["sample", "--checkpoint", str(checkpoints["random"]), "--out", str(tmp_path / "s.png"), "--size",
+                 "4x5", "--num", "3", "--batch-size", "2", "--border", "1", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "/38 " in err and "front/s" in err

@@ -264,3 +264,45 @@ def test_bad_masks_raise_value_error(tiny_ride, smooth_images, case: str, mask: 
     with pytest.raises(ValueError, match="mask") as err:
         model.sample(images, mask=mask)
     assert found in str(err.value) and "(6, 5)" in str(err.value)
+
+
+@pytest.mark.parametrize(("num_layers", "num_channels", "nb_size", "shape"),
+                         [(1, 1, 3, (7, 8)), (2, 1, 5, (9, 11)), (0, 1, 5, (6, 8)), (1, 2, 3, (6, 7)),
+                          (2, 1, 5, (3, 5)), (1, 1, 5, (6, 5))],
+                         ids=["l1", "l2nb5", "l0", "two_channels", "one_row", "narrow"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_fast_front_equals_the_reference_loop(tiny_ride, smooth_images, num_layers, num_channels, nb_size, shape,
+                                              masked) -> None:
+    # SkewedFront (folded weights, ring of states) against the plain front loop: same draws, same log-densities
+    model = tiny_ride(num_layers=num_layers, num_channels=num_channels, nb_size=nb_size, seed=nb_size + num_layers)
+    images = smooth_images(2, num_channels, *shape, seed=4)
+    mask = torch.rand(2, *shape, generator=gen(3)) < 0.5 if masked else None
+    fast, lp_fast = model.sample(images, mask=mask, generator=gen(1), return_log_prob=True, order="front")
+    ref, lp_ref = model.sample(images, mask=mask, generator=gen(1), return_log_prob=True, order="front_reference")
+    torch.testing.assert_close(fast, ref, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(lp_fast, lp_ref, atol=1e-10, rtol=1e-10)
+
+
+def test_fast_front_float32_matches_the_reference(tiny_ride, smooth_images) -> None:
+    model = tiny_ride(num_layers=2, nb_size=5, seed=8).float()
+    images = smooth_images(1, 1, 12, 14, seed=8).float()
+    fast = model.sample(images, generator=gen(2), order="front")
+    ref = model.sample(images, generator=gen(2), order="front_reference")
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("order", ["front", "front_reference", "raster"])
+def test_progress_callback(tiny_ride, smooth_images, order: str) -> None:
+    from ride.sampling import ancestral_sample
+
+    model = tiny_ride(num_layers=1, seed=1)
+    images = smooth_images(2, 1, 6, 7, seed=1)
+    calls: list[tuple[int, int]] = []
+    ancestral_sample(model, images, generator=gen(0), order=order, progress=lambda d, t: calls.append((d, t)))
+    total = 5 * 5 if order == "raster" else 2 * (5 - 1) + 5  # the 5x5 grid: pixels, or fronts of skew 2
+    assert calls == [(k, total) for k in range(1, total + 1)]
+
+
+def test_unknown_order_is_refused(tiny_ride, smooth_images) -> None:
+    with pytest.raises(ValueError, match="front_reference"):
+        tiny_ride().sample(smooth_images(1, 1, 5, 5, seed=0), order="diagonal")

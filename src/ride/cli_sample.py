@@ -35,6 +35,7 @@ from .checkpoint import load, load_payload
 from .marginal import MARGINAL_KEY, marginal_boundary
 from .model import RIDE
 from .runtime import resolve_device
+from .sampling import ancestral_sample
 from .units import dequantize, quantize
 
 GAP = 2  # pixels between the images of the grid
@@ -115,6 +116,12 @@ def grid_image(images: np.ndarray, columns: int | None = None) -> np.ndarray:
     return canvas[0] if c == 1 else canvas.transpose(1, 2, 0)
 
 
+def _num_fronts(model: RIDE, canvas: tuple[int, int]) -> int:
+    """Sequential steps of the skewed-front sampler on a canvas (H, W)."""
+    hp, wp = model.neighbourhood.grid_shape(*canvas)
+    return (model.margin[2] + 1) * (hp - 1) + wp
+
+
 def _load_ride(path: str, device: torch.device) -> tuple[RIDE, dict[str, Any]]:
     payload = load_payload(path)  # a ValueError names a foreign, truncated or newer file
     if payload["model"] not in ("RIDE", "ColourRIDE"):
@@ -154,16 +161,30 @@ def run(args: argparse.Namespace) -> int:
     r0, c0 = top + args.border, left + args.border
     samples = []
     start = time.monotonic()
-    with tqdm(total=args.num, unit="image", file=sys.stderr, disable=not args.progress, leave=False) as bar:
-        for first in range(0, args.num, args.batch_size):
+    # the bar counts fronts (the sampler's sequential steps), so its rate and ETA are meaningful within a batch
+    batches = range(0, args.num, args.batch_size)
+    per_batch = _num_fronts(model, canvas) if isinstance(model, RIDE) else 1
+    with tqdm(total=len(batches) * per_batch, unit="front" if isinstance(model, RIDE) else "batch", file=sys.stderr,
+              disable=not args.progress, leave=False) as bar:
+        for k, first in enumerate(batches):
             n = min(args.batch_size, args.num - first)
             if fixed is None:
                 boundary = marginal_boundary(model, extra, (n, channels, *canvas), generator)
             else:
                 boundary = fixed.expand(n, -1, -1, -1)
-            drawn = model.sample(boundary.to(device=device, dtype=dtype), generator=generator)
+            boundary = boundary.to(device=device, dtype=dtype)
+            if isinstance(model, RIDE):
+                model.check_images(boundary)
+                done = k * per_batch
+
+                def update(step: int, total: int, done: int = done) -> None:
+                    bar.update(done + step - bar.n)
+
+                drawn = ancestral_sample(model, boundary, generator=generator, progress=update)[0]
+            else:
+                drawn = model.sample(boundary, generator=generator)
+                bar.update(1)
             samples.append(drawn[:, :, r0 : r0 + height, c0 : c0 + width].float().cpu())
-            bar.update(n)
     samples = torch.cat(samples)
     out.parent.mkdir(parents=True, exist_ok=True)
     grid = grid_image(to_uint8(samples))
