@@ -163,6 +163,9 @@ def test_image_boundary(checkpoints, tmp_path) -> None:
     (["--size", "8", "--border", "-1"], "--border must be"),
     (["--size", "30x40", "--boundary", "BOUNDARY"], "is 40x50, the canvas needs at least 40x60"),
     (["--size", "8", "--boundary", "missing.png"], "does not exist"),
+    (["--size", "8", "--threads", "-1"], "--threads must be"),
+    (["--size", "200000x200000"], "GiB, this machine has"),
+    (["--size", "64", "--num", "100000000000"], "GiB, this machine has"),
 ])
 def test_errors(checkpoints, tmp_path, capsys, args: list[str], message: str) -> None:
     args = [str(checkpoints["dir"] / "boundary.png") if a == "BOUNDARY" else a for a in args]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 import time
@@ -34,6 +35,7 @@ from torch import Tensor
 from .checkpoint import load, load_payload
 from .marginal import MARGINAL_KEY, marginal_boundary
 from .model import RIDE
+from .model_zoo import resolve_checkpoint
 from .runtime import resolve_device
 from .sampling import ancestral_sample
 from .units import dequantize, quantize
@@ -122,7 +124,36 @@ def _num_fronts(model: RIDE, canvas: tuple[int, int]) -> int:
     return (model.margin[2] + 1) * (hp - 1) + wp
 
 
+def available_memory_bytes() -> int | None:
+    """Memory the process may still allocate without swapping (Linux MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def sampling_memory_bytes(model: torch.nn.Module, num: int, batch: int, canvas: tuple[int, int],
+                          size: tuple[int, int]) -> int:
+    """A generous estimate of the peak memory of `ride sample`: the batch's canvases (boundary, working copy,
+    result, in float64 at most), the hidden states (the full grid for models without the skewed-front sampler),
+    and the kept samples with their uint8 grid."""
+    channels = model.config.num_channels
+    hc, wc = canvas
+    per_canvas = channels * hc * wc * 8 * 4
+    states = 0 if isinstance(model, RIDE) else hc * wc * model.config.num_hiddens * 8 * 4 * 2
+    kept = num * channels * size[0] * size[1] * (4 + 1 + 4)
+    return batch * (per_canvas + states) + kept
+
+
 def _load_ride(path: str, device: torch.device) -> tuple[RIDE, dict[str, Any]]:
+    path = str(resolve_checkpoint(path))
     payload = load_payload(path)  # a ValueError names a foreign, truncated or newer file
     if payload["model"] not in ("RIDE", "ColourRIDE"):
         raise ValueError(f"{path!r} holds a {payload['model']}; this command needs a RIDE or ColourRIDE image model")
@@ -136,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
+    if args.threads < 0:
+        raise ValueError(f"--threads must be 0 (automatic) or a positive number, found {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     height, width = parse_size(args.size)
@@ -153,6 +186,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the PNG grid needs a 1- or 3-channel model, found {channels} channels")
     top, left, right = model.margin
     canvas = (top + args.border + height, left + args.border + width + args.border + right)
+    needed = sampling_memory_bytes(model, args.num, min(args.batch_size, args.num), canvas, (height, width))
+    free = available_memory_bytes()
+    if free is not None and needed > free:
+        raise ValueError(f"{args.num} sample(s) of {height}x{width} need about {needed / 2**30:.1f} GiB, this machine "
+                         f"has {free / 2**30:.1f} GiB available: use a smaller --size, --num or --batch-size")
     generator = torch.Generator().manual_seed(args.seed)
     fixed = None
     if args.boundary != "marginal":
