@@ -6,6 +6,8 @@ import argparse
 import sys
 from dataclasses import fields
 
+import torch
+
 from . import __version__
 from .cli_codec import register as register_codec
 from .cli_data import register as register_data
@@ -17,15 +19,18 @@ from .cli_map import register as register_map
 from .cli_models import register as register_models
 from .cli_sample import register as register_sample
 from .cli_train import register as register_train
-from .runtime import keep_freed_memory
+from .runtime import check_threads, keep_freed_memory, passive_wait_in_effect, reexec_with_passive_wait, set_threads
+
+# Commands whose work is loops of small operations (sampling fronts, inpainting sweeps, tile batches): one thread by
+# default. Measured on 2 cores: as fast as two threads when quiet, and 1.3-2x (not 10-40x) slower beside a second
+# busy command, because a lone thread has no OpenMP team spinning against it. The long full-batch fits (train,
+# fit-mcgsm[63]) keep torch's thread count and run with the PASSIVE OpenMP wait policy instead (see ride.runtime).
+ONE_THREAD_COMMANDS = frozenset({"demo", "sample", "inpaint", "eval"})
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import torch
-
     from .demo import DemoConfig, run_demo
 
-    torch.set_num_threads(args.threads) if args.threads else None
     cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig) if hasattr(args, f.name)})
     run_demo(cfg)
     return 0
@@ -41,13 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
                                       "images (no download), prints held-out log-likelihood rates in bit/px and "
                                       "writes a PNG of real and sampled images.")
     demo.add_argument("--out-dir", dest="out_dir", default="demo_out", help="folder for the PNG and the models")
-    demo.add_argument("--seconds", dest="seconds_per_model", type=float, default=120.0,
-                      help="training time per model in seconds (default 120)")
+    demo.add_argument("--mcgsm-iters", dest="mcgsm_iterations", type=int, default=500,
+                      help="L-BFGS iterations of the MCGSM baseline (default 500; early stopping may end it sooner)")
+    demo.add_argument("--ride-steps", dest="ride_steps", type=int, default=1800,
+                      help="Adam steps of RIDE on random crops (default 1800)")
+    demo.add_argument("--ride-mcgsm-iters", dest="ride_mcgsm_iterations", type=int, default=150,
+                      help="L-BFGS iterations of RIDE's MCGSM after the Adam steps (default 150)")
+    demo.add_argument("--seconds", dest="seconds_per_model", type=float, default=None,
+                      help="a time budget per model instead of the step counts (the figures then depend on the "
+                           "machine's speed and load)")
     demo.add_argument("--num-train", dest="num_train", type=int, default=60, help="training images (256x256)")
     demo.add_argument("--num-hiddens", dest="num_hiddens", type=int, default=32, help="RIDE hidden units")
     demo.add_argument("--nb-size", dest="nb_size", type=int, default=5, help="odd neighbourhood size")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    demo.add_argument("--threads", type=int, default=0,
+                      help="torch threads (default 1: the same figures on every machine; others may differ by "
+                           "rounding)")
     demo.set_defaults(func=_demo)
     register_data(sub)
     register_fit(sub)
@@ -62,10 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_threads(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """Thread count and OpenMP wait policy of this run (see ONE_THREAD_COMMANDS); ValueError for a bad --threads.
+
+    A multi-threaded run from the command line (argv None) restarts itself with OMP_WAIT_POLICY=PASSIVE unless
+    the user set a policy; called from Python (argv given) it never restarts.
+    """
+    threads = check_threads(getattr(args, "threads", 0) or 0)
+    if threads:
+        set_threads(threads)  # the subcommands set it again; harmless
+    elif args.command in ONE_THREAD_COMMANDS:
+        set_threads(1)
+    if argv is None and torch.get_num_threads() > 1 and not passive_wait_in_effect():
+        reexec_with_passive_wait(sys.argv[1:])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()  # large tensors are reused instead of page-faulted in on every step
     try:
+        _setup_threads(args, argv)
         return args.func(args)
     except ValueError as err:  # bad input: a clear message, no traceback
         print(f"ride {args.command}: error: {err}", file=sys.stderr)

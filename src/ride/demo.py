@@ -1,5 +1,9 @@
 """`ride demo`: an MCGSM baseline and a small RIDE fitted on fresh dead-leaves images, compared on held-out data.
 
+The fitting is budgeted in work (L-BFGS iterations, Adam steps), not seconds, so that the same seed gives the same
+figures on a quiet and on a busy machine (a time budget on a loaded 2-core machine fitted 8-10x fewer steps and
+reported RIDE below the MCGSM). `seconds_per_model` switches to the old time budget.
+
 Application layer (progress bars, PNG output); the library modules stay free of both.
 """
 
@@ -26,7 +30,11 @@ from .units import dequantize, quantize
 @dataclass
 class DemoConfig:
     out_dir: str = "demo_out"
-    seconds_per_model: float = 120.0
+    # Work budgets: about 5 minutes in all on a quiet 2-core CPU (the MCGSM may stop earlier by early stopping).
+    mcgsm_iterations: int = 500  # L-BFGS iterations of the MCGSM baseline
+    ride_steps: int = 1800  # Adam steps of RIDE on random crops
+    ride_mcgsm_iterations: int = 150  # L-BFGS iterations of RIDE's MCGSM over the frozen hidden states
+    seconds_per_model: float | None = None  # time budget per model instead of the work budgets (not reproducible)
     num_train: int = 60
     num_test: int = 10
     image_size: int = 256
@@ -65,34 +73,50 @@ def random_crops(images: torch.Tensor, size: int, num: int, generator: torch.Gen
     return torch.stack([images[i, :, y : y + size, x : x + size] for i, y, x in zip(idx, top, left, strict=True)])
 
 
-def fit_mcgsm(model: RIDE, hidden: torch.Tensor, y: torch.Tensor, val_hidden: torch.Tensor, val_y: torch.Tensor,
-              seconds: float, desc: str, init: bool, generator: torch.Generator) -> dict:
-    """L-BFGS on the MCGSM of `model` with early stopping, within `seconds`, with a progress bar.
+def check_budgets(cfg: DemoConfig) -> None:
+    """ValueError for a budget that cannot run: negative counts, a time budget that is not a positive number."""
+    for name in ("mcgsm_iterations", "ride_steps", "ride_mcgsm_iterations", "num_train", "num_hiddens"):
+        value = getattr(cfg, name)
+        minimum = 2 if name == "num_train" else 1 if name == "num_hiddens" else 0
+        if not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, found {value!r}")
+    if cfg.seconds_per_model is not None and not (cfg.seconds_per_model > 0 and math.isfinite(cfg.seconds_per_model)):
+        raise ValueError(f"seconds_per_model must be a positive number of seconds, found {cfg.seconds_per_model!r}")
 
-    The bar shows the training NLL of the pixels in bit/px (MCGSM NLL of y~ minus the preconditioner's Jacobian).
+
+def fit_mcgsm(model: RIDE, hidden: torch.Tensor, y: torch.Tensor, val_hidden: torch.Tensor, val_y: torch.Tensor,
+              max_iter: int, seconds: float | None, desc: str, init: bool, generator: torch.Generator) -> dict:
+    """L-BFGS on the MCGSM of `model` with early stopping: `max_iter` iterations, or `seconds` when given.
+
+    The bar counts iterations (seconds with a time budget) and shows the training NLL of the pixels in bit/px
+    (MCGSM NLL of y~ minus the preconditioner's Jacobian).
     """
     log_jacobian = float(model.preconditioner.log_jacobian)
-    bar = tqdm(total=int(seconds), desc=desc, unit="s", bar_format="{l_bar}{bar}| {n}/{total} s {postfix}")
+    timed = seconds is not None
+    bar = tqdm(total=int(seconds) if timed else max_iter, desc=desc, unit="s" if timed else "it",
+               bar_format="{l_bar}{bar}| {n}/{total} s {postfix}" if timed else None)
 
     def progress(info: dict) -> None:
-        bar.n = min(int(info["elapsed_s"]), bar.total)
+        bar.n = min(int(info["elapsed_s"]) if timed else info["iteration"], bar.total)
         nll = (info["train_nll_nats"] - log_jacobian) / math.log(2)
         bar.set_postfix_str(f"iter {info['iteration']}, train NLL {nll:.3f} bit/px", refresh=False)
         bar.update(0)
 
-    history = model.mcgsm.fit(hidden, y, val_hidden, val_y, max_iter=100_000, val_every=10, patience=5,
-                              callback=progress, init=init, max_seconds=seconds, generator=generator)
+    history = model.mcgsm.fit(hidden, y, val_hidden, val_y, max_iter=100_000 if timed else max_iter, val_every=10,
+                              patience=5, callback=progress, init=init,
+                              max_seconds=max(seconds, 0.0) if timed else None, generator=generator)
     bar.close()
     return history
 
 
-def fit_mcgsm_baseline(model: RIDE, train: torch.Tensor, val: torch.Tensor, seconds: float,
+def fit_mcgsm_baseline(model: RIDE, train: torch.Tensor, val: torch.Tensor, cfg: DemoConfig,
                        generator: torch.Generator, num_pairs: int = 200_000) -> dict:
     """The MCGSM baseline (num_layers=0): preconditioner, then the MCGSM on x~ with L-BFGS."""
     model.fit_preconditioner(train, num_pairs, generator)
     x, y = model.preconditioner(*model.training_pairs(train, num_pairs, generator))
     vx, vy = model.preconditioner(*model.training_pairs(val, num_pairs // 4, generator))
-    return fit_mcgsm(model, x, y, vx, vy, seconds, "MCGSM (L-BFGS)", True, generator)
+    return fit_mcgsm(model, x, y, vx, vy, cfg.mcgsm_iterations, cfg.seconds_per_model, "MCGSM (L-BFGS)", True,
+                     generator)
 
 
 @torch.no_grad()
@@ -104,24 +128,28 @@ def hidden_pairs(model: RIDE, images: torch.Tensor, num_crops: int, size: int,
     return hidden.reshape(-1, hidden.shape[-1]), y.reshape(-1, y.shape[-1])
 
 
-def train_ride(model: RIDE, train: torch.Tensor, val: torch.Tensor, cfg: DemoConfig, seconds: float,
-               generator: torch.Generator) -> list[float]:
-    """Adam on random crops (75% of the time), then L-BFGS on the MCGSM over frozen hidden states (spec §6).
+def train_ride(model: RIDE, train: torch.Tensor, val: torch.Tensor, cfg: DemoConfig,
+               generator: torch.Generator) -> tuple[list[float], dict]:
+    """Adam on random crops (cfg.ride_steps steps, or 75% of the time budget), then L-BFGS on the MCGSM over frozen
+    hidden states (cfg.ride_mcgsm_iterations iterations, or the rest of the time) (spec §6).
 
-    Returns the running training NLL curve of the Adam phase (bit/px).
+    Returns the running training NLL curve of the Adam phase (bit/px) and the L-BFGS history (`MCGSM.fit`).
     """
     model.fit_preconditioner(train, 200_000, generator)
     # Start the MCGSM near the linear predictor of y~ from the initial hidden states: better than random.
     model.mcgsm.initialize(*hidden_pairs(model, train, 64, cfg.patch_size, generator), generator=generator)
-    adam_seconds, lr = 0.75 * seconds, cfg.learning_rate
+    seconds, lr = cfg.seconds_per_model, cfg.learning_rate
+    timed = seconds is not None
+    adam_seconds = 0.75 * seconds if timed else math.inf
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     start, curve, running = time.monotonic(), [], None
-    bar = tqdm(total=int(adam_seconds), desc="RIDE (Adam)", unit="s",
-               bar_format="{l_bar}{bar}| {n}/{total} s {postfix}")
+    bar = tqdm(total=int(adam_seconds) if timed else cfg.ride_steps, desc="RIDE (Adam)", unit="s" if timed else "step",
+               bar_format="{l_bar}{bar}| {n}/{total} s {postfix}" if timed else None)
     step = 0
-    while (elapsed := time.monotonic() - start) < adam_seconds:
-        for group in optimizer.param_groups:  # cosine decay over the time budget
-            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * elapsed / adam_seconds)))
+    while (elapsed := time.monotonic() - start) < adam_seconds if timed else step < cfg.ride_steps:
+        done = elapsed / adam_seconds if timed else step / cfg.ride_steps
+        for group in optimizer.param_groups:  # cosine decay over the budget
+            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
         crops = random_crops(train, cfg.patch_size, cfg.batch_size, generator)
         loss = -model.log_prob_pixels(crops).mean() / math.log(2)  # NLL, bit/px
         optimizer.zero_grad(set_to_none=True)
@@ -131,13 +159,15 @@ def train_ride(model: RIDE, train: torch.Tensor, val: torch.Tensor, cfg: DemoCon
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         curve.append(running)
         step += 1
-        bar.n = min(int(elapsed), bar.total)
+        bar.n = min(int(time.monotonic() - start) if timed else step, bar.total)
         bar.set_postfix_str(f"step {step}, NLL {running:.3f} bit/px", refresh=False)
         bar.update(0)
     bar.close()
-    fit_mcgsm(model, *hidden_pairs(model, train, 64, 64, generator), *hidden_pairs(model, val, 16, 64, generator),
-              seconds - (time.monotonic() - start), "RIDE MCGSM (L-BFGS)", False, generator)
-    return curve
+    history = fit_mcgsm(model, *hidden_pairs(model, train, 64, 64, generator),
+                        *hidden_pairs(model, val, 16, 64, generator), cfg.ride_mcgsm_iterations,
+                        seconds - (time.monotonic() - start) if timed else None, "RIDE MCGSM (L-BFGS)", False,
+                        generator)
+    return curve, history
 
 
 def sample_canvas(model: RIDE, marginal: torch.Tensor, cfg: DemoConfig, generator: torch.Generator) -> torch.Tensor:
@@ -172,7 +202,8 @@ def write_grid(rows: list[tuple[str, np.ndarray]], path: Path, scale: int = 2) -
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """The whole demo; prints results and returns them."""
+    """The whole demo; prints results and returns them ({"MCGSM": {...}, "RIDE": {...}}: rate, stderr, pixels)."""
+    check_budgets(cfg)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
@@ -189,11 +220,16 @@ def run_demo(cfg: DemoConfig) -> dict:
           f"({time.monotonic() - t0:.1f} s)")
 
     mcgsm = RIDE(num_layers=0, nb_size=cfg.nb_size)
-    fit_mcgsm_baseline(mcgsm, train, val, cfg.seconds_per_model, generator)
+    history = fit_mcgsm_baseline(mcgsm, train, val, cfg, generator)
     ride = RIDE(num_hiddens=cfg.num_hiddens, nb_size=cfg.nb_size)
-    curve = train_ride(ride, train, val, cfg, cfg.seconds_per_model, generator)
+    curve, ride_history = train_ride(ride, train, val, cfg, generator)
+    work = {"mcgsm_iterations": history["iterations"], "ride_steps": len(curve),
+            "ride_mcgsm_iterations": ride_history["iterations"]}
+    print(f"work done: MCGSM {work['mcgsm_iterations']} L-BFGS iterations ({history['stop_reason']}); RIDE "
+          f"{work['ride_steps']} Adam steps, then {work['ride_mcgsm_iterations']} L-BFGS iterations "
+          f"({ride_history['stop_reason']}); {torch.get_num_threads()} torch thread(s)")
 
-    results = {}
+    results: dict = {"work": work}
     print("\nheld-out log-likelihood rate on dead-leaves test tiles (bit/px, continuous density on the [0,1) "
           "scale, higher is better;\n8 - rate bounds the code length of the 8-bit pixels, lower is better):")
     for name, model in (("MCGSM", mcgsm), ("RIDE", ride)):
@@ -211,6 +247,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         rows.append((f"{name} sample", to_uint8(sample_canvas(model, marginal, cfg, generator))))
     png = out / "demo_samples.png"
     write_grid(rows, png)
+    final = f"RIDE final running NLL {curve[-1]:.3f} bit/px; " if curve else ""
     print(f"\nsamples: {png}   models: {out / 'mcgsm.pt'}, {out / 'ride.pt'}   "
-          f"(RIDE final running NLL {curve[-1]:.3f} bit/px; total {time.monotonic() - t0:.0f} s)")
+          f"({final}total {time.monotonic() - t0:.0f} s)")
     return results
