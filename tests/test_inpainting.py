@@ -267,6 +267,20 @@ def test_initialize_keeps_the_best_of_the_candidates(tiny_ride, smooth_images) -
         assert torch.equal(best[i], candidates[int(scores[:, i].argmax()), i])
 
 
+def test_progress_counts_the_initial_fill_and_the_sweeps(tiny_ride, smooth_images) -> None:
+    model = tiny_ride(num_layers=1, seed=3)
+    image = smooth_images(1, 1, 8, 9, seed=3)
+    mask = hole_mask(8, 9, slice(2, 6), slice(2, 6))
+    calls: list[tuple[str, int, int]] = []
+    out, _ = inp.inpaint_mcmc(model, image, mask, 3, gen(1), progress=lambda *call: calls.append(call))
+    init = [c for c in calls if c[0] == "init"]
+    assert init and [c[1] for c in init] == list(range(1, init[0][2] + 1))  # every front, in order
+    assert [c for c in calls if c[0] == "sweep"] == [("sweep", k, 3) for k in range(4)]
+    assert calls.index(init[-1]) < calls.index(("sweep", 0, 3))
+    again, _ = inp.inpaint_mcmc(model, image, mask, 3, gen(1))  # watching changes nothing
+    assert torch.equal(out, again)
+
+
 def test_mask_errors(tiny_ride, smooth_images) -> None:
     model = tiny_ride(num_layers=1, nb_size=5, seed=0)
     image = smooth_images(1, 1, 12, 12, seed=0)

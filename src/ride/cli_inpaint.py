@@ -25,7 +25,7 @@ import torch
 
 from . import inpainting
 from .cli_sample import _load_ride, to_uint8
-from .runtime import resolve_device
+from .runtime import check_threads, resolve_device
 
 METHODS = ("mcmc", "map", "harmonic", "mean")
 
@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "model's conditional, see ride.inpainting)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 1: the sweeps are loops of small operations)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    if args.threads:
+    if check_threads(args.threads):
         torch.set_num_threads(args.threads)
     for name, value, minimum in (("--sweeps", args.sweeps, 0), ("--steps", args.steps, 0),
                                  ("--candidates", args.candidates, 1), ("--block-size", args.block_size, 1),
@@ -112,18 +113,29 @@ def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     summary = ""
     if args.method == "mcmc":
-        bar = tqdm(total=args.sweeps, unit="sweep", file=sys.stderr, disable=not args.progress, leave=False)
+        bars: dict[str, tqdm] = {}  # one bar per phase: the initial fill (fronts), then the sweeps
 
-        def progress(stats: inpainting.SweepStats) -> None:
-            bar.set_postfix(acc=f"{stats.acceptance_rate:.2f}", hole_ll=f"{float(stats.hole_log_prob_nats[0]):.1f}")
-            bar.update(1)
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in bars:
+                for other in bars.values():
+                    other.close()
+                desc = f"initial fill (best of {args.candidates})" if phase == "init" else "sweeps"
+                bars[phase] = tqdm(total=total, desc=desc, unit="front" if phase == "init" else "sweep",
+                                   file=sys.stderr, disable=not args.progress, leave=False)
+            bars[phase].update(done - bars[phase].n)
+
+        def show(stats: inpainting.SweepStats) -> None:
+            bars["sweep"].set_postfix(acc=f"{stats.acceptance_rate:.2f}",
+                                      hole_ll=f"{float(stats.hole_log_prob_nats[0]):.1f}", refresh=False)
 
         try:
             filled, stats = inpainting.inpaint_mcmc(
                 model, image, mask, args.sweeps, generator, block_size=args.block_size, stride=args.stride,
-                window=args.window, num_candidates=args.candidates, flips=args.flips, callback=progress)
+                window=args.window, num_candidates=args.candidates, flips=args.flips, callback=show,
+                progress=progress)
         finally:
-            bar.close()
+            for bar in bars.values():
+                bar.close()
         if stats:
             rate = sum(s.acceptance_rate * s.num_proposals for s in stats) / max(sum(s.num_proposals for s in stats),
                                                                                  1)

@@ -35,7 +35,8 @@ invariant (that of the flipped model); mixing the kernels helps the chain move (
 no longer has p(x_hole | x_observed) as its exact stationary distribution. Off by default. Hole pixels that fall in
 the flipped image's unpredicted border are kept during that sweep.
 
-Library code: no I/O, no progress bars; `callback(SweepStats)` after each sweep, randomness from `generator`.
+Library code: no I/O, no progress bars; `callback(SweepStats)` after each sweep, `progress(phase, done, total)` to
+drive a progress bar ("init": fronts of the initial ancestral fill, "sweep": sweeps), randomness from `generator`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ import torch
 from torch import Tensor
 
 from .model import RIDE
+from .sampling import ancestral_sample
 from .units import ONE_BELOW
+
+# progress(phase, done, total): phase "init" counts the fronts of the initial ancestral fill, "sweep" the sweeps
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -121,18 +126,22 @@ def log_acceptance(log_p_new: Tensor, log_p_old: Tensor, log_q_new: Tensor, log_
 
 @torch.no_grad()
 def initialize(model: RIDE, images: Tensor, mask: Tensor, num_candidates: int = 5,
-               generator: torch.Generator | None = None) -> Tensor:
+               generator: torch.Generator | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Tensor:
     """Fill the hole by ancestral sampling given the causal past: images [B, C, H, W], mask bool [H, W].
 
     Draws `num_candidates` fills per image and keeps the one with the highest ln p(x) of the whole image (the target
     density, so the pixels after the hole count too). Returns [B, C, H, W] in the images' dtype.
+    `progress(done_fronts, total_fronts)` after every batched sampling step (all candidates at once).
     """
     mask = check_mask(model, images, mask)
     if not isinstance(num_candidates, int) or num_candidates < 1:
         raise ValueError(f"num_candidates must be a positive integer, found {num_candidates!r}")
     b = images.shape[0]
     repeated = images.repeat(num_candidates, 1, 1, 1)  # candidate k of image i at k * B + i
-    samples, log_probs = model.sample(repeated, mask=mask, generator=generator, return_log_prob=True)
+    dtype = model.preconditioner.mean_in.dtype
+    samples, log_probs = ancestral_sample(model, repeated.to(dtype), mask, generator, progress=progress)
+    samples = samples.to(images.dtype)
     score = log_probs.flatten(1).sum(1).view(num_candidates, b)
     best = score.argmax(0)  # (B,)
     return samples.view(num_candidates, b, *images.shape[1:])[best, torch.arange(b, device=images.device)]
@@ -286,13 +295,16 @@ def _sweep(model: RIDE, images: Tensor, plan: _Plan, generator: torch.Generator 
 def inpaint_mcmc(model: RIDE, images: Tensor, mask: Tensor, num_sweeps: int = 10,
                  generator: torch.Generator | None = None, *, block_size: int = 5, stride: int = 3,
                  window: int | None = None, num_candidates: int = 5, flips: bool = False, init: Tensor | None = None,
-                 callback: Callable[[SweepStats], None] | None = None) -> tuple[Tensor, list[SweepStats]]:
+                 callback: Callable[[SweepStats], None] | None = None,
+                 progress: Progress | None = None) -> tuple[Tensor, list[SweepStats]]:
     """Sample the hole of images [B, C, H, W] (mask bool [H, W], True = fill) by Metropolis-within-Gibbs.
 
     Each image is an independent chain. `init` [B, C, H, W] starts the chains there (its observed pixels are replaced
     by those of `images`); otherwise `initialize` fills the hole (best of `num_candidates` ancestral fills).
     `window` defaults to max(19, block_size + 4r) and must be at least block_size + 4r (r = (nb_size-1)/2).
     Returns (images [B, C, H, W] in the model's dtype, one SweepStats per sweep). Observed pixels never change.
+    `callback(SweepStats)` after each sweep; `progress(phase, done, total)` after each front of the initial fill
+    (phase "init") and after each sweep ("sweep", with a first call at done = 0 when the sweeps start).
     """
     mask = check_mask(model, images, mask)
     for name, value in (("num_sweeps", num_sweeps), ("block_size", block_size), ("stride", stride)):
@@ -308,7 +320,8 @@ def inpaint_mcmc(model: RIDE, images: Tensor, mask: Tensor, num_sweeps: int = 10
     dtype = model.preconditioner.mean_in.dtype
     images = images.to(dtype)
     if init is None:
-        state = initialize(model, images, mask, num_candidates, generator)
+        init_progress = None if progress is None else lambda done, total: progress("init", done, total)
+        state = initialize(model, images, mask, num_candidates, generator, init_progress)
     else:
         if not isinstance(init, Tensor) or init.shape != images.shape:
             found = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
@@ -319,6 +332,8 @@ def inpaint_mcmc(model: RIDE, images: Tensor, mask: Tensor, num_sweeps: int = 10
     plans: dict[tuple[bool, bool], _Plan] = {}
     predicted = {}
     stats = []
+    if progress is not None:
+        progress("sweep", 0, num_sweeps)
     for sweep in range(1, num_sweeps + 1):
         flip = (False, False)
         if flips:
@@ -338,6 +353,8 @@ def inpaint_mcmc(model: RIDE, images: Tensor, mask: Tensor, num_sweeps: int = 10
         stats.append(SweepStats(sweep, accepted / max(proposed, 1), proposed, log_prob, hole_log_prob, flip))
         if callback is not None:
             callback(stats[-1])
+        if progress is not None:
+            progress("sweep", sweep, num_sweeps)
     return state, stats
 
 
