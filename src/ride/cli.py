@@ -28,10 +28,20 @@ from .runtime import check_threads, keep_freed_memory, passive_wait_in_effect, r
 ONE_THREAD_COMMANDS = frozenset({"demo", "sample", "inpaint", "eval"})
 
 
+_DEMO_FLAGS = {"mcgsm_iterations": "--mcgsm-iters", "ride_steps": "--ride-steps", "ride_mcgsm_iterations":
+               "--ride-mcgsm-iters", "seconds_per_model": "--seconds", "num_train": "--num-train",
+               "num_hiddens": "--num-hiddens"}
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoConfig, run_demo
+    from .demo import DemoConfig, check_budgets, run_demo
 
     cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig) if hasattr(args, f.name)})
+    try:
+        check_budgets(cfg)
+    except ValueError as err:  # name the flag, not the config field
+        field, rest = str(err).split(" ", 1)
+        raise ValueError(f"{_DEMO_FLAGS.get(field, field)} {rest}") from None
     run_demo(cfg)
     return 0
 

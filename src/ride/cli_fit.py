@@ -52,7 +52,20 @@ def _train_val(args: argparse.Namespace) -> tuple[list[torch.Tensor], list[torch
     return images[:-n_val], images[-n_val:]
 
 
+def _check_budgets(args: argparse.Namespace) -> None:
+    """ValueError for budgets that cannot run, before the data are read."""
+    for name, minimum in (("max_iter", 0), ("limit", 0), ("pairs", 1), ("val_pairs", 1), ("val_every", 1),
+                          ("patience", 1), ("chunk", 1)):
+        if getattr(args, name) < minimum:
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {minimum}, found {getattr(args, name)}")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise ValueError(f"--max-seconds must be positive, found {args.max_seconds}")
+    if not args.save_every >= 0:
+        raise ValueError(f"--save-every must be >= 0 seconds, found {args.save_every}")
+
+
 def _fit(args: argparse.Namespace) -> int:
+    _check_budgets(args)
     out = Path(args.out)
     log_path = out.with_suffix(".csv")
     out.parent.mkdir(parents=True, exist_ok=True)

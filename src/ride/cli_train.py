@@ -19,12 +19,30 @@ from dataclasses import MISSING, fields
 
 import torch
 
+from .runtime import check_threads
 from .train_config import TrainConfig, read_config_file, replace_checked
 
 
 def _flag_values(args: argparse.Namespace) -> dict[str, object]:
     return {f.name: getattr(args, f"cfg_{f.name}") for f in fields(TrainConfig)
             if getattr(args, f"cfg_{f.name}") is not None}
+
+
+def _check_budgets(flags: dict[str, object], config: TrainConfig | None) -> int:
+    """The thread count (0: torch's choice) after checking it and max_seconds; ValueError for a negative one.
+
+    A resumed run has no config yet (it comes from the checkpoint), only the flags as typed.
+    """
+    threads = config.threads if config else flags.get("threads", 0)
+    max_seconds = config.max_seconds if config else flags.get("max_seconds", 0)
+    try:
+        threads, max_seconds = int(threads), float(max_seconds)
+    except (TypeError, ValueError):
+        raise ValueError(f"threads must be an integer and max_seconds a number, found {threads!r} and "
+                         f"{max_seconds!r}") from None
+    if not max_seconds >= 0:
+        raise ValueError(f"max_seconds must be >= 0 (0: no limit), found {max_seconds}")
+    return check_threads(threads, "threads")
 
 
 def _init_distributed(device: str) -> bool:
@@ -47,9 +65,9 @@ def _train(args: argparse.Namespace) -> int:
     else:
         values = read_config_file(args.config) if args.config else {}
         config = replace_checked(TrainConfig(), {**values, **flags})  # flags win; checked once, as a whole
-    threads = flags.get("threads") or (config.threads if config else 0)
+    threads = _check_budgets(flags, config)
     if threads:
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(threads)
     distributed = _init_distributed(str(flags.get("device") or (config.device if config else "auto")))
     try:
         trainer = Trainer(config, args.out, resume=args.resume, model_out=args.model_out,
