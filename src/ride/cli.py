@@ -25,7 +25,8 @@ from .runtime import check_threads, keep_freed_memory, passive_wait_in_effect, r
 # default. Measured on 2 cores: as fast as two threads when quiet, and 1.3-2x (not 10-40x) slower beside a second
 # busy command, because a lone thread has no OpenMP team spinning against it. The long full-batch fits (train,
 # fit-mcgsm[63]) keep torch's thread count and run with the PASSIVE OpenMP wait policy instead (see ride.runtime).
-ONE_THREAD_COMMANDS = frozenset({"demo", "sample", "inpaint", "eval"})
+ONE_THREAD_COMMANDS = frozenset({"demo", "sample", "inpaint", "eval", "map", "compress", "decompress", "models",
+                                 "data"})
 
 
 _DEMO_FLAGS = {"mcgsm_iterations": "--mcgsm-iters", "ride_steps": "--ride-steps", "ride_mcgsm_iterations":

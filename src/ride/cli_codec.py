@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--checkpoint", default=DEFAULT_CODEC_MODEL, metavar="M",
                        help=f"model file or shipped model name (default {DEFAULT_CODEC_MODEL}); decoding needs the "
                             "model that encoded")
-        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 1)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
         p.set_defaults(func=run_compress if name == "compress" else run_decompress, suffix=dst)
 

@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="dequantisation seed of the tile protocol (default 0)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images or patches")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of labelled lines")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     p.add_argument("--per-image", dest="per_image", metavar="FILE",
                    help="also write each image's rate (tiles64): FILE.csv as CSV, any other name as JSON lines, "

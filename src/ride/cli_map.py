@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"model file or shipped model name (default {DEFAULT_CODEC_MODEL}; see `ride models`)")
     p.add_argument("--vmax", type=float, default=None, help="upper end of the colour scale in bits (default: the "
                                                              "99th percentile)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 1)")
     p.set_defaults(func=run)
 
 
