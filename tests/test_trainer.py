@@ -88,6 +88,55 @@ def test_kill_and_resume_gives_the_uninterrupted_parameters(image_dir, tmp_path)
         assert torch.equal(expected[name], found[name]), name
 
 
+def test_stop_request_checkpoints_at_once_and_resumes_exactly(image_dir, tmp_path):
+    config = tiny_config(image_dir, max_steps_per_epoch=9, epochs_per_stage=2, rollback=False)
+    whole = Trainer(config, tmp_path / "whole", progress=False)
+    whole.run()
+    seen = []
+
+    def stop_after_step_5_of_stage_1():  # polled after every step, as the SIGTERM handler of `ride train` is
+        seen.append(1)
+        return len(seen) == 2 * 9 + 6
+
+    summary = Trainer(config, tmp_path / "stopped", progress=False, should_stop=stop_after_step_5_of_stage_1).run()
+    assert summary["status"] == "stopped (signal)"
+    state = ride.checkpoint.load_payload(tmp_path / "stopped" / "state.pt")["extra"]["trainer"]
+    # no step lost: the checkpoint is written when the stop is seen (checkpoint_every_s is 1e9 here)
+    assert (state["position"]["stage"], state["position"]["epoch"], state["position"]["step"]) == (1, 0, 6)
+    resumed = Trainer(None, tmp_path / "stopped", resume=True, progress=False)
+    resumed.run()
+    expected, found = params_of(whole.model), params_of(resumed.model)
+    for name in expected:
+        assert torch.equal(expected[name], found[name]), name
+
+
+def test_ride_train_stops_cleanly_on_sigterm(image_dir, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ride", "train", "--data", "images", "--images", str(image_dir),
+                             "--val-fraction", "0.125", "--num-hiddens", "6", "--num-components", "3",
+                             "--num-features", "4", "--nb-size", "3", "--patch-sizes", "8", "--optimizer", "adam",
+                             "--learning-rates", "0.003", "--batch-size", "8", "--epochs-per-stage", "1000",
+                             "--finetune-iter", "0", "--val-tile", "20", "--finetune-tile", "20",
+                             "--tensorboard", "false", "--precondition-pairs", "5000", "--checkpoint-every-s", "1e9",
+                             "--out", str(out)],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    log = out / "log.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not (
+            log.exists() and log.read_text().count(",train,") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "stopped (signal)" in stdout and "SIGTERM" in stderr and "Traceback" not in stderr
+    state = ride.checkpoint.load_payload(out / "state.pt")["extra"]["trainer"]
+    assert state["position"]["global_step"] > 0
+
+
 def test_add_layer_keeps_the_lower_layer(image_dir, tmp_path):
     Trainer(tiny_config(image_dir, max_steps_per_epoch=5, patch_sizes=(8,)), tmp_path / "one", progress=False).run()
     base = ride.load(tmp_path / "one" / "model.pt")

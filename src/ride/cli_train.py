@@ -12,9 +12,13 @@ true/false (`--flip false`; `--add-layer` alone means true). The config is store
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import typing
+from collections.abc import Iterator
 from dataclasses import MISSING, fields
 
 import torch
@@ -56,6 +60,35 @@ def _init_distributed(device: str) -> bool:
     return True
 
 
+class _StopRequest:
+    """SIGINT / SIGTERM ask the trainer to stop after the current step, checkpointed (a second signal kills)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\nride train: {signal.Signals(signum).name}: stopping after this step, writing a checkpoint "
+              "(--resume continues; signal again to abort without one)", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def _train(args: argparse.Namespace) -> int:
     from .trainer import Trainer
 
@@ -69,10 +102,13 @@ def _train(args: argparse.Namespace) -> int:
     if threads:
         torch.set_num_threads(threads)
     distributed = _init_distributed(str(flags.get("device") or (config.device if config else "auto")))
+    stop = _StopRequest()
     try:
         trainer = Trainer(config, args.out, resume=args.resume, model_out=args.model_out,
-                          command=" ".join(["ride", *sys.argv[1:]]), resume_overrides=flags if args.resume else None)
-        summary = trainer.run()
+                          command=" ".join(["ride", *sys.argv[1:]]), resume_overrides=flags if args.resume else None,
+                          should_stop=stop)
+        with stop.installed():
+            summary = trainer.run()
     finally:
         if distributed:
             import torch.distributed as dist

@@ -94,8 +94,11 @@ class Trainer:
     def __init__(self, config: TrainConfig | None, out_dir: str | os.PathLike, resume: bool = False,
                  model_out: str | os.PathLike | None = None, command: str = "",
                  resume_overrides: dict[str, Any] | None = None,
-                 on_step: Callable[[dict[str, Any]], None] | None = None, progress: bool = True) -> None:
+                 on_step: Callable[[dict[str, Any]], None] | None = None, progress: bool = True,
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.out_dir = Path(out_dir)
+        # polled after every step: True ends the run at once, checkpointed and resumable (e.g. on SIGTERM)
+        self.should_stop = should_stop
         self.state_path, self.model_path = self.out_dir / "state.pt", self.out_dir / "model.pt"
         self.model_out = Path(model_out) if model_out else None
         self.command, self.on_step, self.show_progress = command, on_step, progress
@@ -346,13 +349,16 @@ class Trainer:
                     if cfg.max_seconds and self.elapsed > cfg.max_seconds:
                         stopped = True
                         break
+                    if self.should_stop is not None and self.should_stop():
+                        stopped = status = "stopped (signal)"
+                        break
                 if bar is not None:
                     bar.close()
                 if not stopped:
                     self.position["epoch"] += 1
                     self.position["step"] = 0
             if stopped:
-                status = "stopped (time budget)"
+                status = stopped if isinstance(stopped, str) else "stopped (time budget)"
                 break
             self._end_stage(stage, stage_steps)
             if cfg.patience and self._stages_without_improvement() >= cfg.patience:
