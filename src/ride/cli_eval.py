@@ -197,7 +197,8 @@ def _eval_tiles(args: argparse.Namespace, model: torch.nn.Module, device: torch.
         sums, per_image = reduce(sums), reduce(per_image)
     pixels_per_tile = int(protocols.counted_pixels(model, TILE_SIZE, TILE_SIZE, args.ensemble).sum())
     result = protocols.tile_result(sums, pixels_per_tile, args.ensemble)
-    converted = dataset.converted_to_luma() if hasattr(dataset, "converted_to_luma") else []
+    # named data sets define their grey version (BSDS300: luma by the protocol); only user images get the notice
+    converted = dataset.converted_to_luma() if args.images is not None else []
     if converted and shard[0] == 0:
         print(f"ride eval: note: {len(converted)} colour image(s) converted to luma (ITU-R BT.601) for the grey "
               "model", file=sys.stderr)
