@@ -148,6 +148,13 @@ def test_cli_round_trip(model, smooth_images, tmp_path, capsys) -> None:
     assert main(["decompress", str(tmp_path / "out" / "b.ride"), "-o", str(tmp_path / "b2.png"), "--checkpoint",
                  str(tmp_path / "m.pt"), "--no-progress"]) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b2.png")), image[::-1])
+    # --exact: all 256 values' exact probabilities; the stream says so, decompress needs no flag
+    assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "e.ride"), "--checkpoint",
+                 str(tmp_path / "m.pt"), "--no-progress", "--exact"]) == 0
+    assert main(["decompress", str(tmp_path / "e.ride"), "-o", str(tmp_path / "e.png"), "--checkpoint",
+                 str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "e.png")), image)
+    assert (tmp_path / "e.ride").read_bytes() != (tmp_path / "a.ride").read_bytes()
 
 
 @pytest.mark.parametrize(("mode", "kind"), [("RGB", "colour"), ("P", "palette"), ("I;16", "16-bit")])
