@@ -21,6 +21,7 @@ import torch
 
 from .checkpoint import load
 from .model_zoo import DEFAULT_CODEC_MODEL, resolve_checkpoint
+from .runtime import check_threads
 
 _MODES = {"RGB": "a colour (RGB) image", "RGBA": "a colour image with alpha (RGBA)", "P": "a palette image",
           "I;16": "a 16-bit image", "I;16B": "a 16-bit image", "I;16L": "a 16-bit image", "I": "a 32-bit image",
@@ -78,7 +79,7 @@ def _outputs(args: argparse.Namespace) -> list[Path]:
 
 
 def _model(args: argparse.Namespace) -> torch.nn.Module:
-    if args.threads:
+    if check_threads(args.threads):
         torch.set_num_threads(args.threads)
     return load(resolve_checkpoint(args.checkpoint))
 

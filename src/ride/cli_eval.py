@@ -33,7 +33,7 @@ import torch
 from . import protocols
 from .checkpoint import load, load_payload
 from .model_zoo import resolve_checkpoint
-from .runtime import resolve_device
+from .runtime import check_threads, resolve_device
 
 PROTOCOLS = ("tiles64", "patches63", "patches64")
 DATA_SETS = ("bsds300", "brodatz", "deadleaves")
@@ -290,11 +290,9 @@ def _print_human(r: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `ride eval` with parsed arguments; prints the result (rank 0 only) and returns the exit status."""
-    if args.threads < 0:
-        raise ValueError(f"--threads must be 0 (automatic) or a positive number, found {args.threads}")
     if args.per_image is not None and args.protocol != "tiles64":
         raise ValueError("--per-image needs --protocol tiles64 (the patch protocols have no images)")
-    if args.threads:
+    if check_threads(args.threads):
         torch.set_num_threads(args.threads)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be a positive integer, found {args.batch_size}")

@@ -13,6 +13,7 @@ import torch
 
 from .checkpoint import load
 from .model_zoo import DEFAULT_CODEC_MODEL, resolve_checkpoint
+from .runtime import check_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is None and args.npy is None:
         raise ValueError("nothing to write: give -o MAP.png and/or --npy MAP.npy")
-    if args.threads < 0:
-        raise ValueError(f"--threads must be 0 (automatic) or a positive number, found {args.threads}")
-    if args.threads:
+    if check_threads(args.threads):
         torch.set_num_threads(args.threads)
     model = load(resolve_checkpoint(args.checkpoint))
     if getattr(getattr(model, "config", None), "num_channels", None) != 1:

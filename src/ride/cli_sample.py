@@ -36,7 +36,7 @@ from .checkpoint import load, load_payload
 from .marginal import MARGINAL_KEY, marginal_boundary
 from .model import RIDE
 from .model_zoo import resolve_checkpoint
-from .runtime import resolve_device
+from .runtime import check_threads, resolve_device
 from .sampling import ancestral_sample
 from .units import dequantize, quantize
 
@@ -167,9 +167,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    if args.threads < 0:
-        raise ValueError(f"--threads must be 0 (automatic) or a positive number, found {args.threads}")
-    if args.threads:
+    if check_threads(args.threads):
         torch.set_num_threads(args.threads)
     height, width = parse_size(args.size)
     for name, value, minimum in (("--num", args.num, 1), ("--batch-size", args.batch_size, 1),

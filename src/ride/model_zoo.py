@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import load, load_payload
+from .checkpoint import load
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,3 @@ def pretrained(name: str = DEFAULT_CODEC_MODEL, map_location: str | torch.device
     """Load a shipped model by name (see `pretrained_models()`), in eval mode."""
     return load(pretrained_path(name), map_location=map_location)
 
-
-def pretrained_payload(name: str) -> dict:
-    """The shipped checkpoint's checked dictionary (config, weights, extra), as `checkpoint.load_payload`."""
-    return load_payload(pretrained_path(name))
