@@ -1,7 +1,12 @@
-"""Table and plot of the dead-leaves neighbourhood-size experiment from the `ride eval --json` files it wrote.
+"""The dead-leaves neighbourhood-size experiment's two last steps (experiments/deadleaves_nbsize.sh).
 
-    python experiments/deadleaves_nbsize.py runs/deadleaves --out-table experiments/deadleaves_nbsize.md \
+    python experiments/deadleaves_nbsize.py select runs/deadleaves     # choose each n's RIDE seed on validation
+    python experiments/deadleaves_nbsize.py table runs/deadleaves --out-table experiments/deadleaves_nbsize.md \
         --out-plot experiments/deadleaves_nbsize.png
+
+`select` reads each run's best validation rate (log.csv) and copies the better seed's model and learning curve to
+models/deadleaves/ride_nb{n}.pt, the other to ride_nb{n}_seed1.pt, and records the choice in selection.json; the
+test set plays no part in it. `table` reads the `ride eval --json` files.
 
 Rates are log-likelihood rates in bit/px on the [0,1) scale (tiles64 protocol on the 100 test images), and on
 unit-variance data: rate + log2(std of the test pixels) (spec §9.3).
@@ -10,8 +15,10 @@ unit-variance data: rate + log2(std of the test pixels) (spec §9.3).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -25,12 +32,32 @@ def test_pixel_std() -> float:
     return math.sqrt(((values + 0.5) / 256).var().item() + 1 / 12 / 256**2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", type=Path)
-    parser.add_argument("--out-table", type=Path, required=True)
-    parser.add_argument("--out-plot", type=Path, required=True)
-    args = parser.parse_args()
+def best_validation(run: Path) -> float:
+    """The best validation rate [bit/px] a `ride train` run logged (the model it kept, as it rolls back)."""
+    with open(run / "log.csv") as f:
+        return max(float(r["val_bits_per_dim"]) for r in csv.DictReader(f) if r["val_bits_per_dim"])
+
+
+def select(runs: Path, models: Path = Path("models/deadleaves")) -> None:
+    """Per n: the seed with the better validation rate becomes ride_nb{n}.pt, the other ride_nb{n}_seed1.pt."""
+    choice = {}
+    for n in (3, 5, 7, 9):
+        seeds = sorted(int(p.name.rsplit("_s", 1)[1]) for p in runs.glob(f"ride_nb{n}_s*") if p.is_dir())
+        if not seeds:
+            continue
+        val = {s: best_validation(runs / f"ride_nb{n}_s{s}") for s in seeds}
+        ranked = sorted(seeds, key=lambda s: -val[s])
+        for seed, name in zip(ranked, (f"ride_nb{n}", f"ride_nb{n}_seed1"), strict=False):
+            shutil.copyfile(runs / f"ride_nb{n}_s{seed}" / "model.pt", models / f"{name}.pt")
+            shutil.copyfile(runs / f"ride_nb{n}_s{seed}" / "log.csv", models / f"{name}.csv")
+        choice[n] = {"validation_bits_per_pixel": val, "chosen_seed": ranked[0]}
+        rates = ", ".join(f"seed {s} {val[s]:.4f}" for s in seeds)
+        print(f"n = {n}: validation {rates}; chose seed {ranked[0]}")
+    (runs / "selection.json").write_text(json.dumps(choice, indent=1) + "\n")
+
+
+def table(args: argparse.Namespace) -> None:
+    """Markdown table and plot of the test rates."""
     sizes = sorted({int(p.stem.split("_nb")[1]) for p in args.runs.glob("eval_*_nb*.json")})
     results = {kind: {n: json.loads((args.runs / f"eval_{kind}_nb{n}.json").read_text()) for n in sizes
                       if (args.runs / f"eval_{kind}_nb{n}.json").exists()} for kind in ("mcgsm", "ride")}
@@ -71,6 +98,21 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(args.out_plot, dpi=120)
     print(f"wrote {args.out_table} and {args.out_plot}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("select").add_argument("runs", type=Path)
+    p = sub.add_parser("table")
+    p.add_argument("runs", type=Path)
+    p.add_argument("--out-table", type=Path, required=True)
+    p.add_argument("--out-plot", type=Path, required=True)
+    args = parser.parse_args()
+    if args.command == "select":
+        select(args.runs)
+    else:
+        table(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One job of experiments/deadleaves_nbsize.sh:  deadleaves_job.sh RUNS mcgsm N | ride N SEED | eval NAME
+# (NAME: a model of models/deadleaves without .pt, e.g. ride_nb5_seed1).
+# Each job skips work whose output exists and resumes a stopped one, so the driver can simply be run again.
+set -euo pipefail
+RUNS=$1; kind=$2; n=$3; seed=${4:-0}
+case "$kind" in
+  mcgsm)  # fitted to convergence: L-BFGS until 5 validations in a row (every 20 iterations) bring no gain
+    [ -f "$RUNS/mcgsm_nb$n.done" ] && exit 0
+    ride fit-mcgsm --data deadleaves --out "$RUNS/mcgsm_nb$n.pt" --nb-size "$n" --components 32 --scales 4 \
+      --features 32 --pairs 200000 --val-pairs 50000 --max-iter 5000 --val-every 20 --patience 5 \
+      --max-seconds 1500 --seed 0 --resume > "$RUNS/mcgsm_nb$n.log" 2>&1
+    touch "$RUNS/mcgsm_nb$n.done" ;;
+  ride)
+    dir="$RUNS/ride_nb${n}_s$seed"
+    [ -f "$dir/done" ] && exit 0
+    if [ -f "$dir/state.pt" ]; then
+      ride train --out "$dir" --resume > "$RUNS/ride_nb${n}_s$seed.log" 2>&1
+    else
+      ride train --config experiments/deadleaves_ride.toml --nb-size "$n" --seed "$seed" --out "$dir" \
+        > "$RUNS/ride_nb${n}_s$seed.log" 2>&1
+    fi
+    touch "$dir/done" ;;
+  eval)  # tiles64 on the 100 test images, run only after the models were chosen on validation
+    out=$RUNS/eval_$3.json
+    [ -f "$out" ] && exit 0
+    ride eval --checkpoint "models/deadleaves/$3.pt" --data deadleaves --split test --protocol tiles64 --json \
+      --no-progress > "$out.tmp"
+    mv "$out.tmp" "$out" ;;
+  *) echo "unknown job $kind" >&2; exit 2 ;;
+esac
