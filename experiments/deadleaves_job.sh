@@ -9,11 +9,13 @@ case "$kind" in
     [ -f "$RUNS/mcgsm_nb$n.done" ] && exit 0
     ride fit-mcgsm --data deadleaves --out "$RUNS/mcgsm_nb$n.pt" --nb-size "$n" --components 32 --scales 4 \
       --features 32 --pairs 200000 --val-pairs 50000 --max-iter 5000 --val-every 20 --patience 5 \
-      --max-seconds 1200 --seed 0 --resume > "$RUNS/mcgsm_nb$n.log" 2>&1
+      --max-seconds 600 --seed 0 --resume > "$RUNS/mcgsm_nb$n.log" 2>&1
     touch "$RUNS/mcgsm_nb$n.done" ;;
   ride)
     dir="$RUNS/ride_nb${n}_s$seed"
     [ -f "$dir/done" ] && exit 0
+    # a run left for later (e.g. at the end of a session): `touch $RUNS/skip_ride_nb7_s1`; remove it to run it
+    if [ -f "$RUNS/skip_ride_nb${n}_s$seed" ]; then echo "skipping ride nb $n seed $seed (skip file)" >&2; exit 0; fi
     if [ -f "$dir/state.pt" ]; then
       ride train --out "$dir" --resume > "$RUNS/ride_nb${n}_s$seed.log" 2>&1
     else
@@ -24,6 +26,7 @@ case "$kind" in
   eval)  # tiles64 on the 100 test images, run only after the models were chosen on validation
     out=$RUNS/eval_$3.json
     [ -f "$out" ] && exit 0
+    if [ ! -f "models/deadleaves/$3.pt" ]; then echo "no models/deadleaves/$3.pt to evaluate (skipped run)" >&2; exit 0; fi
     ride eval --checkpoint "models/deadleaves/$3.pt" --data deadleaves --split test --protocol tiles64 --json \
       --no-progress > "$out.tmp"
     mv "$out.tmp" "$out" ;;
