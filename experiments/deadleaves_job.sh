@@ -9,7 +9,7 @@ case "$kind" in
     [ -f "$RUNS/mcgsm_nb$n.done" ] && exit 0
     ride fit-mcgsm --data deadleaves --out "$RUNS/mcgsm_nb$n.pt" --nb-size "$n" --components 32 --scales 4 \
       --features 32 --pairs 200000 --val-pairs 50000 --max-iter 5000 --val-every 20 --patience 5 \
-      --max-seconds 600 --seed 0 --resume > "$RUNS/mcgsm_nb$n.log" 2>&1
+      --max-seconds 1500 --seed 0 --resume > "$RUNS/mcgsm_nb$n.log" 2>&1
     touch "$RUNS/mcgsm_nb$n.done" ;;
   ride)
     dir="$RUNS/ride_nb${n}_s$seed"

@@ -59,7 +59,7 @@ def select(runs: Path, models: Path = Path("models/deadleaves")) -> None:
 def mcgsm_stop(n: int, models: Path = Path("models/deadleaves")) -> str:
     """Why the MCGSM's L-BFGS stopped and after how many iterations, from its checkpoint."""
     extra = torch.load(models / f"mcgsm_nb{n}.pt", weights_only=True, map_location="cpu").get("extra", {})
-    reason, iterations = extra.get("stop_reason"), extra.get("iterations")
+    reason, iterations = extra.get("stop_reason"), extra.get("iterations_done", extra.get("iterations"))
     return "n/a" if reason is None else f"{reason.replace('_', ' ')}, {iterations} it."
 
 
