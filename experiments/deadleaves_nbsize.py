@@ -68,8 +68,9 @@ def table(args: argparse.Namespace) -> None:
     sizes = sorted({int(p.stem.split("_nb")[1].split("_")[0]) for p in args.runs.glob("eval_*_nb*.json")})
     kinds = ("mcgsm", "ride", "ride_seed1")
 
-    def path(kind: str, n: int) -> Path:
-        return args.runs / f"eval_{kind.replace('_seed1', '')}_nb{n}{'_seed1' if kind.endswith('_seed1') else ''}.json"
+    def path(kind: str, n: int) -> Path:  # kind "ride_seed1" -> eval_ride_nb{n}_seed1.json
+        model, _, suffix = kind.partition("_")
+        return args.runs / f"eval_{model}_nb{n}{'_' + suffix if suffix else ''}.json"
 
     results = {kind: {n: json.loads(path(kind, n).read_text()) for n in sizes if path(kind, n).exists()}
                for kind in kinds}
