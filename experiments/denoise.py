@@ -1,6 +1,6 @@
 """MAP denoising of a BSDS300 test crop with a trained grey RIDE as the prior (`ride.restoration.denoise_map`).
 
-    RIDE_DATA=../shared/data python experiments/denoise.py --checkpoint models/bsds300_ride1.pt \
+    RIDE_DATA=../shared/data python experiments/denoise.py --checkpoint models/bsds300_ride1_64.pt \
         --json runs/denoise.json --figure experiments/denoise.png
 
 Clean image: the central `--crop` x `--crop` crop of BSDS300 test image `--image-id` (luma, 8 bits), put on the
@@ -85,7 +85,7 @@ def to_png(images: list[Tensor], labels: list[str], columns: int, path: str, zoo
 def main() -> None:
     """Parse arguments, denoise at each sigma, print, write the figure and optionally JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default="models/bsds300_ride1.pt", help="a grey RIDE (or MCGSM) checkpoint")
+    p.add_argument("--checkpoint", default="models/bsds300_ride1_64.pt", help="a grey RIDE (or MCGSM) checkpoint")
     p.add_argument("--data-root", default=None, help="folder holding bsds300/ (default: $RIDE_DATA)")
     p.add_argument("--image-id", default="42049", help="BSDS300 test image id")
     p.add_argument("--crop", type=int, default=128)

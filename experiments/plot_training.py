@@ -1,7 +1,7 @@
 """Training curves of `ride train` runs from their CSV logs (the copies committed beside the models).
 
     python experiments/plot_training.py --out experiments/training_curves.png \
-        models/bsds300_ride1.csv:"RIDE 1 layer" models/bsds300_ride2.csv:"RIDE 2 layers"
+        models/bsds300_ride1_64.csv:"RIDE 1 layer" models/bsds300_ride2_64.csv:"RIDE 2 layers"
 
 Left: the running training rate (bit/dim of the training patches' predicted pixels, which grow with the
 curriculum's patch size) against training time; right: the validation rate (tiles64 protocol on the held-out
