@@ -1,7 +1,7 @@
 """`ride train`: the trainer (spec §6) from a config file and/or flags; every config key is also a flag.
 
     ride train --config experiments/bsds300_ride1_64.toml --out runs/r1 --model-out models/bsds300_ride1_64.pt
-    ride train --out runs/r1 --resume                           # continue a stopped or killed run exactly
+    ride train --out runs/r1 --resume                      # continue a stopped or killed run exactly
     ride train --data deadleaves --patch-sizes 16 --learning-rates 1e-3 --optimizer adam --out runs/dl
     torchrun --nproc-per-node 2 -m ride train ...          # data-parallel (gloo on CPU, nccl on CUDA)
 
