@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One job of experiments/deadleaves_nbsize.sh:  deadleaves_job.sh RUNS mcgsm N | ride N SEED | eval NAME
+# One job of experiments/deadleaves_nbsize.sh:  deadleaves_job.sh RUNS mcgsm N | ride N SEED | cont N SEED | eval NAME
 # (NAME: a model of models/deadleaves without .pt, e.g. ride_nb5_seed1).
 # Each job skips work whose output exists and resumes a stopped one, so the driver can simply be run again.
 set -euo pipefail
@@ -21,6 +21,18 @@ case "$kind" in
     else
       ride train --config experiments/deadleaves_ride.toml --nb-size "$n" --seed "$seed" --out "$dir" \
         > "$RUNS/ride_nb${n}_s$seed.log" 2>&1
+    fi
+    touch "$dir/done" ;;
+  cont)  # the `ride` run continued until a stage no longer improves validation (experiments/deadleaves_ride_cont.toml)
+    first="$RUNS/ride_nb${n}_s$seed"; dir="${first}_cont"
+    [ -f "$dir/done" ] && exit 0
+    if [ -f "$RUNS/skip_ride_nb${n}_s${seed}_cont" ]; then echo "skipping cont nb $n seed $seed (skip file)" >&2; exit 0; fi
+    if [ ! -f "$first/done" ]; then echo "no finished run $first to continue" >&2; exit 0; fi
+    if [ -f "$dir/state.pt" ]; then
+      ride train --out "$dir" --resume > "$RUNS/ride_nb${n}_s${seed}_cont.log" 2>&1
+    else
+      ride train --config experiments/deadleaves_ride_cont.toml --init "$first/model.pt" --seed "$seed" --out "$dir" \
+        > "$RUNS/ride_nb${n}_s${seed}_cont.log" 2>&1
     fi
     touch "$dir/done" ;;
   eval)  # tiles64 on the 100 test images, run only after the models were chosen on validation
