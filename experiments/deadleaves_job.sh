@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One job of experiments/deadleaves_nbsize.sh:  deadleaves_job.sh RUNS mcgsm N | ride N SEED | cont N SEED | eval NAME
+# One job of experiments/deadleaves_nbsize.sh:  deadleaves_job.sh RUNS mcgsm N | ride N SEED | cont N SEED | cont2 N SEED | eval NAME
 # (NAME: a model of models/deadleaves without .pt, e.g. ride_nb5_seed1).
 # Each job skips work whose output exists and resumes a stopped one, so the driver can simply be run again.
 set -euo pipefail
@@ -23,16 +23,19 @@ case "$kind" in
         > "$RUNS/ride_nb${n}_s$seed.log" 2>&1
     fi
     touch "$dir/done" ;;
-  cont)  # the `ride` run continued until a stage no longer improves validation (experiments/deadleaves_ride_cont.toml)
-    first="$RUNS/ride_nb${n}_s$seed"; dir="${first}_cont"
+  cont|cont2)  # the `ride` run continued until a stage no longer improves validation: `cont` starts from the
+    # first run (experiments/deadleaves_ride_cont.toml), `cont2` from `cont` (experiments/deadleaves_ride_cont2.toml)
+    first="$RUNS/ride_nb${n}_s$seed"
+    if [ "$kind" = cont ]; then prev=$first; else prev=${first}_cont; fi
+    dir="${first}_$kind"
     [ -f "$dir/done" ] && exit 0
-    if [ -f "$RUNS/skip_ride_nb${n}_s${seed}_cont" ]; then echo "skipping cont nb $n seed $seed (skip file)" >&2; exit 0; fi
-    if [ ! -f "$first/done" ]; then echo "no finished run $first to continue" >&2; exit 0; fi
+    if [ -f "$RUNS/skip_ride_nb${n}_s${seed}_$kind" ]; then echo "skipping $kind nb $n seed $seed (skip file)" >&2; exit 0; fi
+    if [ ! -f "$prev/done" ]; then echo "no finished run $prev to continue" >&2; exit 0; fi
     if [ -f "$dir/state.pt" ]; then
-      ride train --out "$dir" --resume > "$RUNS/ride_nb${n}_s${seed}_cont.log" 2>&1
+      ride train --out "$dir" --resume > "$RUNS/ride_nb${n}_s${seed}_$kind.log" 2>&1
     else
-      ride train --config experiments/deadleaves_ride_cont.toml --init "$first/model.pt" --seed "$seed" --out "$dir" \
-        > "$RUNS/ride_nb${n}_s${seed}_cont.log" 2>&1
+      ride train --config "experiments/deadleaves_ride_$kind.toml" --init "$prev/model.pt" --seed "$seed" \
+        --out "$dir" > "$RUNS/ride_nb${n}_s${seed}_$kind.log" 2>&1
     fi
     touch "$dir/done" ;;
   eval)  # tiles64 on the 100 test images, run only after the models were chosen on validation

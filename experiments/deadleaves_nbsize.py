@@ -4,10 +4,11 @@
     python experiments/deadleaves_nbsize.py table runs/deadleaves --out-table experiments/deadleaves_nbsize.md \
         --out-plot experiments/deadleaves_nbsize.png
 
-`select` reads each run's best validation rate (log.csv; a run continued by the `cont` job is read from its
-continuation, ride_nb{n}_s{seed}_cont) and copies the better seed's model and learning curve (first run and
-continuation in one CSV) to models/deadleaves/ride_nb{n}.pt, the other to ride_nb{n}_seed1.pt, and records the
-choice in selection.json; the test set plays no part in it. `table` reads the `ride eval --json` files.
+`select` reads each run's best validation rate (log.csv; a run continued by the `cont` and `cont2` jobs is read
+from its last finished continuation, ride_nb{n}_s{seed}_cont or _cont2) and copies the better seed's model and
+learning curve (first run and continuations in one CSV) to models/deadleaves/ride_nb{n}.pt, the other to
+ride_nb{n}_seed1.pt, and records the choice in selection.json; the test set plays no part in it. `table` reads the
+`ride eval --json` files.
 
 Rates are log-likelihood rates in bit/px on the [0,1) scale (tiles64 protocol on the 100 test images), and on
 unit-variance data: rate + log2(std of the test pixels) (spec §9.3).
@@ -39,28 +40,42 @@ def best_validation(run: Path) -> float:
         return max(float(r["val_bits_per_dim"]) for r in csv.DictReader(f) if r["val_bits_per_dim"])
 
 
+# The continuations of a first run, in order: `cont` (experiments/deadleaves_ride_cont.toml) starts from the first
+# run's model, `cont2` (experiments/deadleaves_ride_cont2.toml) from `cont`'s.
+CONTINUATIONS = ("_cont", "_cont2")
+
+
+def run_chain(runs: Path, n: int, seed: int) -> list[Path]:
+    """Seed `seed`'s first run followed by each continuation that finished (a chain stops at the first unfinished)."""
+    chain = [runs / f"ride_nb{n}_s{seed}"]
+    for suffix in CONTINUATIONS:
+        cont = runs / f"ride_nb{n}_s{seed}{suffix}"
+        if not (cont / "done").exists():
+            break
+        chain.append(cont)
+    return chain
+
+
 def final_run(runs: Path, n: int, seed: int) -> Path:
-    """The run folder holding seed `seed`'s final model: the continuation when it finished, else the first run."""
-    cont = runs / f"ride_nb{n}_s{seed}_cont"
-    return cont if (cont / "done").exists() else runs / f"ride_nb{n}_s{seed}"
+    """The run folder holding seed `seed`'s final model: the last finished continuation, else the first run."""
+    return run_chain(runs, n, seed)[-1]
 
 
 def learning_curve(runs: Path, n: int, seed: int) -> list[dict[str, str]]:
-    """The first run's log.csv rows followed by its continuation's, stages and seconds counted on from the first run's
-    (the continuation's initial validation, a re-measurement of the first run's best model, is left out)."""
-    with open(runs / f"ride_nb{n}_s{seed}" / "log.csv") as f:
+    """The first run's log.csv rows followed by each finished continuation's, stages and seconds counted on from the
+    run before (a continuation's initial validation, a re-measurement of the model it starts from, is left out)."""
+    first, *continuations = run_chain(runs, n, seed)
+    with open(first / "log.csv") as f:
         rows = list(csv.DictReader(f))
-    cont = runs / f"ride_nb{n}_s{seed}_cont"
-    if final_run(runs, n, seed) != cont:
-        return rows
-    stages = 1 + max(int(r["stage"]) for r in rows)
-    seconds = max(float(r["elapsed_s"]) for r in rows)
-    with open(cont / "log.csv") as f:
-        for r in csv.DictReader(f):
-            if int(r["stage"]) < 0:
-                continue
-            elapsed = f"{float(r['elapsed_s']) + seconds:g}"
-            rows.append({**r, "stage": str(int(r["stage"]) + stages), "elapsed_s": elapsed})
+    for cont in continuations:
+        stages = 1 + max(int(r["stage"]) for r in rows)
+        seconds = max(float(r["elapsed_s"]) for r in rows)
+        with open(cont / "log.csv") as f:
+            for r in csv.DictReader(f):
+                if int(r["stage"]) < 0:
+                    continue
+                elapsed = f"{float(r['elapsed_s']) + seconds:g}"
+                rows.append({**r, "stage": str(int(r["stage"]) + stages), "elapsed_s": elapsed})
     return rows
 
 

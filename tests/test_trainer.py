@@ -180,6 +180,21 @@ def test_rollback_restores_the_best_model_when_a_stage_hurts(image_dir, tmp_path
         assert torch.equal(value, best[name]), name
 
 
+def test_min_improvement_ends_the_run_on_a_small_gain_but_keeps_the_better_model(image_dir, tmp_path):
+    # every stage of this run improves validation (the plain run shows it); a threshold larger than any gain makes
+    # the first stage's gain "small": the run stops there on patience 1, with that stage's model as the best
+    config = tiny_config(image_dir, max_steps_per_epoch=10, patch_sizes=(8, 8, 8), patience=1)
+    plain = Trainer(config, tmp_path / "plain", progress=False).run()
+    assert [r["outcome"] for r in plain["history"]] == ["initial", "improved", "improved", "improved"]
+    strict = Trainer(replace_checked(config, {"min_improvement": 10.0}), tmp_path / "strict", progress=False).run()
+    assert [r["outcome"] for r in strict["history"]] == ["initial", "improved (below min_improvement)"]
+    assert strict["status"] == "early stop: 1 stages without improvement"
+    assert strict["best_stage"] == 0
+    assert strict["best_val_bits_per_dim"] == pytest.approx(plain["history"][1]["val_bits_per_dim"], abs=1e-9)
+    with pytest.raises(ValueError, match="min_improvement"):
+        replace_checked(config, {"min_improvement": -0.1})
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -73,6 +73,9 @@ class TrainConfig:
     val_patches: int = 50_000  # patches63 mode: validation patches
     rollback: bool = True  # restore the best model when a stage made validation worse
     patience: int = 0  # stop after this many stages without improvement (0: never)
+    # a stage counts as an improvement for `patience` only when it raises the best validation rate by more than this
+    # [bit/dim]; a smaller gain is still kept as the best model (it is better), but it no longer extends the run
+    min_improvement: float = 0.0
     # --- patches63 mode
     train_patches: int = 1_000_000
     # --- run
@@ -110,6 +113,7 @@ class TrainConfig:
         need(self.model != "colour" or (self.finetune_iter == 0 and not self.init_mcgsm),
              "model='colour' has two MCGSMs; L-BFGS fine-tuning and the least-squares MCGSM start are not "
              "implemented for it: set finetune_iter = 0 and init_mcgsm = false")
+        need(self.min_improvement >= 0, f"min_improvement must be >= 0, found {self.min_improvement}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, found {self.device!r}")
 
     def learning_rate(self, stage: int) -> float:

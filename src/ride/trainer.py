@@ -393,7 +393,8 @@ class Trainer:
         best = self.best["val_bits_per_dim"]
         if best is None or val["val_bits_per_dim"] > best:
             self.best = {"val_bits_per_dim": val["val_bits_per_dim"], "stage": stage, "model": self._snapshot()}
-            record["outcome"] = "improved"
+            small = best is not None and val["val_bits_per_dim"] <= best + cfg.min_improvement
+            record["outcome"] = "improved (below min_improvement)" if small else "improved"
         elif cfg.rollback:
             self.model.load_state_dict(self.best["model"]["model"])
             self.optimizer.load_state_dict(self.best["model"]["optimizer"])

@@ -1,0 +1,56 @@
+"""The experiment drivers' bookkeeping (experiments/*.py): which run holds a model, and its learning curve."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def nbsize():
+    spec = importlib.util.spec_from_file_location("deadleaves_nbsize", ROOT / "experiments" / "deadleaves_nbsize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FIELDS = ["elapsed_s", "stage", "event", "val_bits_per_dim"]
+
+
+def write_run(folder: Path, vals: list[float], seconds: float, done: bool = True) -> None:
+    """A run folder whose log.csv holds an initial validation and one validation per stage."""
+    folder.mkdir(parents=True)
+    rows = [{"elapsed_s": "0", "stage": "-1", "event": "val", "val_bits_per_dim": "0.5"}]
+    rows += [{"elapsed_s": f"{seconds * (k + 1) / len(vals):g}", "stage": str(k), "event": "val",
+              "val_bits_per_dim": str(v)} for k, v in enumerate(vals)]
+    with open(folder / "log.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    if done:
+        (folder / "done").touch()
+
+
+def test_the_chain_of_continuations_gives_the_final_run_and_one_learning_curve(nbsize, tmp_path):
+    write_run(tmp_path / "ride_nb5_s0", [1.0, 2.0], 100.0)
+    write_run(tmp_path / "ride_nb5_s0_cont", [2.5, 2.7, 2.8], 30.0)
+    write_run(tmp_path / "ride_nb5_s0_cont2", [2.9], 10.0, done=False)  # still running: not part of the chain
+    assert nbsize.final_run(tmp_path, 5, 0) == tmp_path / "ride_nb5_s0_cont"
+    assert nbsize.best_validation(nbsize.final_run(tmp_path, 5, 0)) == 2.8
+    rows = nbsize.learning_curve(tmp_path, 5, 0)
+    # the continuation's initial validation is dropped; its stages and seconds follow the first run's
+    assert [(r["stage"], r["elapsed_s"], r["val_bits_per_dim"]) for r in rows[3:]] == [
+        ("2", "110", "2.5"), ("3", "120", "2.7"), ("4", "130", "2.8")]
+    (tmp_path / "ride_nb5_s0_cont2" / "done").touch()
+    rows = nbsize.learning_curve(tmp_path, 5, 0)
+    assert nbsize.final_run(tmp_path, 5, 0) == tmp_path / "ride_nb5_s0_cont2"
+    assert (rows[-1]["stage"], rows[-1]["elapsed_s"], rows[-1]["val_bits_per_dim"]) == ("5", "140", "2.9")
+    # a second continuation without the first one finished is not in the chain
+    write_run(tmp_path / "ride_nb7_s0", [1.0], 50.0)
+    write_run(tmp_path / "ride_nb7_s0_cont2", [3.0], 5.0)
+    assert nbsize.final_run(tmp_path, 7, 0) == tmp_path / "ride_nb7_s0"
