@@ -40,7 +40,8 @@ case "$kind" in
     touch "$dir/done" ;;
   eval)  # tiles64 on the 100 test images, run only after the models were chosen on validation
     out=$RUNS/eval_$3.json
-    [ -f "$out" ] && exit 0
+    # an evaluation older than its model (a continuation or a new selection replaced it) is run again
+    [ -f "$out" ] && [ "$out" -nt "models/deadleaves/$3.pt" ] && exit 0
     if [ ! -f "models/deadleaves/$3.pt" ]; then echo "no models/deadleaves/$3.pt to evaluate (skipped run)" >&2; exit 0; fi
     ride eval --checkpoint "models/deadleaves/$3.pt" --data deadleaves --split test --protocol tiles64 --json \
       --no-progress > "$out.tmp"

@@ -1,6 +1,7 @@
 """The dead-leaves neighbourhood-size experiment's two last steps (experiments/deadleaves_nbsize.sh).
 
     python experiments/deadleaves_nbsize.py select runs/deadleaves     # choose each n's RIDE seed on validation
+    python experiments/deadleaves_nbsize.py restore runs/deadleaves    # a new checkout: run folders from models/
     python experiments/deadleaves_nbsize.py table runs/deadleaves --out-table experiments/deadleaves_nbsize.md \
         --out-plot experiments/deadleaves_nbsize.png
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import filecmp
 import json
 import math
 import shutil
@@ -91,7 +93,11 @@ def select(runs: Path, models: Path = Path("models/deadleaves")) -> None:
         first = {s: best_validation(runs / f"ride_nb{n}_s{s}") for s in seeds}
         ranked = sorted(seeds, key=lambda s: -val[s])
         for seed, name in zip(ranked, (f"ride_nb{n}", f"ride_nb{n}_seed1"), strict=False):
-            shutil.copyfile(final_run(runs, n, seed) / "model.pt", models / f"{name}.pt")
+            source, target = final_run(runs, n, seed) / "model.pt", models / f"{name}.pt"
+            # an unchanged model keeps its file time, so the eval job (which redoes an evaluation older than its
+            # model) does not evaluate it again
+            if not (target.exists() and filecmp.cmp(source, target, shallow=False)):
+                shutil.copyfile(source, target)
             rows = learning_curve(runs, n, seed)
             with open(models / f"{name}.csv", "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -102,6 +108,69 @@ def select(runs: Path, models: Path = Path("models/deadleaves")) -> None:
         rates = ", ".join(f"seed {s} {first[s]:.4f} -> {val[s]:.4f}" for s in seeds)
         print(f"n = {n}: validation (first run -> continued) {rates}; chose seed {ranked[0]}")
     (runs / "selection.json").write_text(json.dumps(choice, indent=1) + "\n")
+
+
+def restore(runs: Path, models: Path = Path("models/deadleaves"),
+            evals: Path = Path("experiments/deadleaves_eval")) -> None:
+    """Rebuild the run folders from the committed models and learning curves (a new checkout has no runs/), so
+    that a further continuation can start from them and `select` reads them as if they had been trained here.
+
+    Each committed model is its seed's final run (the last continuation); its learning curve is split back into the
+    first run and the continuations (the last one's stages are counted in the model's history, the others' are
+    those of their configs), and the split is checked by rebuilding the committed curve from it."""
+    import tomllib
+
+    def stages(config: str) -> int:
+        return len(tomllib.loads(Path(config).read_text())["patch_sizes"])
+
+    for n in (3, 5, 7, 9):
+        for name in (f"ride_nb{n}", f"ride_nb{n}_seed1"):
+            extra = torch.load(models / f"{name}.pt", weights_only=True, map_location="cpu")["extra"]
+            seed = extra["config"]["seed"]
+            with open(models / f"{name}.csv") as f:
+                rows = list(csv.DictReader(f))
+            total = 1 + max(int(r["stage"]) for r in rows)
+            last = len(extra["history"]) - 1  # the final run's stages (its history starts with the initial check)
+            folders = [runs / f"ride_nb{n}_s{seed}"] + [runs / f"ride_nb{n}_s{seed}{c}" for c in CONTINUATIONS]
+            lengths = [stages("experiments/deadleaves_ride.toml"), stages("experiments/deadleaves_ride_cont.toml")]
+            parts = len(lengths) + 1 if total > sum(lengths) else len(lengths)
+            lengths = lengths[:parts - 1] + [last]
+            if sum(lengths) != total:
+                raise SystemExit(f"{name}: cannot split {total} stages into runs of {lengths}")
+            first_stage, offset = 0, 0.0
+            for folder, length in zip(folders, lengths, strict=False):
+                part = [r for r in rows if first_stage <= int(r["stage"]) < first_stage + length
+                        or (first_stage == 0 and int(r["stage"]) < 0)]
+                if first_stage:  # a continuation's initial check re-measures the best model before it
+                    best = max(float(r["val_bits_per_dim"]) for r in rows
+                               if r["val_bits_per_dim"] and int(r["stage"]) < first_stage)
+                    part.insert(0, {**{k: "" for k in rows[0]}, "elapsed_s": str(offset), "stage": "-1",
+                                    "event": "val", "val_bits_per_dim": f"{best:g}"})
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(folder / "log.csv", "w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows({**r, "stage": str(int(r["stage"]) - first_stage) if int(r["stage"]) >= 0
+                                      else r["stage"], "elapsed_s": f"{float(r['elapsed_s']) - offset:g}"}
+                                     for r in part)
+                (folder / "done").touch()
+                first_stage += length
+                offset = max(float(r["elapsed_s"]) for r in part)
+            shutil.copy2(models / f"{name}.pt", folder / "model.pt")
+            rebuilt = learning_curve(runs, n, seed)
+            same = len(rebuilt) == len(rows) and all(
+                a["stage"] == b["stage"] and a["val_bits_per_dim"] == b["val_bits_per_dim"]
+                and abs(float(a["elapsed_s"]) - float(b["elapsed_s"])) < 0.01
+                for a, b in zip(rebuilt, rows, strict=True))
+            if not same:
+                raise SystemExit(f"{name}: the rebuilt runs do not give back {models / name}.csv")
+            print(f"{name}: seed {seed}, runs of {lengths} stages -> {folder}")
+        for ext in ("pt", "csv"):
+            shutil.copy2(models / f"mcgsm_nb{n}.{ext}", runs / f"mcgsm_nb{n}.{ext}")
+        (runs / f"mcgsm_nb{n}.done").touch()
+    for result in [*evals.glob("eval_*.json"), evals / "selection.json"]:  # after the models: none is redone
+        shutil.copy2(result, runs / result.name)
+        (runs / result.name).touch()
 
 
 def mcgsm_stop(n: int, models: Path = Path("models/deadleaves")) -> str:
@@ -190,6 +259,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("select").add_argument("runs", type=Path)
+    sub.add_parser("restore").add_argument("runs", type=Path)
     p = sub.add_parser("table")
     p.add_argument("runs", type=Path)
     p.add_argument("--out-table", type=Path, required=True)
@@ -197,6 +267,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "select":
         select(args.runs)
+    elif args.command == "restore":
+        args.runs.mkdir(parents=True, exist_ok=True)
+        restore(args.runs)
     else:
         table(args)
 

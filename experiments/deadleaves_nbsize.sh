@@ -22,8 +22,8 @@ for kind in cont cont2; do
   for n in 3 5 7 9; do echo "$kind $n 0"; echo "$kind $n 1"; done | xargs -P "$PARALLEL" -L 1 $JOB
 done
 for n in 3 5 7 9; do
-  cp "$RUNS/mcgsm_nb$n.pt" models/deadleaves/mcgsm_nb$n.pt
-  cp "$RUNS/mcgsm_nb$n.csv" models/deadleaves/mcgsm_nb$n.csv
+  cp -p "$RUNS/mcgsm_nb$n.pt" models/deadleaves/mcgsm_nb$n.pt  # -p: the fit's time, so its evaluation is kept
+  cp -p "$RUNS/mcgsm_nb$n.csv" models/deadleaves/mcgsm_nb$n.csv
 done
 python experiments/deadleaves_nbsize.py select "$RUNS"
 {
