@@ -43,8 +43,9 @@ def best_validation(run: Path) -> float:
 
 
 # The continuations of a first run, in order: `cont` (experiments/deadleaves_ride_cont.toml) starts from the first
-# run's model, `cont2` (experiments/deadleaves_ride_cont2.toml) from `cont`'s.
-CONTINUATIONS = ("_cont", "_cont2")
+# run's model, `cont2` (experiments/deadleaves_ride_cont2.toml) from `cont`'s, `cont3` (the same config) from
+# `cont2`'s.
+CONTINUATIONS = ("_cont", "_cont2", "_cont3")
 
 
 def run_chain(runs: Path, n: int, seed: int) -> list[Path]:
@@ -81,6 +82,15 @@ def learning_curve(runs: Path, n: int, seed: int) -> list[dict[str, str]]:
     return rows
 
 
+def stages_per_run(runs: Path, n: int, seed: int) -> list[int]:
+    """How many stages each run of seed `seed`'s chain trained (what `restore` needs to split a learning curve)."""
+    counts = []
+    for run in run_chain(runs, n, seed):
+        with open(run / "log.csv") as f:
+            counts.append(1 + max(int(r["stage"]) for r in csv.DictReader(f)))
+    return counts
+
+
 def select(runs: Path, models: Path = Path("models/deadleaves")) -> None:
     """Per n: the seed with the better validation rate becomes ride_nb{n}.pt, the other ride_nb{n}_seed1.pt."""
     choice = {}
@@ -104,7 +114,7 @@ def select(runs: Path, models: Path = Path("models/deadleaves")) -> None:
                 writer.writeheader()
                 writer.writerows(rows)
         choice[n] = {"validation_bits_per_pixel": val, "first_run_validation_bits_per_pixel": first,
-                     "chosen_seed": ranked[0]}
+                     "chosen_seed": ranked[0], "stages_per_run": {s: stages_per_run(runs, n, s) for s in seeds}}
         rates = ", ".join(f"seed {s} {first[s]:.4f} -> {val[s]:.4f}" for s in seeds)
         print(f"n = {n}: validation (first run -> continued) {rates}; chose seed {ranked[0]}")
     (runs / "selection.json").write_text(json.dumps(choice, indent=1) + "\n")
@@ -116,13 +126,15 @@ def restore(runs: Path, models: Path = Path("models/deadleaves"),
     that a further continuation can start from them and `select` reads them as if they had been trained here.
 
     Each committed model is its seed's final run (the last continuation); its learning curve is split back into the
-    first run and the continuations (the last one's stages are counted in the model's history, the others' are
-    those of their configs), and the split is checked by rebuilding the committed curve from it."""
+    first run and the continuations by the stage counts that `select` recorded in selection.json (for an older
+    selection: the last run's from the model's history, the others' from their configs), and the split is checked
+    by rebuilding the committed curve from it."""
     import tomllib
 
     def stages(config: str) -> int:
         return len(tomllib.loads(Path(config).read_text())["patch_sizes"])
 
+    selection = json.loads((evals / "selection.json").read_text())
     for n in (3, 5, 7, 9):
         for name in (f"ride_nb{n}", f"ride_nb{n}_seed1"):
             extra = torch.load(models / f"{name}.pt", weights_only=True, map_location="cpu")["extra"]
@@ -132,9 +144,11 @@ def restore(runs: Path, models: Path = Path("models/deadleaves"),
             total = 1 + max(int(r["stage"]) for r in rows)
             last = len(extra["history"]) - 1  # the final run's stages (its history starts with the initial check)
             folders = [runs / f"ride_nb{n}_s{seed}"] + [runs / f"ride_nb{n}_s{seed}{c}" for c in CONTINUATIONS]
-            lengths = [stages("experiments/deadleaves_ride.toml"), stages("experiments/deadleaves_ride_cont.toml")]
-            parts = len(lengths) + 1 if total > sum(lengths) else len(lengths)
-            lengths = lengths[:parts - 1] + [last]
+            lengths = selection[str(n)].get("stages_per_run", {}).get(str(seed))
+            if lengths is None:  # a selection written before it recorded the runs' lengths: first, cont, cont2
+                lengths = [stages("experiments/deadleaves_ride.toml"), stages("experiments/deadleaves_ride_cont.toml")]
+                parts = len(lengths) + 1 if total > sum(lengths) else len(lengths)
+                lengths = lengths[:parts - 1] + [last]
             if sum(lengths) != total:
                 raise SystemExit(f"{name}: cannot split {total} stages into runs of {lengths}")
             first_stage, offset = 0, 0.0
