@@ -5,9 +5,9 @@
     python experiments/deadleaves_nbsize.py table runs/deadleaves --out-table experiments/deadleaves_nbsize.md \
         --out-plot experiments/deadleaves_nbsize.png
 
-`select` reads each run's best validation rate (log.csv; a run continued by the `cont` and `cont2` jobs is read
-from its last finished continuation, ride_nb{n}_s{seed}_cont or _cont2) and copies the better seed's model and
-learning curve (first run and continuations in one CSV) to models/deadleaves/ride_nb{n}.pt, the other to
+`select` reads each run's best validation rate (log.csv; a run continued by the `cont`, `cont2` and `cont3` jobs is
+read from its last finished continuation, ride_nb{n}_s{seed}_cont, _cont2 or _cont3) and copies the better seed's
+model and learning curve (first run and continuations in one CSV) to models/deadleaves/ride_nb{n}.pt, the other to
 ride_nb{n}_seed1.pt, and records the choice in selection.json; the test set plays no part in it. `table` reads the
 `ride eval --json` files.
 
@@ -36,10 +36,27 @@ def test_pixel_std() -> float:
     return math.sqrt(((values + 0.5) / 256).var().item() + 1 / 12 / 256**2)
 
 
+def read_log(path: Path) -> list[dict[str, str]]:
+    """The rows of a learning curve: a `ride train` run's log.csv, or a model's .csv beside it."""
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def write_log(path: Path, rows: list[dict[str, str]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def num_stages(rows: list[dict[str, str]]) -> int:
+    """Stages a log covers (stage -1 is the initial validation)."""
+    return 1 + max(int(r["stage"]) for r in rows)
+
+
 def best_validation(run: Path) -> float:
     """The best validation rate [bit/px] a `ride train` run logged (the model it kept, as it rolls back)."""
-    with open(run / "log.csv") as f:
-        return max(float(r["val_bits_per_dim"]) for r in csv.DictReader(f) if r["val_bits_per_dim"])
+    return max(float(r["val_bits_per_dim"]) for r in read_log(run / "log.csv") if r["val_bits_per_dim"])
 
 
 # The continuations of a first run, in order: `cont` (experiments/deadleaves_ride_cont.toml) starts from the first
@@ -68,27 +85,17 @@ def learning_curve(runs: Path, n: int, seed: int) -> list[dict[str, str]]:
     """The first run's log.csv rows followed by each finished continuation's, stages and seconds counted on from the
     run before (a continuation's initial validation, a re-measurement of the model it starts from, is left out)."""
     first, *continuations = run_chain(runs, n, seed)
-    with open(first / "log.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_log(first / "log.csv")
     for cont in continuations:
-        stages = 1 + max(int(r["stage"]) for r in rows)
-        seconds = max(float(r["elapsed_s"]) for r in rows)
-        with open(cont / "log.csv") as f:
-            for r in csv.DictReader(f):
-                if int(r["stage"]) < 0:
-                    continue
-                elapsed = f"{float(r['elapsed_s']) + seconds:g}"
-                rows.append({**r, "stage": str(int(r["stage"]) + stages), "elapsed_s": elapsed})
+        stages, seconds = num_stages(rows), max(float(r["elapsed_s"]) for r in rows)
+        rows += [{**r, "stage": str(int(r["stage"]) + stages), "elapsed_s": f"{float(r['elapsed_s']) + seconds:g}"}
+                 for r in read_log(cont / "log.csv") if int(r["stage"]) >= 0]
     return rows
 
 
 def stages_per_run(runs: Path, n: int, seed: int) -> list[int]:
     """How many stages each run of seed `seed`'s chain trained (what `restore` needs to split a learning curve)."""
-    counts = []
-    for run in run_chain(runs, n, seed):
-        with open(run / "log.csv") as f:
-            counts.append(1 + max(int(r["stage"]) for r in csv.DictReader(f)))
-    return counts
+    return [num_stages(read_log(run / "log.csv")) for run in run_chain(runs, n, seed)]
 
 
 def select(runs: Path, models: Path = Path("models/deadleaves")) -> None:
@@ -108,11 +115,7 @@ def select(runs: Path, models: Path = Path("models/deadleaves")) -> None:
             # model) does not evaluate it again
             if not (target.exists() and filecmp.cmp(source, target, shallow=False)):
                 shutil.copyfile(source, target)
-            rows = learning_curve(runs, n, seed)
-            with open(models / f"{name}.csv", "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+            write_log(models / f"{name}.csv", learning_curve(runs, n, seed))
         choice[n] = {"validation_bits_per_pixel": val, "first_run_validation_bits_per_pixel": first,
                      "chosen_seed": ranked[0], "stages_per_run": {s: stages_per_run(runs, n, s) for s in seeds}}
         rates = ", ".join(f"seed {s} {first[s]:.4f} -> {val[s]:.4f}" for s in seeds)
@@ -126,29 +129,17 @@ def restore(runs: Path, models: Path = Path("models/deadleaves"),
     that a further continuation can start from them and `select` reads them as if they had been trained here.
 
     Each committed model is its seed's final run (the last continuation); its learning curve is split back into the
-    first run and the continuations by the stage counts that `select` recorded in selection.json (for an older
-    selection: the last run's from the model's history, the others' from their configs), and the split is checked
-    by rebuilding the committed curve from it."""
-    import tomllib
-
-    def stages(config: str) -> int:
-        return len(tomllib.loads(Path(config).read_text())["patch_sizes"])
-
+    first run and the continuations by the stage counts that `select` recorded in selection.json, and the split is
+    checked by rebuilding the committed curve from it."""
     selection = json.loads((evals / "selection.json").read_text())
     for n in (3, 5, 7, 9):
         for name in (f"ride_nb{n}", f"ride_nb{n}_seed1"):
             extra = torch.load(models / f"{name}.pt", weights_only=True, map_location="cpu")["extra"]
             seed = extra["config"]["seed"]
-            with open(models / f"{name}.csv") as f:
-                rows = list(csv.DictReader(f))
-            total = 1 + max(int(r["stage"]) for r in rows)
-            last = len(extra["history"]) - 1  # the final run's stages (its history starts with the initial check)
+            rows = read_log(models / f"{name}.csv")
+            total = num_stages(rows)
             folders = [runs / f"ride_nb{n}_s{seed}"] + [runs / f"ride_nb{n}_s{seed}{c}" for c in CONTINUATIONS]
-            lengths = selection[str(n)].get("stages_per_run", {}).get(str(seed))
-            if lengths is None:  # a selection written before it recorded the runs' lengths: first, cont, cont2
-                lengths = [stages("experiments/deadleaves_ride.toml"), stages("experiments/deadleaves_ride_cont.toml")]
-                parts = len(lengths) + 1 if total > sum(lengths) else len(lengths)
-                lengths = lengths[:parts - 1] + [last]
+            lengths = selection[str(n)]["stages_per_run"][str(seed)]
             if sum(lengths) != total:
                 raise SystemExit(f"{name}: cannot split {total} stages into runs of {lengths}")
             first_stage, offset = 0, 0.0
@@ -161,12 +152,9 @@ def restore(runs: Path, models: Path = Path("models/deadleaves"),
                     part.insert(0, {**{k: "" for k in rows[0]}, "elapsed_s": str(offset), "stage": "-1",
                                     "event": "val", "val_bits_per_dim": f"{best:g}"})
                 folder.mkdir(parents=True, exist_ok=True)
-                with open(folder / "log.csv", "w", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                    writer.writeheader()
-                    writer.writerows({**r, "stage": str(int(r["stage"]) - first_stage) if int(r["stage"]) >= 0
-                                      else r["stage"], "elapsed_s": f"{float(r['elapsed_s']) - offset:g}"}
-                                     for r in part)
+                write_log(folder / "log.csv", [
+                    {**r, "stage": str(int(r["stage"]) - first_stage) if int(r["stage"]) >= 0 else r["stage"],
+                     "elapsed_s": f"{float(r['elapsed_s']) - offset:g}"} for r in part])
                 (folder / "done").touch()
                 first_stage += length
                 offset = max(float(r["elapsed_s"]) for r in part)
@@ -183,8 +171,7 @@ def restore(runs: Path, models: Path = Path("models/deadleaves"),
             shutil.copy2(models / f"mcgsm_nb{n}.{ext}", runs / f"mcgsm_nb{n}.{ext}")
         (runs / f"mcgsm_nb{n}.done").touch()
     for result in [*evals.glob("eval_*.json"), evals / "selection.json"]:  # after the models: none is redone
-        shutil.copy2(result, runs / result.name)
-        (runs / result.name).touch()
+        shutil.copyfile(result, runs / result.name)
 
 
 def mcgsm_stop(n: int, models: Path = Path("models/deadleaves")) -> str:
