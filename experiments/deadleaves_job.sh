@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One job of experiments/deadleaves_nbsize.sh:  deadleaves_job.sh RUNS mcgsm N | ride N SEED | cont|cont2|cont3 N SEED | eval NAME
+# One job of experiments/deadleaves_nbsize.sh:  deadleaves_job.sh RUNS mcgsm N | ride N SEED | cont|cont2|cont3|cont4 N SEED | eval NAME
 # (NAME: a model of models/deadleaves without .pt, e.g. ride_nb5_seed1).
 # Each job skips work whose output exists and resumes a stopped one, so the driver can simply be run again.
 set -euo pipefail
@@ -23,13 +23,16 @@ case "$kind" in
         > "$RUNS/ride_nb${n}_s$seed.log" 2>&1
     fi
     touch "$dir/done" ;;
-  cont|cont2|cont3)  # the `ride` run continued until a stage no longer improves validation: `cont` starts from
-    # the first run (experiments/deadleaves_ride_cont.toml), `cont2` from `cont`
-    # (experiments/deadleaves_ride_cont2.toml), `cont3` from `cont2` with the same config (a run that had stopped on
-    # its rule stops again after one stage)
+  cont|cont2|cont3|cont4)  # the `ride` run continued until a stage no longer improves validation: `cont` starts
+    # from the first run (experiments/deadleaves_ride_cont.toml), `cont2` from `cont`
+    # (experiments/deadleaves_ride_cont2.toml), `cont3` from `cont2` and `cont4` from `cont3` with the same config (a
+    # run that had stopped on its rule stops again after one stage)
     first="$RUNS/ride_nb${n}_s$seed"
-    case "$kind" in cont) prev=$first ;; cont2) prev=${first}_cont ;; cont3) prev=${first}_cont2 ;; esac
-    config=experiments/deadleaves_ride_${kind/cont3/cont2}.toml
+    case "$kind" in
+      cont) prev=$first; config=experiments/deadleaves_ride_cont.toml ;;
+      cont2) prev=${first}_cont; config=experiments/deadleaves_ride_cont2.toml ;;
+      *) prev=${first}_cont$(( ${kind#cont} - 1 )); config=experiments/deadleaves_ride_cont2.toml ;;
+    esac
     dir="${first}_$kind"
     [ -f "$dir/done" ] && exit 0
     if [ -f "$RUNS/skip_ride_nb${n}_s${seed}_$kind" ]; then
