@@ -55,3 +55,14 @@ def test_the_chain_of_continuations_gives_the_final_run_and_one_learning_curve(n
     write_run(tmp_path / "ride_nb7_s0", [1.0], 50.0)
     write_run(tmp_path / "ride_nb7_s0_cont2", [3.0], 5.0)
     assert nbsize.final_run(tmp_path, 7, 0) == tmp_path / "ride_nb7_s0"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.name)
+def test_experiment_configs_are_valid_train_configs(path):
+    """Every committed experiment config holds only known keys of valid types and a consistent schedule."""
+    from ride.train_config import TrainConfig, read_config_file
+
+    config = TrainConfig.from_dict(read_config_file(path))
+    assert len(config.learning_rates) in (1, len(config.patch_sizes))
+    if config.init:
+        assert config.init.startswith("models/"), "an init model must be one of the committed models"
