@@ -150,6 +150,35 @@ def test_add_layer_keeps_the_lower_layer(image_dir, tmp_path):
     assert ride.load(tmp_path / "two" / "model.pt").config.num_layers == 2
 
 
+def test_top_layer_only_stages_leave_the_lower_layer_unchanged(image_dir, tmp_path):
+    Trainer(tiny_config(image_dir, max_steps_per_epoch=5, patch_sizes=(8,)), tmp_path / "one", progress=False).run()
+    base = {k: v.clone() for k, v in ride.load(tmp_path / "one" / "model.pt").layers[0].state_dict().items()}
+    seen = []
+
+    def lower_moved(info):
+        layers = trainer.model.layers
+        moved = max(float((layers[0].state_dict()[k] - v).abs().max()) for k, v in base.items())
+        seen.append((info["stage"], moved))
+
+    config = tiny_config(image_dir, init=str(tmp_path / "one" / "model.pt"), add_layer=True, max_steps_per_epoch=6,
+                         optimizer="sgd", learning_rates=(0.05,), rollback=False, top_layer_only_stages=1)
+    trainer = Trainer(config, tmp_path / "two", progress=False, on_step=lower_moved)
+    top_before = params_of(trainer.model.layers[1])
+    trainer.run()
+    assert [m for stage, m in seen if stage == 0] == [0.0] * 6  # stage 1: the lower layer is not touched
+    assert max(m for stage, m in seen if stage == 1) > 1e-4  # stage 2 trains the whole model
+    top_after = params_of(trainer.model.layers[1])
+    assert max(float((top_before[k] - top_after[k]).abs().max()) for k in top_before) > 1e-4
+    assert all(p.requires_grad for p in trainer.model.parameters())  # the freeze ends with its stages
+
+
+def test_top_layer_only_stages_need_two_layers(image_dir, tmp_path):
+    with pytest.raises(ValueError, match="2 or more spatial LSTM layers"):
+        Trainer(tiny_config(image_dir, top_layer_only_stages=1), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="top_layer_only_stages must be in 0..2"):
+        tiny_config(image_dir, top_layer_only_stages=3)
+
+
 def test_lbfgs_finetuning_does_not_worsen_validation(image_dir, tmp_path):
     trainer = Trainer(tiny_config(image_dir, max_steps_per_epoch=10, finetune_iter=15), tmp_path / "ft",
                       progress=False)

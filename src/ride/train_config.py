@@ -51,6 +51,9 @@ class TrainConfig:
     init: str | None = None  # checkpoint to start from (e.g. a trained 1-layer model)
     add_layer: bool = False  # put a new spatial LSTM layer on top of `init` (spec §6 "add layer")
     init_mcgsm: bool = True  # start the MCGSM at the least-squares predictor of the initial hidden states
+    # the first this many stages update only the top spatial LSTM layer and the MCGSM; the layers below stay as they
+    # are (the original's --train_top_layer for those stages, e.g. to train a new layer before the whole model)
+    top_layer_only_stages: int = 0
     precondition_pairs: int = 500_000
     # --- schedule: one stage per patch size, `epochs_per_stage` epochs each
     patch_sizes: tuple[int, ...] = (8, 10, 12, 14, 16, 18, 20, 22)
@@ -113,6 +116,9 @@ class TrainConfig:
         need(self.model != "colour" or (self.finetune_iter == 0 and not self.init_mcgsm),
              "model='colour' has two MCGSMs; L-BFGS fine-tuning and the least-squares MCGSM start are not "
              "implemented for it: set finetune_iter = 0 and init_mcgsm = false")
+        need(0 <= self.top_layer_only_stages <= len(self.patch_sizes),
+             f"top_layer_only_stages must be in 0..{len(self.patch_sizes)} (the number of stages), found "
+             f"{self.top_layer_only_stages}")
         need(self.min_improvement >= 0, f"min_improvement must be >= 0, found {self.min_improvement}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, found {self.device!r}")
 

@@ -126,6 +126,9 @@ class Trainer:
         self.task = make_task(config)
         self.model = self._initial_model(saved)
         self.task.check_model(self.model)
+        if config.top_layer_only_stages and len(getattr(self.model, "layers", ())) < 2:
+            raise ValueError("config: top_layer_only_stages needs a model with 2 or more spatial LSTM layers (e.g. "
+                             "init with add_layer)")
         self.optimizer = self._optimizer()
         self.position = {"stage": 0, "epoch": 0, "step": 0, "global_step": 0}
         self.writer = None
@@ -186,6 +189,17 @@ class Trainer:
             h, y = self.task.hidden_pairs(model, min(cfg.finetune_pixels, 200_000), gen)
             _mcgsm(model).initialize(h, y, generator=gen)
         return model
+
+    def _frozen_parameters(self, stage: int) -> list[nn.Parameter]:
+        """The parameters that stage `stage` leaves unchanged: those of every layer below the top one while
+        `top_layer_only_stages` lasts (their gradients are not computed where one process trains), else none."""
+        frozen = []
+        if stage < self.config.top_layer_only_stages:
+            frozen = [p for layer in self.model.layers[:-1] for p in layer.parameters()]
+        if self.world == 1:  # under DistributedDataParallel every parameter keeps requires_grad (its hooks expect it)
+            for layer in getattr(self.model, "layers", [])[:-1]:
+                layer.requires_grad_(not frozen)
+        return frozen
 
     def _optimizer(self) -> torch.optim.Optimizer:
         params = list(self.model.parameters())
@@ -302,6 +316,7 @@ class Trainer:
             lr = cfg.learning_rate(stage)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            frozen = self._frozen_parameters(stage)
             stage_steps = 0
             while self.position["epoch"] < cfg.epochs_per_stage and not stopped:
                 epoch = self.position["epoch"]
@@ -321,6 +336,8 @@ class Trainer:
                     loss = self.objective(local)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    for param in frozen:  # no gradient: neither SGD (momentum) nor Adam touches it
+                        param.grad = None
                     if cfg.grad_clip:
                         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                     if not torch.isfinite(loss):
