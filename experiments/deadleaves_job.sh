@@ -26,7 +26,7 @@ case "$kind" in
   cont|cont2|cont3|cont4)  # the `ride` run continued until a stage no longer improves validation: `cont` starts
     # from the first run (experiments/deadleaves_ride_cont.toml), `cont2` from `cont`
     # (experiments/deadleaves_ride_cont2.toml), `cont3` from `cont2` and `cont4` from `cont3` with the same config (a
-    # run that had stopped on its rule stops again after one stage)
+    # run that had stopped on its rule stops again after one stage in cont3; cont4 does not continue it)
     first="$RUNS/ride_nb${n}_s$seed"
     case "$kind" in
       cont) prev=$first; config=experiments/deadleaves_ride_cont.toml ;;
@@ -39,6 +39,11 @@ case "$kind" in
       echo "skipping $kind nb $n seed $seed (skip file)" >&2; exit 0
     fi
     if [ ! -f "$prev/done" ]; then echo "no finished run $prev to continue" >&2; exit 0; fi
+    # from cont4 on, a run that has stopped on its rule stays stopped (cont2 and cont3 were run for every run, a
+    # stopped one getting one more stage; the committed models are those)
+    if [ "$kind" = cont4 ] && python experiments/deadleaves_nbsize.py stopped "$prev/model.pt"; then
+      echo "$prev stopped on its rule: not continued" >&2; exit 0
+    fi
     if [ -f "$dir/state.pt" ]; then
       ride train --out "$dir" --resume > "$RUNS/ride_nb${n}_s${seed}_$kind.log" 2>&1
     else

@@ -98,6 +98,16 @@ def stages_per_run(runs: Path, n: int, seed: int) -> list[int]:
     return [num_stages(read_log(run / "log.csv")) for run in run_chain(runs, n, seed)]
 
 
+def stopped_on_rule(model: Path) -> bool:
+    """Whether the run that wrote `model` ended on its stopping rule: as many stages in a row without an
+    improvement (a gain of at most `min_improvement`, a worse or rolled-back stage) as its `patience`, counted the
+    trainer's way from the history the model file carries."""
+    extra = torch.load(model, weights_only=True, map_location="cpu")["extra"]
+    patience, outcomes = extra["config"].get("patience", 0), [r["outcome"] for r in extra["history"]]
+    trailing = len(outcomes) - max((k + 1 for k, o in enumerate(outcomes) if o == "improved"), default=0)
+    return bool(patience) and trailing >= patience
+
+
 def select(runs: Path, models: Path = Path("models/deadleaves")) -> None:
     """Per n: the seed with the better validation rate becomes ride_nb{n}.pt, the other ride_nb{n}_seed1.pt."""
     choice = {}
@@ -261,6 +271,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("select").add_argument("runs", type=Path)
     sub.add_parser("restore").add_argument("runs", type=Path)
+    sub.add_parser("stopped", help="exit status 0 if the run of this model.pt stopped on its rule, else 1"
+                   ).add_argument("model", type=Path)
     p = sub.add_parser("table")
     p.add_argument("runs", type=Path)
     p.add_argument("--out-table", type=Path, required=True)
@@ -268,6 +280,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "select":
         select(args.runs)
+    elif args.command == "stopped":
+        raise SystemExit(0 if stopped_on_rule(args.model) else 1)
     elif args.command == "restore":
         args.runs.mkdir(parents=True, exist_ok=True)
         restore(args.runs)

@@ -66,3 +66,21 @@ def test_experiment_configs_are_valid_train_configs(path):
     assert len(config.learning_rates) in (1, len(config.patch_sizes))
     if config.init:
         assert config.init.startswith("models/"), "an init model must be one of the committed models"
+
+
+@pytest.mark.parametrize(("patience", "outcomes", "stopped"), [
+    (1, ["initial", "improved", "improved (below min_improvement)"], True),
+    (1, ["initial", "improved", "rolled back"], True),
+    (1, ["initial", "improved", "improved"], False),
+    (2, ["initial", "improved", "improved (below min_improvement)"], False),
+    (2, ["initial", "rolled back", "improved (below min_improvement)"], True),
+    (2, ["initial", "rolled back"], True),  # the trainer counts its initial record too
+    (0, ["initial", "rolled back", "rolled back"], False),  # no patience: the run ends only with its stages
+])
+def test_stopped_on_rule_counts_stages_without_improvement_as_the_trainer_does(nbsize, tmp_path, patience, outcomes,
+                                                                              stopped):
+    import torch
+
+    model = tmp_path / "model.pt"
+    torch.save({"extra": {"config": {"patience": patience}, "history": [{"outcome": o} for o in outcomes]}}, model)
+    assert nbsize.stopped_on_rule(model) is stopped
