@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from ride.datasets import DeadLeaves
+from ride.trainer import stages_without_improvement
 
 
 def test_pixel_std() -> float:
@@ -99,13 +100,11 @@ def stages_per_run(runs: Path, n: int, seed: int) -> list[int]:
 
 
 def stopped_on_rule(model: Path) -> bool:
-    """Whether the run that wrote `model` ended on its stopping rule: as many stages in a row without an
-    improvement (a gain of at most `min_improvement`, a worse or rolled-back stage) as its `patience`, counted the
-    trainer's way from the history the model file carries."""
+    """Whether the run that wrote `model` ended on its stopping rule (`patience` stages in a row without an
+    improvement), judged by the trainer's own count on the history the model file carries."""
     extra = torch.load(model, weights_only=True, map_location="cpu")["extra"]
-    patience, outcomes = extra["config"].get("patience", 0), [r["outcome"] for r in extra["history"]]
-    trailing = len(outcomes) - max((k + 1 for k, o in enumerate(outcomes) if o == "improved"), default=0)
-    return bool(patience) and trailing >= patience
+    patience = extra["config"].get("patience", 0)
+    return bool(patience) and stages_without_improvement(extra["history"]) >= patience
 
 
 def select(runs: Path, models: Path = Path("models/deadleaves")) -> None:

@@ -43,6 +43,17 @@ TRAINER_FORMAT_VERSION = 1
 RESUME_OVERRIDABLE = {"max_seconds", "device", "threads", "checkpoint_every_s", "log_every", "tensorboard"}
 
 
+def stages_without_improvement(history: list[dict[str, Any]]) -> int:
+    """How many of a run's last history records (its stages, and the initial check) are not an "improved" stage:
+    what `patience` is compared with. A gain of at most `min_improvement`, a worse or a rolled-back stage counts."""
+    count = 0
+    for record in reversed(history):
+        if record["outcome"] == "improved":
+            break
+        count += 1
+    return count
+
+
 def build_model(config: TrainConfig) -> nn.Module:
     """A fresh model for `config` (RIDE, or PatchRIDE in patches63 mode, or the colour model)."""
     fields = {"num_hiddens": config.num_hiddens, "num_layers": config.num_layers,
@@ -378,7 +389,7 @@ class Trainer:
                 status = stopped if isinstance(stopped, str) else "stopped (time budget)"
                 break
             self._end_stage(stage, stage_steps)
-            if cfg.patience and self._stages_without_improvement() >= cfg.patience:
+            if cfg.patience and stages_without_improvement(self.history) >= cfg.patience:
                 status = f"early stop: {cfg.patience} stages without improvement"
                 break
         self.elapsed = base_elapsed + time.monotonic() - start
@@ -429,10 +440,3 @@ class Trainer:
         self._save_state("training")
         self._save_best()
 
-    def _stages_without_improvement(self) -> int:
-        count = 0
-        for record in reversed(self.history):
-            if record["outcome"] == "improved":
-                break
-            count += 1
-        return count
