@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One job of experiments/deadleaves_nbsize.sh:  deadleaves_job.sh RUNS mcgsm N | ride N SEED | cont|cont2|cont3|cont4 N SEED | eval NAME
+# One job of experiments/deadleaves_nbsize.sh:  deadleaves_job.sh RUNS mcgsm N | ride N SEED | cont|cont2 .. cont9 N SEED | eval NAME
 # (NAME: a model of models/deadleaves without .pt, e.g. ride_nb5_seed1).
 # Each job skips work whose output exists and resumes a stopped one, so the driver can simply be run again.
 set -euo pipefail
@@ -23,10 +23,10 @@ case "$kind" in
         > "$RUNS/ride_nb${n}_s$seed.log" 2>&1
     fi
     touch "$dir/done" ;;
-  cont|cont2|cont3|cont4)  # the `ride` run continued until a stage no longer improves validation: `cont` starts
+  cont|cont[2-9])  # the `ride` run continued until a stage no longer improves validation: `cont` starts
     # from the first run (experiments/deadleaves_ride_cont.toml), `cont2` from `cont`
-    # (experiments/deadleaves_ride_cont2.toml), `cont3` from `cont2` and `cont4` from `cont3` with the same config (a
-    # run that had stopped on its rule stops again after one stage in cont3; cont4 does not continue it)
+    # (experiments/deadleaves_ride_cont2.toml), and each of `cont3` .. `cont9` from the one before with the same
+    # config (a run that had stopped on its rule stops again after one stage in cont3; cont4 on do not continue it)
     first="$RUNS/ride_nb${n}_s$seed"
     case "$kind" in
       cont) prev=$first; config=experiments/deadleaves_ride_cont.toml ;;
@@ -41,7 +41,7 @@ case "$kind" in
     if [ ! -f "$prev/done" ]; then echo "no finished run $prev to continue" >&2; exit 0; fi
     # from cont4 on, a run that has stopped on its rule stays stopped (cont2 and cont3 were run for every run, a
     # stopped one getting one more stage; the committed models are those)
-    if [ "$kind" = cont4 ] && python experiments/deadleaves_nbsize.py stopped "$prev/model.pt"; then
+    if [ "${kind#cont}" -ge 4 ] && python experiments/deadleaves_nbsize.py stopped "$prev/model.pt"; then
       echo "$prev stopped on its rule: not continued" >&2; exit 0
     fi
     if [ -f "$dir/state.pt" ]; then

@@ -5,8 +5,8 @@
     python experiments/deadleaves_nbsize.py table runs/deadleaves --out-table experiments/deadleaves_nbsize.md \
         --out-plot experiments/deadleaves_nbsize.png
 
-`select` reads each run's best validation rate (log.csv; a run continued by the `cont` .. `cont4` jobs
-is read from its last finished continuation, ride_nb{n}_s{seed}_cont .. _cont4) and copies the better seed's
+`select` reads each run's best validation rate (log.csv; a run continued by the `cont` .. `cont9` jobs
+is read from its last finished continuation, ride_nb{n}_s{seed}_cont .. _cont9) and copies the better seed's
 model and learning curve (first run and continuations in one CSV) to models/deadleaves/ride_nb{n}.pt, the other to
 ride_nb{n}_seed1.pt, and records the choice in selection.json; the test set plays no part in it. `table` reads the
 `ride eval --json` files.
@@ -61,9 +61,9 @@ def best_validation(run: Path) -> float:
 
 
 # The continuations of a first run, in order: `cont` (experiments/deadleaves_ride_cont.toml) starts from the first
-# run's model, `cont2` (experiments/deadleaves_ride_cont2.toml) from `cont`'s, `cont3` and `cont4` (the same
-# config) from `cont2`'s and `cont3`'s.
-CONTINUATIONS = ("_cont", "_cont2", "_cont3", "_cont4")
+# run's model, `cont2` (experiments/deadleaves_ride_cont2.toml) from `cont`'s, and each of `cont3` .. `cont9` (the
+# same config) from the one before.
+CONTINUATIONS = ("_cont",) + tuple(f"_cont{k}" for k in range(2, 10))
 
 
 def run_chain(runs: Path, n: int, seed: int) -> list[Path]:

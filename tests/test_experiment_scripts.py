@@ -51,6 +51,12 @@ def test_the_chain_of_continuations_gives_the_final_run_and_one_learning_curve(n
     assert nbsize.final_run(tmp_path, 5, 0) == tmp_path / "ride_nb5_s0_cont2"
     assert (rows[-1]["stage"], rows[-1]["elapsed_s"], rows[-1]["val_bits_per_dim"]) == ("5", "140", "2.9")
     assert nbsize.stages_per_run(tmp_path, 5, 0) == [2, 3, 1]  # what `restore` splits a learning curve by
+    # the later continuations (cont3 .. cont9) extend the chain the same way, one after the other
+    for k, val in ((3, 3.0), (4, 3.05), (5, 3.1)):
+        write_run(tmp_path / f"ride_nb5_s0_cont{k}", [val], 10.0)
+    assert nbsize.final_run(tmp_path, 5, 0) == tmp_path / "ride_nb5_s0_cont5"
+    assert nbsize.stages_per_run(tmp_path, 5, 0) == [2, 3, 1, 1, 1, 1]
+    assert nbsize.learning_curve(tmp_path, 5, 0)[-1]["stage"] == "8"
     # a second continuation without the first one finished is not in the chain
     write_run(tmp_path / "ride_nb7_s0", [1.0], 50.0)
     write_run(tmp_path / "ride_nb7_s0_cont2", [3.0], 5.0)
