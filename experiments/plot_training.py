@@ -5,7 +5,10 @@
 
 Left: the running training rate (bit/dim of the training patches' predicted pixels, which grow with the
 curriculum's patch size) against training time; right: the validation rate (tiles64 protocol on the held-out
-training images, or nats per patch for the 63-dim mode converted to bit/dim) after every stage.
+training images, or nats per patch for the 63-dim mode converted to bit/dim) after every stage, or with
+--val-time against training time. A run continued from another's model is one curve: join the logs with "+"
+(models/bsds300_ride2_128.csv+models/bsds300_ride2_128_long.csv:"RIDE 128 x 2"); each continuation's stages and
+seconds count on from the run before, and its initial validation (a re-measurement of the start) is left out.
 """
 
 from __future__ import annotations
@@ -20,9 +23,21 @@ def read_log(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def read_chain(paths: list[Path]) -> list[dict[str, str]]:
+    """The rows of a run's log followed by those of each continuation, stages and elapsed_s counted on."""
+    rows = read_log(paths[0])
+    for path in paths[1:]:
+        stages = 1 + max(int(r["stage"]) for r in rows)
+        seconds = max(float(r["elapsed_s"]) for r in rows)
+        rows += [{**r, "stage": str(int(r["stage"]) + stages), "elapsed_s": str(float(r["elapsed_s"]) + seconds)}
+                 for r in read_log(path) if int(r["stage"]) >= 0]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("logs", nargs="+", help="CSV log, optionally followed by :label")
+    parser.add_argument("logs", nargs="+", help="CSV log (or logs joined by +), optionally followed by :label")
+    parser.add_argument("--val-time", action="store_true", help="plot validation against training time [h]")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -35,12 +50,12 @@ def main() -> None:
     trained = []  # validation rates after the first stage: the right panel's range (the start is far below)
     for item in args.logs:
         path, _, label = item.partition(":")
-        rows = read_log(Path(path))
-        label = label or Path(path).stem
+        rows = read_chain([Path(p) for p in path.split("+")])
+        label = label or Path(path.split("+")[-1]).stem
         train = [(float(r["elapsed_s"]) / 60, float(r["train_bits_per_dim"])) for r in rows
                  if r["event"] == "train" and r["train_bits_per_dim"]]
-        val = [(int(r["stage"]) + 1, float(r["val_bits_per_dim"])) for r in rows
-               if r["event"] == "val" and r["val_bits_per_dim"]]
+        val = [(float(r["elapsed_s"]) / 3600 if args.val_time else int(r["stage"]) + 1, float(r["val_bits_per_dim"]))
+               for r in rows if r["event"] == "val" and r["val_bits_per_dim"]]
         if train:
             # a running mean over 25 logged steps: single batches are noisy
             xs, ys = zip(*train, strict=True)
@@ -49,10 +64,10 @@ def main() -> None:
         if val:
             xs, ys = zip(*val, strict=True)
             right.plot(xs, ys, marker="o", label=None if train else label)
-            trained += [y for x, y in val if x > 1]
+            trained += [y for _, y in val[2:]]  # from stage 2 on
     left.set_xlabel("training time [min]")
     left.set_ylabel("training rate [bit/dim] (running mean)")
-    right.set_xlabel("stage (0 = before training)")
+    right.set_xlabel("training time [h]" if args.val_time else "stage (0 = before training)")
     right.set_ylabel("validation rate [bit/dim]")
     if trained:
         low, high = min(trained), max(trained)

@@ -63,6 +63,18 @@ def test_the_chain_of_continuations_gives_the_final_run_and_one_learning_curve(n
     assert nbsize.final_run(tmp_path, 7, 0) == tmp_path / "ride_nb7_s0"
 
 
+def test_plot_training_joins_a_run_and_its_continuation_into_one_curve(tmp_path):
+    spec = importlib.util.spec_from_file_location("plot_training", ROOT / "experiments" / "plot_training.py")
+    plot_training = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_training)
+    write_run(tmp_path / "first", [1.0, 2.0], 100.0)
+    write_run(tmp_path / "cont", [2.5, 2.7], 30.0)
+    rows = plot_training.read_chain([tmp_path / "first" / "log.csv", tmp_path / "cont" / "log.csv"])
+    # the continuation's initial check (stage -1) is dropped; its stages and seconds follow the first run's
+    assert [(r["stage"], float(r["elapsed_s"]), r["val_bits_per_dim"]) for r in rows] == [
+        ("-1", 0.0, "0.5"), ("0", 50.0, "1.0"), ("1", 100.0, "2.0"), ("2", 115.0, "2.5"), ("3", 130.0, "2.7")]
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.name)
 def test_experiment_configs_are_valid_train_configs(path):
     """Every committed experiment config holds only known keys of valid types and a consistent schedule."""
