@@ -41,9 +41,11 @@ case "$kind" in
     if [ ! -f "$prev/done" ]; then echo "no finished run $prev to continue" >&2; exit 0; fi
     # from cont4 on, a run that has stopped on its rule stays stopped (cont2 and cont3 were run for every run, a
     # stopped one getting one more stage; the committed models are those)
-    if [ "${kind#cont}" -ge 4 ] && python experiments/deadleaves_nbsize.py stopped "$prev/model.pt"; then
-      echo "$prev stopped on its rule: not continued" >&2; exit 0
-    fi
+    case "$kind" in
+      cont[4-9]) if python experiments/deadleaves_nbsize.py stopped "$prev/model.pt"; then
+        echo "$prev stopped on its rule: not continued" >&2; exit 0
+      fi ;;
+    esac
     if [ -f "$dir/state.pt" ]; then
       ride train --out "$dir" --resume > "$RUNS/ride_nb${n}_s${seed}_$kind.log" 2>&1
     else

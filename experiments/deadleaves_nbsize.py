@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from plot_training import read_chain, read_log  # experiments/, this script's folder
 
 from ride.datasets import DeadLeaves
 from ride.trainer import stages_without_improvement
@@ -35,12 +36,6 @@ def test_pixel_std() -> float:
     """Standard deviation of the dequantised test pixels, (v + 1/2)/256 plus uniform noise of variance 1/12/256^2."""
     values = torch.stack([DeadLeaves("test")[k] for k in range(len(DeadLeaves("test")))]).double()
     return math.sqrt(((values + 0.5) / 256).var().item() + 1 / 12 / 256**2)
-
-
-def read_log(path: Path) -> list[dict[str, str]]:
-    """The rows of a learning curve: a `ride train` run's log.csv, or a model's .csv beside it."""
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def write_log(path: Path, rows: list[dict[str, str]]) -> None:
@@ -85,13 +80,7 @@ def final_run(runs: Path, n: int, seed: int) -> Path:
 def learning_curve(runs: Path, n: int, seed: int) -> list[dict[str, str]]:
     """The first run's log.csv rows followed by each finished continuation's, stages and seconds counted on from the
     run before (a continuation's initial validation, a re-measurement of the model it starts from, is left out)."""
-    first, *continuations = run_chain(runs, n, seed)
-    rows = read_log(first / "log.csv")
-    for cont in continuations:
-        stages, seconds = num_stages(rows), max(float(r["elapsed_s"]) for r in rows)
-        rows += [{**r, "stage": str(int(r["stage"]) + stages), "elapsed_s": f"{float(r['elapsed_s']) + seconds:g}"}
-                 for r in read_log(cont / "log.csv") if int(r["stage"]) >= 0]
-    return rows
+    return read_chain([run / "log.csv" for run in run_chain(runs, n, seed)])
 
 
 def stages_per_run(runs: Path, n: int, seed: int) -> list[int]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 
 def read_log(path: Path) -> list[dict[str, str]]:
+    """The rows of a learning curve: a `ride train` run's log.csv, or a model's .csv beside it."""
     with path.open() as f:
         return list(csv.DictReader(f))
 
@@ -29,7 +30,7 @@ def read_chain(paths: list[Path]) -> list[dict[str, str]]:
     for path in paths[1:]:
         stages = 1 + max(int(r["stage"]) for r in rows)
         seconds = max(float(r["elapsed_s"]) for r in rows)
-        rows += [{**r, "stage": str(int(r["stage"]) + stages), "elapsed_s": str(float(r["elapsed_s"]) + seconds)}
+        rows += [{**r, "stage": str(int(r["stage"]) + stages), "elapsed_s": f"{float(r['elapsed_s']) + seconds:g}"}
                  for r in read_log(path) if int(r["stage"]) >= 0]
     return rows
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def nbsize():
+    # the script imports plot_training from its own folder, which running it puts on sys.path
+    sys.path.insert(0, str(ROOT / "experiments"))
     spec = importlib.util.spec_from_file_location("deadleaves_nbsize", ROOT / "experiments" / "deadleaves_nbsize.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
