@@ -150,6 +150,24 @@ def test_add_layer_keeps_the_lower_layer(image_dir, tmp_path):
     assert ride.load(tmp_path / "two" / "model.pt").config.num_layers == 2
 
 
+def test_widen_to_starts_from_the_same_density(image_dir, tmp_path):
+    Trainer(tiny_config(image_dir, max_steps_per_epoch=5, patch_sizes=(8,)), tmp_path / "one", progress=False).run()
+    base = ride.load(tmp_path / "one" / "model.pt")
+    config = tiny_config(image_dir, init=str(tmp_path / "one" / "model.pt"), widen_to=10, init_mcgsm=False,
+                         max_steps_per_epoch=5, patch_sizes=(8,))
+    wide = Trainer(config, tmp_path / "wide", progress=False)
+    assert wide.model.config.num_hiddens == 10
+    x = wide.task.val[0][None].to(torch.float64)
+    torch.testing.assert_close(wide.model.double().log_prob_pixels(x), base.double().log_prob_pixels(x))
+    wide.model.float()
+    history = wide.run()["history"]
+    same = Trainer(replace_checked(config, {"widen_to": 0}), tmp_path / "same", progress=False).run()["history"]
+    assert history[0]["val_bits_per_dim"] == pytest.approx(same[0]["val_bits_per_dim"], abs=1e-5)
+    assert ride.load(tmp_path / "wide" / "model.pt").config.num_hiddens == 10
+    with pytest.raises(ValueError, match="widen_to needs init"):
+        tiny_config(image_dir, widen_to=10)
+
+
 def test_top_layer_only_stages_leave_the_lower_layer_unchanged(image_dir, tmp_path):
     Trainer(tiny_config(image_dir, max_steps_per_epoch=5, patch_sizes=(8,)), tmp_path / "one", progress=False).run()
     base = {k: v.clone() for k, v in ride.load(tmp_path / "one" / "model.pt").layers[0].state_dict().items()}

@@ -50,6 +50,9 @@ class TrainConfig:
     nb_size: int = 5
     init: str | None = None  # checkpoint to start from (e.g. a trained 1-layer model)
     add_layer: bool = False  # put a new spatial LSTM layer on top of `init` (spec §6 "add layer")
+    # widen every spatial LSTM layer of `init` to this many units, keeping its density exactly (`ride.growth.widen`:
+    # the new units' outgoing weights start at zero); applied before add_layer; 0: off
+    widen_to: int = 0
     init_mcgsm: bool = True  # start the MCGSM at the least-squares predictor of the initial hidden states
     # the first this many stages update only the top spatial LSTM layer and the MCGSM; the layers below stay as they
     # are (the original's --train_top_layer for those stages, e.g. to train a new layer before the whole model)
@@ -111,6 +114,8 @@ class TrainConfig:
         need(self.batch_size >= 1 and self.epochs_per_stage >= 1, "batch_size and epochs_per_stage must be >= 1")
         need(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), found {self.val_fraction}")
         need(not self.add_layer or self.init is not None, "add_layer needs init (the model to add a layer to)")
+        need(self.widen_to >= 0, f"widen_to must be >= 0, found {self.widen_to}")
+        need(not self.widen_to or self.init is not None, "widen_to needs init (the model to widen)")
         need(self.mode != "patches63" or self.data == "bsds300", "mode='patches63' needs data='bsds300'")
         need(self.model != "colour" or self.colour, "model='colour' needs colour=true (RGB images)")
         need(self.model != "colour" or (self.finetune_iter == 0 and not self.init_mcgsm),

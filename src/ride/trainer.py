@@ -33,6 +33,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .checkpoint import load, load_payload, save
+from .growth import widen
 from .model import RIDE
 from .patch_ride import PatchRIDE
 from .train_config import TrainConfig, replace_checked
@@ -189,6 +190,8 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             if cfg.init:
                 model = load(cfg.init)
+                if cfg.widen_to:
+                    model = widen(model, cfg.widen_to)
                 if cfg.add_layer:
                     model = add_layer(model)
             else:

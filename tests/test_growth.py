@@ -1,0 +1,74 @@
+"""`ride.growth.widen`: a wider model with exactly the same density, whose new units then learn."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ride
+from ride.growth import widen
+from ride.patch_ride import PatchRIDE
+
+
+def trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """`model` with every parameter and whitening buffer randomised (no zeros that could hide a copying bug)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_widened_ride_has_the_same_density(num_layers):
+    torch.manual_seed(1)
+    base = trained_like(ride.RIDE(num_hiddens=5, num_layers=num_layers, num_components=3, num_features=4,
+                                  nb_size=3)).double()
+    x = torch.rand(3, 1, 9, 11, dtype=torch.float64)
+    wide = widen(base, 9)
+    assert wide.config.num_hiddens == 9 and wide.config.num_layers == num_layers
+    assert all(layer.hidden_size == 9 for layer in wide.layers)
+    torch.testing.assert_close(wide.log_prob_pixels(x), base.log_prob_pixels(x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(wide.log_prob_pixels(x, impl="raster"), base.log_prob_pixels(x), rtol=0, atol=1e-12)
+    # the new units are not idle: their states are non-zero and reach the loss through their outgoing weights
+    loss = -wide.log_prob_pixels(x).mean()
+    loss.backward()
+    assert wide.mcgsm.features.grad[5:].abs().max() > 1e-6
+    assert wide.mcgsm.predictors.grad[5:].abs().max() > 1e-6
+    assert wide.layers[0].weight_rec.grad.abs().max() > 1e-6
+
+
+def test_widened_model_learns_beyond_the_base():
+    """A few steps of training change the widened model's density (the zero weights do not stay zero)."""
+    torch.manual_seed(2)
+    base = trained_like(ride.RIDE(num_hiddens=4, num_components=2, num_features=3, nb_size=3))
+    wide = widen(base, 8)
+    x = torch.rand(4, 1, 8, 8)
+    opt = torch.optim.Adam(wide.parameters(), lr=1e-2)
+    before = -wide.log_prob_pixels(x).mean().item()
+    for _ in range(20):
+        opt.zero_grad()
+        loss = -wide.log_prob_pixels(x).mean()
+        loss.backward()
+        opt.step()
+    assert loss.item() < before - 1e-3
+    assert wide.mcgsm.features[4:].abs().max() > 1e-3 and wide.layers[0].weight_rec[:, :4].abs().max() > 0
+
+
+def test_widened_patch_ride_has_the_same_density():
+    torch.manual_seed(3)
+    base = trained_like(PatchRIDE(4, num_hiddens=3, num_components=2, num_features=3, nb_size=3)).double()
+    z = torch.randn(6, 15, dtype=torch.float64)
+    wide = widen(base, 7)
+    assert isinstance(wide, PatchRIDE) and wide.patch_size == 4 and wide.ride.config.num_hiddens == 7
+    torch.testing.assert_close(wide.log_prob_pixels(z), base.log_prob_pixels(z), rtol=0, atol=1e-12)
+
+
+def test_widen_rejects_what_it_cannot_grow():
+    model = ride.RIDE(num_hiddens=4, num_components=2, num_features=3, nb_size=3)
+    with pytest.raises(ValueError, match="above the model's 4"):
+        widen(model, 4)
+    with pytest.raises(ValueError, match="at least one spatial LSTM layer"):
+        widen(ride.RIDE(num_layers=0, num_components=2, num_features=3, nb_size=3), 8)
+    with pytest.raises(ValueError, match="at least one spatial LSTM layer"):
+        widen(torch.nn.Linear(2, 2), 8)
