@@ -1,11 +1,12 @@
-"""Growing a trained RIDE without changing its density: more hidden units per spatial LSTM layer.
+"""Growing a trained RIDE: one more spatial LSTM layer on top, or more hidden units per layer.
 
-`widen(model, num_hiddens)` returns a model with `num_hiddens` units in every layer that computes exactly the same
-log-density as `model` (Net2Net-style, function-preserving): the old units keep their weights, the new units get
-fresh random incoming weights, and every weight *from* a new unit (into an old unit's gates, into the next layer's
-old units, into the MCGSM's features and predictors) starts at zero. The new units therefore start as unused
-capacity: the gradient of the loss reaches their outgoing weights at once (their states are non-zero), and their
-incoming weights once those have moved.
+`add_layer(model)` copies everything and puts a fresh layer on top (spec §6 "add layer"; the MCGSM then reads the
+new layer's states, so the density changes). `widen(model, num_hiddens)` returns a model with `num_hiddens` units
+in every layer that computes exactly the same log-density as `model` (Net2Net-style, function-preserving): the old
+units keep their weights, the new units get fresh random incoming weights, and every weight *from* a new unit (into
+an old unit's gates, into the next layer's old units, into the MCGSM's features and predictors) starts at zero. The
+new units therefore start as unused capacity: the gradient of the loss reaches their outgoing weights at once
+(their states are non-zero), and their incoming weights once those have moved.
 """
 
 from __future__ import annotations
@@ -57,22 +58,44 @@ def _widen_mcgsm(old: MCGSM, new: MCGSM) -> None:
             value.copy_(state[name])
 
 
+def _inner(model: nn.Module, what: str) -> RIDE:
+    """The RIDE inside `model` (itself, or a PatchRIDE's), which must have a spatial LSTM layer to grow."""
+    inner = model.ride if isinstance(model, PatchRIDE) else model
+    if not isinstance(inner, RIDE) or not inner.layers:
+        raise ValueError(f"{what} needs a RIDE with at least one spatial LSTM layer, found {type(model).__name__}")
+    return inner
+
+
+def _rebuilt(model: nn.Module, inner: RIDE, **changes: int) -> tuple[nn.Module, RIDE]:
+    """(bigger, target): a fresh model of `model`'s type (RIDE or PatchRIDE) with the config of its RIDE `inner`
+    changed by `changes`, on `inner`'s device and dtype, the whitening copied; `target` is the RIDE inside it."""
+    param = next(inner.parameters())
+    cfg = {**asdict(inner.config), **changes}
+    bigger = PatchRIDE(model.patch_size, **cfg) if isinstance(model, PatchRIDE) else RIDE(**cfg)
+    bigger = bigger.to(param.device, param.dtype)
+    target = bigger.ride if isinstance(bigger, PatchRIDE) else bigger
+    target.preconditioner.load_state_dict(inner.preconditioner.state_dict())
+    return bigger, target
+
+
+def add_layer(model: nn.Module) -> nn.Module:
+    """A copy of `model` (RIDE or PatchRIDE) with one more spatial LSTM layer on top; all else copied."""
+    inner = _inner(model, "add_layer")
+    bigger, target = _rebuilt(model, inner, num_layers=inner.config.num_layers + 1)
+    for old, new in zip(inner.layers, target.layers, strict=False):
+        new.load_state_dict(old.state_dict())
+    target.mcgsm.load_state_dict(inner.mcgsm.state_dict())
+    return bigger
+
+
 def widen(model: nn.Module, num_hiddens: int) -> nn.Module:
     """A copy of `model` (RIDE or PatchRIDE with >= 1 layer) with `num_hiddens` units in every spatial LSTM layer
     and the same log-density; the new units' incoming weights are drawn from torch's global RNG."""
-    inner = model.ride if isinstance(model, PatchRIDE) else model
-    if not isinstance(inner, RIDE) or not inner.layers:
-        raise ValueError(f"widen needs a RIDE with at least one spatial LSTM layer, found {type(model).__name__}")
+    inner = _inner(model, "widen")
     if not isinstance(num_hiddens, int) or num_hiddens <= inner.config.num_hiddens:
         raise ValueError(f"widen: num_hiddens must be an integer above the model's {inner.config.num_hiddens}, "
                          f"found {num_hiddens!r}")
-    cfg = asdict(inner.config)
-    cfg["num_hiddens"] = num_hiddens
-    param = next(inner.parameters())
-    wider = PatchRIDE(model.patch_size, **cfg) if isinstance(model, PatchRIDE) else RIDE(**cfg)
-    wider = wider.to(param.device, param.dtype)
-    target = wider.ride if isinstance(wider, PatchRIDE) else wider
-    target.preconditioner.load_state_dict(inner.preconditioner.state_dict())
+    wider, target = _rebuilt(model, inner, num_hiddens=num_hiddens)
     for old, new in zip(inner.layers, target.layers, strict=True):
         _widen_layer(old, new)
     _widen_mcgsm(inner.mcgsm, target.mcgsm)

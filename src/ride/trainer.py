@@ -24,7 +24,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .checkpoint import load, load_payload, save
-from .growth import widen
+from .growth import add_layer, widen
 from .model import RIDE
 from .patch_ride import PatchRIDE
 from .train_config import TrainConfig, replace_checked
@@ -67,22 +66,6 @@ def build_model(config: TrainConfig) -> nn.Module:
 
         return ColourRIDE(**fields)
     return RIDE(**fields)
-
-
-def add_layer(model: nn.Module) -> nn.Module:
-    """A copy of `model` (RIDE or PatchRIDE) with one more spatial LSTM layer on top; all else copied."""
-    inner = model.ride if isinstance(model, PatchRIDE) else model
-    if not isinstance(inner, RIDE) or not inner.layers:
-        raise ValueError(f"add_layer needs a RIDE with at least one layer, found {type(model).__name__}")
-    cfg = asdict(inner.config)
-    cfg["num_layers"] += 1
-    bigger = PatchRIDE(model.patch_size, **cfg) if isinstance(model, PatchRIDE) else RIDE(**cfg)
-    target = bigger.ride if isinstance(bigger, PatchRIDE) else bigger
-    target.preconditioner.load_state_dict(inner.preconditioner.state_dict())
-    for old, new in zip(inner.layers, target.layers, strict=False):
-        new.load_state_dict(old.state_dict())
-    target.mcgsm.load_state_dict(inner.mcgsm.state_dict())
-    return bigger.to(next(inner.parameters()).device, next(inner.parameters()).dtype)
 
 
 class _MeanNLL(nn.Module):
