@@ -55,7 +55,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
         file="bsds300_ride1.pt",
         sha256="256d830d535d54c2f73320de5fee63ac09f5d857b5a8cf3857aaa8df490b984d",
         description="RIDE, 1 spatial LSTM layer of 256 units, nb 5, MCGSM 32x4; grey natural images (BSDS300)",
-        use="the paper's 1-layer RIDE (one wide layer; not faster than bsds300_ride2: use bsds300_ride2_long2 for speed)",
+        use="the paper's 1-layer RIDE (one wide layer, not faster than bsds300_ride2; for speed: bsds300_ride2_long2)",
         source="models/bsds300_ride1.pt",
         figures={"tiles64 BSDS300 test": "3.811 ± 0.024 bit/px"},
     ),
