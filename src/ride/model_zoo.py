@@ -46,7 +46,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
         file="bsds300_ride2_long2.pt",
         sha256="7c6bcb453e271e48d840cc7acfec3078cf49cc6d3a9b1bf75f189c6e95c81bbe",
         description="RIDE, 2 spatial LSTM layers of 64 units, nb 5, MCGSM 32x4; grey natural images (BSDS300)",
-        use="lossless compression (the codec's default) and grey photographs when speed matters (64 units, not 128)",
+        use="lossless compression (the codec's default) and grey photographs when speed matters (64 units, not 192)",
         source="models/bsds300_ride2_long2.pt",
         figures={"tiles64 BSDS300 test": "3.780 ± 0.024 bit/px", "8-transform ensemble": "3.800 ± 0.024 bit/px"},
     ),
