@@ -72,3 +72,34 @@ def tiny_ride():
 def smooth_images():
     """The `make_smooth_images(num, channels, height, width, seed, noise=0.01, dtype=float64)` helper."""
     return make_smooth_images
+
+
+def run_two_ranks(argv: list[str], timeout: float, attempts: int = 3) -> tuple[list[int], list[tuple[str, str]]]:
+    """Run `python -m ride *argv` as ranks 0 and 1 of a 2-process gloo group on 127.0.0.1; returns the return codes
+    and (stdout, stderr) pairs. The port is chosen free and then released, so another process can take it before
+    rank 0 binds it; only that failure (address in use) is retried, with a new port, so real failures still show."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    for attempt in range(attempts):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+               "OMP_NUM_THREADS": "1"}
+        procs = [subprocess.Popen([sys.executable, "-m", "ride", *argv], env={**env, "RANK": str(r),
+                                  "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for r in range(2)]
+        try:
+            outputs = [p.communicate(timeout=timeout) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        codes = [p.returncode for p in procs]
+        port_taken = any("address already in use" in err.lower() or "EADDRINUSE" in err for _, err in outputs)
+        if codes == [0, 0] or not port_taken or attempt == attempts - 1:
+            return codes, outputs
+    raise AssertionError("unreachable")

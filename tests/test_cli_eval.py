@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_two_ranks
 from PIL import Image
 
 import ride
@@ -216,29 +214,13 @@ def test_eval_patch_protocols(registered, fake_patches, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- distributed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_gloo_evaluation_equals_one_process(ride_checkpoint, image_dir, capsys):
     argv = ["--checkpoint", str(ride_checkpoint), "--images", str(image_dir), "--json", "--device", "cpu",
             "--batch-size", "1", "--no-progress"]
     rc, out, _ = _eval(argv, capsys)
     single = json.loads(out)
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
-           "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "ride", "eval", *argv], env={**env, "RANK": str(r),
-                              "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for r in range(2)]
-    try:
-        outputs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outputs]
+    codes, outputs = run_two_ranks(["eval", *argv], timeout=120)
+    assert codes == [0, 0], [o[1][-2000:] for o in outputs]
     assert outputs[1][0] == ""  # only rank 0 prints
     both = json.loads(outputs[0][0])
     assert both["world_size"] == 2

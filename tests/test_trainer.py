@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_two_ranks
 from PIL import Image
 
 import ride
@@ -242,12 +242,6 @@ def test_min_improvement_ends_the_run_on_a_small_gain_but_keeps_the_better_model
         replace_checked(config, {"min_improvement": -0.1})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_gloo_ddp_matches_one_process(image_dir, tmp_path):
     args = ["train", "--data", "images", "--images", str(image_dir), "--val-fraction", "0.125", "--num-hiddens", "6",
             "--num-components", "3", "--num-features", "4", "--nb-size", "3", "--patch-sizes", "8",
@@ -258,18 +252,8 @@ def test_two_process_gloo_ddp_matches_one_process(image_dir, tmp_path):
     # SGD: the update is linear in the gradient, so the float rounding of DDP's averaging stays at rounding level
     # (Adam divides by sqrt(v): a parameter with a near-zero gradient would turn rounding noise into a full step)
     assert main([*args, "--out", str(tmp_path / "single")]) == 0
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
-           "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "ride", *args, "--out", str(tmp_path / "ddp")],
-                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for r in range(2)]
-    try:
-        outputs = [p.communicate(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outputs]
+    codes, outputs = run_two_ranks([*args, "--out", str(tmp_path / "ddp")], timeout=180)
+    assert codes == [0, 0], [o[1][-2000:] for o in outputs]
     single = ride.checkpoint.load_payload(tmp_path / "single" / "state.pt")
     ddp = ride.checkpoint.load_payload(tmp_path / "ddp" / "state.pt")
     assert ddp["extra"]["trainer"]["position"] == single["extra"]["trainer"]["position"]
