@@ -324,6 +324,16 @@ def test_resume_may_change_run_settings_only(image_dir, tmp_path, capsys):
     assert main(["train", "--out", str(run), "--resume", "--max-seconds", "100"]) == 0
 
 
+def test_resume_keeps_the_runs_thread_count_unless_overridden(image_dir, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_config(image_dir, max_steps_per_epoch=2, patch_sizes=(8,), threads=2), run, progress=False).run()
+    torch.set_num_threads(1)  # conftest restores the count after the test
+    assert main(["train", "--out", str(run), "--resume"]) == 0
+    assert torch.get_num_threads() == 2
+    assert main(["train", "--out", str(run), "--resume", "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1
+
+
 def test_an_existing_run_folder_needs_resume(image_dir, tmp_path):
     run = tmp_path / "run"
     Trainer(tiny_config(image_dir, max_steps_per_epoch=2, patch_sizes=(8,)), run, progress=False).run()

@@ -107,6 +107,9 @@ def _train(args: argparse.Namespace) -> int:
         trainer = Trainer(config, args.out, resume=args.resume, model_out=args.model_out,
                           command=" ".join(["ride", *sys.argv[1:]]), resume_overrides=flags if args.resume else None,
                           should_stop=stop)
+        if args.resume and not threads and trainer.config.threads:
+            # the saved config's count: a run started with 1 thread must not resume on all cores
+            torch.set_num_threads(trainer.config.threads)
         with stop.installed():
             summary = trainer.run()
     finally:
