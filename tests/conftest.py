@@ -3,6 +3,11 @@ RNG per test, smooth test images and small random RIDE models."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -78,12 +83,7 @@ def run_two_ranks(argv: list[str], timeout: float, attempts: int = 3) -> tuple[l
     """Run `python -m ride *argv` as ranks 0 and 1 of a 2-process gloo group on 127.0.0.1; returns the return codes
     and (stdout, stderr) pairs. The port is chosen free and then released, so another process can take it before
     rank 0 binds it; only that failure (address in use) is retried, with a new port, so real failures still show."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    for attempt in range(attempts):
+    for _ in range(attempts):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -100,6 +100,6 @@ def run_two_ranks(argv: list[str], timeout: float, attempts: int = 3) -> tuple[l
                     p.kill()
         codes = [p.returncode for p in procs]
         port_taken = any("address already in use" in err.lower() or "EADDRINUSE" in err for _, err in outputs)
-        if codes == [0, 0] or not port_taken or attempt == attempts - 1:
-            return codes, outputs
-    raise AssertionError("unreachable")
+        if codes == [0, 0] or not port_taken:
+            break
+    return codes, outputs
