@@ -33,7 +33,7 @@ import torch
 from . import protocols
 from .checkpoint import load, load_payload
 from .model_zoo import resolve_checkpoint
-from .runtime import check_threads, resolve_device
+from .runtime import check_threads, leave_process_group, resolve_device
 
 PROTOCOLS = ("tiles64", "patches63", "patches64")
 DATA_SETS = ("bsds300", "brodatz", "deadleaves")
@@ -307,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         reduce = _all_reduce(device)
+    ok = False
     try:
         model, extra = _load_model(args.checkpoint, device)
         show = args.progress and rank == 0
@@ -315,11 +316,10 @@ def run(args: argparse.Namespace) -> int:
                 result = _eval_tiles(args, model, device, (rank, world), reduce, show)
             else:
                 result = _eval_patches(args, model, extra, device, (rank, world), reduce, show)
+        ok = True
     finally:
         if world > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+            leave_process_group(ok)
     result.update(ensemble=bool(args.ensemble), checkpoint=str(args.checkpoint), world_size=world,
                   device=device.type)
     per_image = result.pop("per_image", None)

@@ -23,7 +23,7 @@ from dataclasses import MISSING, fields
 
 import torch
 
-from .runtime import check_threads
+from .runtime import check_threads, leave_process_group
 from .train_config import TrainConfig, read_config_file, replace_checked
 
 
@@ -103,6 +103,7 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     distributed = _init_distributed(str(flags.get("device") or (config.device if config else "auto")))
     stop = _StopRequest()
+    ok = False
     try:
         trainer = Trainer(config, args.out, resume=args.resume, model_out=args.model_out,
                           command=" ".join(["ride", *sys.argv[1:]]), resume_overrides=flags if args.resume else None,
@@ -112,11 +113,10 @@ def _train(args: argparse.Namespace) -> int:
             torch.set_num_threads(trainer.config.threads)
         with stop.installed():
             summary = trainer.run()
+        ok = True
     finally:
         if distributed:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+            leave_process_group(ok)
     if trainer.rank == 0:
         best = summary["best_val_bits_per_dim"]
         print(f"{summary['status']}: {summary['elapsed_s']:.0f} s of training; best validation "

@@ -64,6 +64,20 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(check_threads(threads) or 1)
 
 
+def leave_process_group(ok: bool) -> None:
+    """Leave torch.distributed's default process group (every rank calls this once, at the end of the command).
+
+    After a successful run the ranks first meet at a barrier: rank 0 hosts the rendezvous store, and a rank still
+    tearing down its gloo connections when rank 0 has already exited can abort ("terminate called without an active
+    exception", exit status -6). After a failure there is no barrier: the other ranks may never arrive.
+    """
+    import torch.distributed as dist
+
+    if ok:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def passive_wait_in_effect() -> bool:
     """True when the user or a restart chose the OpenMP wait policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT is set)."""
     return "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
