@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import itertools
+from types import SimpleNamespace
+
 import numpy as np
 from PIL import Image
 
@@ -27,6 +30,21 @@ def test_same_seed_same_figures(tmp_path) -> None:
     assert np.array_equal(*grids)
     other = run_demo(small_config(str(tmp_path / "c"), seed=4))
     assert other["RIDE"]["bits_per_pixel"] != first["RIDE"]["bits_per_pixel"]
+
+
+def test_a_slow_clock_changes_nothing(tmp_path, monkeypatch) -> None:
+    """A busy machine is one whose clock runs fast against the work done: with every reading 1,000 s after the last
+    (a fit that would have stopped on any time budget), the figures and samples are still those of a normal run."""
+    normal = run_demo(small_config(str(tmp_path / "a")))
+    readings = itertools.count(0.0, 1000.0)
+    clock = SimpleNamespace(monotonic=lambda: next(readings))
+    monkeypatch.setattr("ride.demo.time", clock)
+    monkeypatch.setattr("ride.mcgsm.time", clock)
+    busy = run_demo(small_config(str(tmp_path / "b")))
+    assert next(readings) > 1000.0  # the patched clock was read
+    assert busy == normal
+    grids = [np.array(Image.open(tmp_path / d / "demo_samples.png")) for d in ("a", "b")]
+    assert np.array_equal(*grids)
 
 
 def test_zero_steps_is_allowed(tmp_path) -> None:

@@ -2,7 +2,9 @@
 
 The fitting is budgeted in work (L-BFGS iterations, Adam steps), not seconds, so that the same seed gives the same
 figures on a quiet and on a busy machine (a time budget on a loaded 2-core machine fitted 8-10x fewer steps and
-reported RIDE below the MCGSM). `seconds_per_model` switches to the old time budget.
+reported RIDE below the MCGSM). `seconds_per_model` switches to the old time budget. Another CPU type can still
+move the figures in the second decimal: its vector kernels round floats differently, and 500 L-BFGS iterations carry
+that forward (RESULTS.md), so the run reports which kernels it used.
 
 Application layer (progress bars, PNG output); the library modules stay free of both.
 """
@@ -227,7 +229,8 @@ def run_demo(cfg: DemoConfig) -> dict:
             "ride_mcgsm_iterations": ride_history["iterations"]}
     print(f"work done: MCGSM {work['mcgsm_iterations']} L-BFGS iterations ({history['stop_reason']}); RIDE "
           f"{work['ride_steps']} Adam steps, then {work['ride_mcgsm_iterations']} L-BFGS iterations "
-          f"({ride_history['stop_reason']}); {torch.get_num_threads()} torch thread(s)")
+          f"({ride_history['stop_reason']}); {torch.get_num_threads()} torch thread(s), "
+          f"{torch.backends.cpu.get_cpu_capability()} CPU kernels")
 
     results: dict = {"work": work}
     print("\nheld-out log-likelihood rate on dead-leaves test tiles (bit/px, continuous density on the [0,1) "
