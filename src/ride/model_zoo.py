@@ -37,7 +37,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
         file="bsds300_ride2.pt",
         sha256="a058c113b4dada7e2ac32e399d65695791c560595f1fb6cdd9660b584220f5c6",
         description="RIDE, 2 spatial LSTM layers of 384 units, nb 5, MCGSM 32x4; grey natural images (BSDS300)",
-        use="grey photographs: the best likelihoods and likelihood maps",
+        use="grey photographs: the best BSDS300 likelihoods and likelihood maps (other photographs: RESULTS.md)",
         source="models/bsds300_ride2.pt",
         figures={"tiles64 BSDS300 test": "3.888 ± 0.024 bit/px", "8-transform ensemble": "3.906 ± 0.024 bit/px"},
     ),
