@@ -612,3 +612,65 @@ def test_real_brodatz(real_root):
     assert shapes == [(1, 510, 512)] * 10 + [(1, 486, 512)] + [(1, 510, 512)] * 2
     assert all(int(data[k][0, -1].max()) > 0 for k in range(13))  # no black row left
     assert [tuple(t.shape) for t in Brodatz(real_root, plates=["1.3.01"])] == [(1, 1024, 1024)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Wikimedia photographs and USC-SIPI aerials (generated stand-ins; the real folders when RIDE_DATA holds them)
+
+
+def _photo_root(root: Path) -> Path:
+    """A data root with 49 small RGB wikipedia_photos PNGs and 37 aerial PNGs (3.2.25 grey), as the real folders
+    are named."""
+    wiki = root / "wikipedia_photos"
+    wiki.mkdir(parents=True)
+    for k in range(1, 50):
+        Image.fromarray(_rgb(10 + k % 3, 14, seed=k)).save(wiki / f"{k:03d}.png")
+    (wiki / "SOURCES.md").write_text("not an image\n")
+    aerials = root / "usc_sipi_aerials"
+    aerials.mkdir()
+    names = [f"2.1.{k:02d}" for k in range(1, 13)] + [f"2.2.{k:02d}" for k in range(1, 25)]
+    for k, name in enumerate(names):
+        Image.fromarray(_rgb(12, 12, seed=100 + k)).save(aerials / f"{name}.png")
+    Image.fromarray(_rgb(12, 12, seed=99)[..., 0]).save(aerials / "3.2.25.png")
+    return root
+
+
+def test_every_kth_split_is_a_partition():
+    names = [f"{k:03d}" for k in range(1, 50)]
+    train, val = (datasets.every_kth_split(names, s, 5, 3) for s in ("train", "val"))
+    assert [names[k] for k in val] == ["003", "008", "013", "018", "023", "028", "033", "038", "043", "048"]
+    assert sorted(train + val) == list(range(49)) and not set(train) & set(val)
+    assert datasets.every_kth_split(names, "all", 5, 3) == list(range(49))
+    with pytest.raises(ValueError, match="split must be one of"):
+        datasets.every_kth_split(names, "test", 5, 3)
+
+
+def test_wikipedia_photos_and_aerials_on_stand_ins(tmp_path):
+    root = _photo_root(tmp_path)
+    train, val = datasets.WikipediaPhotos(root, "train"), datasets.WikipediaPhotos(root, "val")
+    assert (len(train), len(val)) == (39, 10) and val.ids[:2] == ["003", "008"]
+    assert train[0].dtype == torch.uint8 and train[0].shape == (1, 11, 14)  # luma of 001.png
+    expected = torch.from_numpy(np.array(Image.open(root / "wikipedia_photos" / "001.png").convert("L")))
+    assert torch.equal(train[0][0], expected)
+    assert datasets.WikipediaPhotos(root / "wikipedia_photos", "val", grey=False)[0].shape == (3, 10, 14)
+    assert datasets.WikipediaPhotos(root, "all").describe()["num_images"] == 49
+    aerial_train, aerial_val = datasets.USCSIPIAerials(root, "train"), datasets.USCSIPIAerials(root, "val")
+    assert (len(aerial_train), len(aerial_val)) == (30, 7) and aerial_val.ids[0] == "2.1.03"
+    grey_as_rgb = datasets.USCSIPIAerials(root, "all", grey=False)[36]  # 3.2.25 is grey: equal channels
+    assert grey_as_rgb.shape == (3, 12, 12) and torch.equal(grey_as_rgb[0], grey_as_rgb[2])
+
+
+def test_photo_data_sets_missing_say_how_to_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="wikipedia_photos"):
+        datasets.WikipediaPhotos(tmp_path, "train")
+    (tmp_path / "usc_sipi_aerials").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no image"):
+        datasets.USCSIPIAerials(tmp_path, "train")
+
+
+@pytest.mark.skipif(not os.environ.get("RIDE_DATA"), reason="RIDE_DATA not set: real photograph folders not found")
+def test_real_photo_folders():
+    wiki = datasets.WikipediaPhotos(None, "val")
+    assert len(wiki) == 10 and len(datasets.WikipediaPhotos(None, "train")) == 39
+    assert wiki.describe()["num_pixels"] > 5_000_000
+    assert len(datasets.USCSIPIAerials(None, "train")) == 30

@@ -365,3 +365,30 @@ def test_tensorboard_event_files_when_installed(image_dir, tmp_path):
             tmp_path / "tb", progress=False).run()
     events = list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_photos_data_trains_on_both_sets_and_validates_each(tmp_path):
+    """data="photos": BSDS300 train + the Wikimedia training images; validation weighs the two sets equally."""
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    ids = [str(100 + k) for k in range(25)]
+    for part, part_ids in (("train", ids[:22]), ("test", ids[22:])):
+        folder = root / "bsds300" / "images" / part
+        folder.mkdir(parents=True)
+        for i in part_ids:
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+        (root / "bsds300" / f"iids_{part}.txt").write_text("\n".join(part_ids))
+    wiki = root / "wikipedia_photos"
+    wiki.mkdir()
+    for k, img in enumerate(ride.dead_leaves_images(49, 32, seed=5), start=1):
+        Image.fromarray(np.asarray(img, dtype=np.uint8).reshape(32, 32)).save(wiki / f"{k:03d}.png")
+    config = tiny_config(None, data="photos", data_root=str(root), images=None, max_steps_per_epoch=2,
+                         val_tile=24)
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    assert len(trainer.task.train) == 2 + 39 and list(trainer.task.val_sets) == ["bsds300", "wikipedia_photos"]
+    val = trainer.task.validate(trainer.model)
+    parts = val["val_bsds300_bits_per_dim"], val["val_wikipedia_photos_bits_per_dim"]
+    assert val["val_bits_per_dim"] == pytest.approx(sum(parts) / 2)
+    assert abs(parts[0] - parts[1]) > 0.1  # noise JPEGs and dead leaves: the sets' rates differ
+    with pytest.raises(ValueError, match="aerials=true needs data='photos'"):
+        tiny_config(image_dir=None, images="x", aerials=True)

@@ -1,11 +1,13 @@
-"""Data sets: BSDS300, image folders, Brodatz textures, CIFAR-10, dead leaves and the 63-dim BSDS300 patches.
+"""Data sets: BSDS300, image folders, Brodatz textures, the Wikimedia photographs and USC-SIPI aerials, CIFAR-10,
+dead leaves and the 63-dim BSDS300 patches.
 
 Image data sets are `torch.utils.data.Dataset`s of uint8 tensors [C, H, W] (grey: C = 1, ITU-R BT.601 luma as
 Pillow's `convert("L")` computes it, spec §1). Dequantisation to [0, 1) happens later, in training and evaluation
 (`ride.units.dequantize`). The exception is `BSDS300Patches`, whose stored patches are already dequantised with a
 fixed seed, as the 63-dim benchmark prescribes (spec §9.2).
 
-Data live in a data root: a folder that holds `bsds300/`, `brodatz_usc_sipi/` and `cifar-10-batches-py/`, given
+Data live in a data root: a folder that holds `bsds300/`, `brodatz_usc_sipi/`, `wikipedia_photos/`,
+`usc_sipi_aerials/` and `cifar-10-batches-py/`, given
 as `root=` or, when `root` is None, by the environment variable `RIDE_DATA`. A data set's own folder works as
 `root` too. Generated patch sets are cached under `$RIDE_CACHE` (default `~/.cache/ride`).
 
@@ -53,11 +55,16 @@ from .units import dequantize
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp")
 
 # Folder of each named data set inside a data root, and what to tell a user who lacks it.
-_FOLDERS = {"bsds300": "bsds300", "brodatz": "brodatz_usc_sipi", "cifar10": "cifar-10-batches-py"}
+_FOLDERS = {"bsds300": "bsds300", "brodatz": "brodatz_usc_sipi", "cifar10": "cifar-10-batches-py",
+            "wikipedia_photos": "wikipedia_photos", "usc_sipi_aerials": "usc_sipi_aerials"}
 _HINTS = {
     "bsds300": "or run `ride data download bsds300 --data-root DIR`",
     "brodatz": "or put the USC-SIPI texture TIFFs (1.1.01.tiff ...) from https://sipi.usc.edu/database/ into "
                "DIR/brodatz_usc_sipi",
+    "wikipedia_photos": "or put the 49 photographs 001.png ... 049.png (Wikimedia Commons, downscaled; see "
+                        "the project's docs) into DIR/wikipedia_photos",
+    "usc_sipi_aerials": "or put the USC-SIPI aerial photographs (2.1.01.png ... 3.2.25.png, volume 2 of "
+                        "https://sipi.usc.edu/database/ as PNG) into DIR/usc_sipi_aerials",
     "cifar10": "or extract cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html into DIR "
                "(it makes DIR/cifar-10-batches-py)",
 }
@@ -77,6 +84,10 @@ def _looks_like(folder: Path, name: str) -> bool:
         return any(folder.glob("1.[0-9].[0-9][0-9].tif*"))
     if name == "cifar10":
         return (folder / "data_batch_1").is_file() or (folder / "test_batch").is_file()
+    if name == "wikipedia_photos":
+        return (folder / "001.png").is_file()
+    if name == "usc_sipi_aerials":
+        return any(folder.glob("[23].[12].[0-9][0-9].png"))
     return False
 
 
@@ -533,6 +544,79 @@ class Brodatz(Dataset):
             sizes.append(tuple(image.shape[1:]))
             cropped.append(_image_size(path)[0] - image.shape[1])
         return _describe(self.name, sizes, 1, names=list(self.names), cropped_rows=cropped)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Photographs that were never JPEG-compressed at their final size
+
+
+PHOTO_SPLITS = ("train", "val", "all")
+#: Wikimedia photographs: validation holds every fifth image from 003 (003, 008, ..., 048: 10 of 49), spread over
+#: the numbering so that no run of similar scenes decides it; training holds the other 39.
+WIKIPEDIA_VAL_EVERY, WIKIPEDIA_VAL_FIRST = 5, 3
+#: USC-SIPI aerials: validation holds every fifth image in name order from the third (7 of 37).
+AERIALS_VAL_EVERY, AERIALS_VAL_FIRST = 5, 3
+
+
+def every_kth_split(names: Sequence[str], split: str, every: int, first: int) -> list[int]:
+    """Indices of `split` ("train", "val" or "all") in `names` (sorted): validation holds positions first-1,
+    first-1+every, ... (1-based `first`), training the rest."""
+    if split not in PHOTO_SPLITS:
+        raise ValueError(f"split must be one of {PHOTO_SPLITS}, found {split!r}")
+    val = set(range(first - 1, len(names), every))
+    if split == "all":
+        return list(range(len(names)))
+    return [k for k in range(len(names)) if (k in val) == (split == "val")]
+
+
+class _PhotoFolder(_FileImages):
+    """Numbered PNG photographs in a data set folder, split by a fixed every-k-th rule (`every_kth_split`)."""
+
+    pattern = "*.png"
+    val_every, val_first = 5, 3
+
+    def __init__(self, root: str | os.PathLike | None = None, split: str = "val", grey: bool = True) -> None:
+        self.folder = resolve_root(root, self.name)
+        self.split, self.grey = split, grey
+        files = sorted(p for p in self.folder.glob(self.pattern) if p.is_file())
+        if not files:
+            raise FileNotFoundError(f"data set '{self.name}' in {self.folder} holds no image matching "
+                                    f"{self.pattern}: {_HINTS[self.name]}")
+        keep = every_kth_split([f.name for f in files], split, self.val_every, self.val_first)
+        self.files = [files[k] for k in keep]
+        self.ids = [f.stem for f in self.files]
+        if not self.files:
+            raise FileNotFoundError(f"data set '{self.name}' in {self.folder}: split {split!r} is empty "
+                                    f"({len(files)} images in all)")
+
+    def describe(self) -> dict[str, Any]:
+        """Number of images, sizes, channels, pixels, split and ids."""
+        return {**super().describe(), "split": self.split, "ids": list(self.ids)}
+
+
+class WikipediaPhotos(_PhotoFolder):
+    """The 49 downscaled Wikimedia Commons photographs (001.png ... 049.png, about 1.1 Mpx each), uint8
+    [1, H, W] (luma as for BSDS300, Pillow `convert("L")`) or [3, H, W] with `grey=False`.
+
+    `split`: "train" (39 images), "val" (every fifth from 003: 003, 008, ..., 048, 10 images) or "all".
+    Their pixels behave like those of lossless photographs (the originals' JPEG blocks are averaged away by the
+    large downscaling), unlike BSDS300's.
+    """
+
+    name = "wikipedia_photos"
+    pattern = "[0-9][0-9][0-9].png"
+    val_every, val_first = WIKIPEDIA_VAL_EVERY, WIKIPEDIA_VAL_FIRST
+
+
+class USCSIPIAerials(_PhotoFolder):
+    """The 37 USC-SIPI aerial photographs (volume 2; 2.1.xx 512 x 512, 2.2.xx and 3.2.25 1024 x 1024), scanned
+    film, never JPEG-compressed: uint8 [1, H, W] luma or [3, H, W] with `grey=False` (3.2.25 is grey; as RGB its
+    channels are equal). `split`: "train" (30), "val" (every fifth in name order from the third, 7) or "all".
+    """
+
+    name = "usc_sipi_aerials"
+    pattern = "[23].[12].[0-9][0-9].png"
+    val_every, val_first = AERIALS_VAL_EVERY, AERIALS_VAL_FIRST
 
 
 # ----------------------------------------------------------------------------------------------------------------

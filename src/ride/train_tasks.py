@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from . import protocols
-from .datasets import BSDS300, Brodatz, BSDS300Patches, DeadLeaves, ImageFolder
+from .datasets import BSDS300, Brodatz, BSDS300Patches, DeadLeaves, ImageFolder, USCSIPIAerials, WikipediaPhotos
 from .marginal import MARGINAL_KEY, marginal_histogram
 from .neighbourhood import extract_pairs
 from .patch_ride import PatchRIDE
@@ -33,24 +33,39 @@ def step_generator(*key: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
-def load_images(config: TrainConfig) -> tuple[list[Tensor], list[Tensor]]:
-    """(training, validation) images, uint8 [C, H, W], for an images-mode config."""
+def _all(source) -> list[Tensor]:
+    return [source[k] for k in range(len(source))]
+
+
+def load_images(config: TrainConfig) -> tuple[list[Tensor], dict[str, list[Tensor]]]:
+    """(training images, validation sets by name), uint8 [C, H, W] each, for an images-mode config.
+
+    Most sources have one validation set; data="photos" has two (BSDS300 val and the Wikimedia val images), which
+    `ImageTask.validate` weighs equally.
+    """
+    grey = not config.colour
     if config.data == "bsds300":
-        train = BSDS300(config.data_root, "train", grey=not config.colour)
-        val = BSDS300(config.data_root, "val", grey=not config.colour)
-        train, val = [train[k] for k in range(len(train))], [val[k] for k in range(len(val))]
+        train = _all(BSDS300(config.data_root, "train", grey=grey))
+        val = {"bsds300": _all(BSDS300(config.data_root, "val", grey=grey))}
+    elif config.data == "photos":
+        train = _all(BSDS300(config.data_root, "train", grey=grey))
+        train += _all(WikipediaPhotos(config.data_root, "train", grey=grey))
+        if config.aerials:
+            train += _all(USCSIPIAerials(config.data_root, "train", grey=grey))
+        val = {"bsds300": _all(BSDS300(config.data_root, "val", grey=grey)),
+               "wikipedia_photos": _all(WikipediaPhotos(config.data_root, "val", grey=grey))}
     else:
         if config.data == "deadleaves":
             source = DeadLeaves("train", size=config.data_size)
         elif config.data == "brodatz":
             source = Brodatz(config.data_root, plates=[config.plate])
         else:
-            source = ImageFolder(config.images, grey=not config.colour)
-        images = [source[k] for k in range(len(source))]
+            source = ImageFolder(config.images, grey=grey)
+        images = _all(source)
         if len(images) < 2:
             raise ValueError(f"need at least 2 images (training and validation), found {len(images)}")
         n_val = max(1, round(len(images) * config.val_fraction))
-        train, val = images[:-n_val], images[-n_val:]
+        train, val = images[:-n_val], {config.data: images[-n_val:]}
     if config.limit:
         train = train[: config.limit]
     return train, val
@@ -67,8 +82,9 @@ def _hidden_pairs(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
 class ImageTask:
     """A whole-image model (RIDE) trained on non-overlapping square patches of the training images."""
 
-    def __init__(self, config: TrainConfig, train: list[Tensor], val: list[Tensor]) -> None:
-        self.config, self.train, self.val = config, train, val
+    def __init__(self, config: TrainConfig, train: list[Tensor], val_sets: dict[str, list[Tensor]]) -> None:
+        self.config, self.train, self.val_sets = config, train, val_sets
+        self.val = [img for images in val_sets.values() for img in images]  # all validation images
         largest = max(config.patch_sizes)
         usable = sum(1 for img in train if img.shape[1] >= largest and img.shape[2] >= largest)
         if not train or usable == 0:
@@ -174,23 +190,36 @@ class ImageTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, shard: tuple[int, int] = (0, 1), reduce: Reduce | None = None) -> dict:
-        """The tiles protocol (spec §9.1) on the validation images: {"val_bits_per_dim", "val_stderr", ...}."""
-        images = self.val
-        if self.config.val_max_tiles:
-            size = self.config.val_tile
-            per_image = [(img.shape[1] // size) * (img.shape[2] // size) for img in images]
-            keep, total = [], 0
-            for img, n in zip(images, per_image, strict=True):
-                if total >= self.config.val_max_tiles:
-                    break
-                keep.append(img)
-                total += n
-            images = keep
-        result = protocols.evaluate_tiles(model, images, self.config.val_tile, seed=self.config.seed + 12345,
-                                          shard=shard, reduce=reduce)
+        """The tiles protocol (spec §9.1) on the validation images: {"val_bits_per_dim", "val_stderr", ...}.
+
+        With several validation sets, "val_bits_per_dim" is the mean of the sets' rates (each set weighs the same,
+        however many pixels it has) and "val_<name>_bits_per_dim" gives each set's own rate.
+        """
         dims = model.config.num_channels
-        return {"val_bits_per_dim": result.bits_per_pixel / dims, "val_stderr": result.stderr / dims,
-                "val_pixels": result.num_pixels}
+        rates, stderrs, pixels, out = [], [], 0, {}
+        for name, images in self.val_sets.items():
+            result = protocols.evaluate_tiles(model, self._capped(images), self.config.val_tile,
+                                              seed=self.config.seed + 12345, shard=shard, reduce=reduce)
+            rates.append(result.bits_per_pixel / dims)
+            stderrs.append(result.stderr / dims)
+            pixels += result.num_pixels
+            out[f"val_{name}_bits_per_dim"] = rates[-1]
+        return {"val_bits_per_dim": sum(rates) / len(rates),
+                "val_stderr": math.sqrt(sum(e * e for e in stderrs)) / len(stderrs), "val_pixels": pixels,
+                **(out if len(rates) > 1 else {})}
+
+    def _capped(self, images: list[Tensor]) -> list[Tensor]:
+        """The first images of a validation set that hold `val_max_tiles` tiles (all of them when 0)."""
+        if not self.config.val_max_tiles:
+            return images
+        size = self.config.val_tile
+        keep, total = [], 0
+        for img in images:
+            if total >= self.config.val_max_tiles:
+                break
+            keep.append(img)
+            total += (img.shape[1] // size) * (img.shape[2] // size)
+        return keep
 
 
 class PatchTask:

@@ -54,6 +54,14 @@ def stages_without_improvement(history: list[dict[str, Any]]) -> int:
     return count
 
 
+def _report(label: str, val: dict[str, Any], outcome: str) -> None:
+    """One line on stderr: the validation rate, and each validation set's own where there are several."""
+    sets = "".join(f", {k[4:-13]} {v:.4f}" for k, v in val.items()
+                   if k.endswith("_bits_per_dim") and k != "val_bits_per_dim")
+    print(f"{label}: validation {val['val_bits_per_dim']:.4f} ± {val['val_stderr']:.4f} bit/dim{sets} ({outcome})",
+          file=sys.stderr)
+
+
 def build_model(config: TrainConfig) -> nn.Module:
     """A fresh model for `config` (RIDE, or PatchRIDE in patches63 mode, or the colour model)."""
     fields = {"num_hiddens": config.num_hiddens, "num_layers": config.num_layers,
@@ -308,6 +316,8 @@ class Trainer:
             self.history.append({"stage": -1, "patch_size": None, "steps": 0, "outcome": "initial", **val})
             self._log({"elapsed_s": 0.0, "stage": -1, "event": "val", "val_bits_per_dim": val["val_bits_per_dim"],
                        "val_nats_per_patch": val.get("val_nats_per_patch")})
+            if self.rank == 0:
+                _report("start", val, "initial")
         while self.position["stage"] < num_stages and not stopped:
             stage = self.position["stage"]
             lr = cfg.learning_rate(stage)
@@ -421,8 +431,7 @@ class Trainer:
         self._log({"elapsed_s": self.elapsed, "stage": stage, "patch_size": cfg.patch_sizes[stage], "event": "val",
                    "val_bits_per_dim": val["val_bits_per_dim"], "val_nats_per_patch": val.get("val_nats_per_patch")})
         if self.rank == 0:
-            print(f"stage {stage + 1}: validation {val['val_bits_per_dim']:.4f} ± {val['val_stderr']:.4f} bit/dim "
-                  f"({record['outcome']})", file=sys.stderr)
+            _report(f"stage {stage + 1}", val, record["outcome"])
         self._save_state("training")
         self._save_best()
 
