@@ -4,7 +4,7 @@
     python benchmarks/bench_codec.py --limit 10             # the first 10 (numeric id order)
     python benchmarks/bench_codec.py --images DIR           # any folder of images (read as luma)
 
-Grey images come from the project's loaders (ride.datasets: BT.601 luma rounded as Pillow's convert("L")). For
+Grey images come from the project's loaders (ride.data: BT.601 luma rounded as Pillow's convert("L")). For
 each codec: bits/px of the real files (ride: header included), encode and decode seconds per image, all measured
 in this run; ride's stream is decoded and checked to be exact. Also the model's ideal code length -log2 P (exact
 discrete probabilities, same frame) and the coder's overhead above it. Prints a markdown table (--json: figures).
@@ -25,7 +25,7 @@ import torch
 
 from ride.checkpoint import load
 from ride.codec import compress, decompress, ideal_code_length_bits
-from ride.datasets import BSDS300, ImageFolder
+from ride.data import BSDS300, ImageFolder
 from ride.model_zoo import DEFAULT_CODEC_MODEL, resolve_checkpoint
 
 CODECS = {  # name: (encode, decode)

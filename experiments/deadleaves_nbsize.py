@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from plot_training import read_chain, read_log  # experiments/, this script's folder
 
-from ride.datasets import DeadLeaves
-from ride.trainer import stages_without_improvement
+from ride.data import DeadLeaves
+from ride.train.trainer import stages_without_improvement
 
 
 def test_pixel_std() -> float:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import ride
-from ride.datasets import BSDS300, load_image
+from ride.data import BSDS300, load_image
 from ride.model import RIDE
 from ride.restoration import denoise_map, psnr
 from ride.units import quantize

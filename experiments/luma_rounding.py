@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ride import RIDE
-from ride.datasets import BSDS300, load_image
+from ride.data import BSDS300, load_image
 from ride.protocols import tiles
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ride import load
-from ride.datasets import load_image
+from ride.data import load_image
 from ride.protocols import evaluate_tiles
 
 #: Photographs of natural scenes, people, animals and objects in skimage.data (its synthetic, microscopy,

@@ -6,7 +6,7 @@ stopped (a RIDE run stopped mid-training resumes from its checkpoint):
     RIDE_DATA=../shared/data python experiments/textures.py --runs runs/textures
     RIDE_DATA=../shared/data python experiments/textures.py --runs runs/textures --plates 1.1.01 1.1.07
 
-Per plate (USC-SIPI name 1.1.01 ... 1.1.13, `ride.datasets.Brodatz`, black bottom rows cropped):
+Per plate (USC-SIPI name 1.1.01 ... 1.1.13, `ride.data.Brodatz`, black bottom rows cropped):
   1. split   the cropped 1.1 image is cut into a 4x4 grid of equal tiles, H // 4 rows by 128 columns (127 x 128
              from the 510 rows; 121 x 128 from the 486 rows of 1.1.11), the leftover bottom rows (2) dropped. Tile
              r3c3 (bottom right) is held out (`<runs>/<plate>/heldout/`); tile r0c0 validates; the other 14 train,
@@ -52,7 +52,7 @@ from PIL import Image
 import ride
 from ride import inpainting, protocols
 from ride.checkpoint import load_payload
-from ride.datasets import Brodatz, load_image
+from ride.data import Brodatz, load_image
 from ride.marginal import MARGINAL_KEY, marginal_histogram
 from ride.units import ONE_BELOW, dequantize, quantize
 

@@ -14,9 +14,11 @@ from conftest import run_two_ranks
 from PIL import Image
 
 import ride
-from ride import checkpoint, cli_eval, datasets
+from ride import checkpoint
 from ride import protocols as P
+from ride.cli import eval as cli_eval
 from ride.cli import main
+from ride.data import load_image
 from ride.patch_models import PatchChainMCGSM
 
 REGISTERED = "PatchChainMCGSM" in checkpoint._MODELS
@@ -67,7 +69,7 @@ def image_dir(tmp_path_factory) -> Path:
 
 
 def _folder_images(folder: Path) -> list[torch.Tensor]:
-    return [datasets.load_image(f, grey=True) for f in sorted(folder.glob("*.png"))]
+    return [load_image(f, grey=True) for f in sorted(folder.glob("*.png"))]
 
 
 def test_eval_json_on_an_image_folder(ride_checkpoint, image_dir, capsys):
@@ -174,7 +176,7 @@ def fake_patches(monkeypatch):
         def __init__(self, root, split):
             self.patches = patches
 
-    monkeypatch.setattr(datasets, "BSDS300Patches", FakePatches)
+    monkeypatch.setattr("ride.data.BSDS300Patches", FakePatches)  # what `ride eval` reads
     return patches
 
 

@@ -16,11 +16,12 @@ import torch
 from PIL import Image
 
 import ride
-from ride import cli_eval, datasets
 from ride import protocols as P
 from ride.checkpoint import load_payload
+from ride.cli import eval as cli_eval
 from ride.cli import main
-from ride.cli_fit63 import register
+from ride.cli.fit63 import register
+from ride.data import patches63
 from ride.mcgsm import MCGSM
 from ride.patch_models import PatchChainMCGSM
 
@@ -81,7 +82,7 @@ def test_checkpoint_has_chain_dc_model_and_learning_curve(fitted, fake_root):
     assert [int(r["conditional"]) for r in rows] == list(range(63))
     assert all(1 <= int(r["iterations"]) <= 3 and r["stop_reason"] for r in rows)
     # the per-conditional validation NLLs (Jacobians included) add up to the chain's NLL of the validation patches
-    val = datasets.BSDS300Patches(fake_root, "val", cache_dir=out.parent / "cache", num_patches=100).patches
+    val = patches63.BSDS300Patches(fake_root, "val", cache_dir=out.parent / "cache", num_patches=100).patches
     z, _ = P.patches_to_63(val.double())
     with torch.no_grad():
         nll = float(-model.log_prob(z.float()).double().mean())
@@ -93,13 +94,13 @@ def test_checkpoint_has_chain_dc_model_and_learning_curve(fitted, fake_root):
 def test_ride_eval_patch_protocols_run_on_the_checkpoint(fitted, tmp_path, monkeypatch, capsys):
     out, data = fitted
     monkeypatch.setenv("RIDE_CACHE", str(tmp_path / "cache"))
-    original = datasets.BSDS300Patches
+    original = patches63.BSDS300Patches
 
     class FewTestPatches(original):  # 200 test patches instead of 250,000
         def __init__(self, root, split, cache_dir=None, regenerate=False, *, num_patches=None):
             super().__init__(root, split, cache_dir, regenerate, num_patches=num_patches or 200)
 
-    monkeypatch.setattr(datasets, "BSDS300Patches", FewTestPatches)
+    monkeypatch.setattr("ride.data.BSDS300Patches", FewTestPatches)  # what `ride eval` reads
     parser = argparse.ArgumentParser(prog="ride")
     cli_eval.register(parser.add_subparsers(dest="command", required=True))
     results = {}

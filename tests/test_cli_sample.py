@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 import ride
-from ride import RIDE, cli_sample, marginal
+from ride import RIDE, marginal
 from ride.cli import main
+from ride.cli import sample as cli_sample
 
 F64 = torch.float64
 

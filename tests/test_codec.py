@@ -11,7 +11,7 @@ from PIL import Image
 import ride
 from ride.cli import main
 from ride.codec import compress, decompress, ideal_code_length_bits
-from ride.codec_format import HEADER_BYTES
+from ride.codec.format import HEADER_BYTES
 
 
 @pytest.fixture

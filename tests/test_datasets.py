@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ride import cli_data, datasets
-from ride.datasets import (
+from ride.cli import data as cli_data
+from ride.data import (
     BSDS300,
     CIFAR10,
     Brodatz,
@@ -27,13 +27,17 @@ from ride.datasets import (
     DeadLeaves,
     ImageFolder,
     bsds300_split_ids,
+    cifar10,
+    download,
+    patches63,
+    photos,
     random_patches,
     read_cifar10_batch,
     resolve_root,
-    texture_tiles,
     write_cifar10_batch,
 )
 from ride.deadleaves import DEAD_LEAVES_TEST_SEED, DEAD_LEAVES_TRAIN_SEED, dead_leaves_images
+from ride.protocols import tiles as texture_tiles
 
 
 def _rgb(height: int, width: int, seed: int) -> np.ndarray:
@@ -277,7 +281,7 @@ def _cifar_dir(tmp_path: Path, per_batch: int = 4) -> tuple[Path, torch.Tensor, 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (6 * per_batch, 3, 32, 32), generator=gen, dtype=torch.uint8)
     labels = [k % 10 for k in range(6 * per_batch)]
-    for k, name in enumerate([*datasets.CIFAR10_TRAIN_FILES, "test_batch"]):
+    for k, name in enumerate([*cifar10.CIFAR10_TRAIN_FILES, "test_batch"]):
         part = slice(k * per_batch, (k + 1) * per_batch)
         write_cifar10_batch(folder / name, images[part], labels[part])
     return folder, images, labels
@@ -388,14 +392,14 @@ def test_patches_generated_cached_and_regenerated(fake_root, tmp_path):
     assert 0 <= float(first.patches.min()) and float(first.patches.max()) < 1
     assert first.cache_file == cache / "bsds300_patches" / "val_60.npy"
     # x = (v + u) / 256: the integer part is the pixel of the patch the seeded generator picks
-    gen = torch.Generator().manual_seed(datasets.BSDS300_PATCH_SEEDS["val"])
+    gen = torch.Generator().manual_seed(patches63.BSDS300_PATCH_SEEDS["val"])
     source = BSDS300(fake_root, "val")
     values, origins = random_patches([source[k] for k in range(len(source))], 60, gen)
     assert torch.equal(torch.floor(first.patches * 256).to(torch.uint8), values)
     assert torch.bincount(origins[:, 0]).tolist() == [3] * 20  # equal numbers per image
     meta = json.loads(first.meta_file.read_text())
-    assert meta["version"] == datasets.PATCHES_FORMAT_VERSION and meta["ids"] == source.ids
-    assert meta["num_patches"] == 60 and meta["seed"] == datasets.BSDS300_PATCH_SEEDS["val"]
+    assert meta["version"] == patches63.PATCHES_FORMAT_VERSION and meta["ids"] == source.ids
+    assert meta["num_patches"] == 60 and meta["seed"] == patches63.BSDS300_PATCH_SEEDS["val"]
 
     stamp = first.cache_file.stat().st_mtime_ns
     time.sleep(0.01)
@@ -491,13 +495,13 @@ def _fake_archive(fake_root: Path, path: Path, with_iids: bool = True, drop: int
 @pytest.fixture
 def allow_fake_archives(fake_root, monkeypatch):
     """Size limits and the official digest replaced by ones the fake archive meets."""
-    monkeypatch.setattr(datasets, "BSDS300_ARCHIVE_MIN_BYTES", 0)
-    monkeypatch.setattr(datasets, "BSDS300_IMAGES_SHA256", datasets.bsds300_images_sha256(fake_root / "bsds300"))
+    monkeypatch.setattr(download, "BSDS300_ARCHIVE_MIN_BYTES", 0)
+    monkeypatch.setattr(download, "BSDS300_IMAGES_SHA256", download.bsds300_images_sha256(fake_root / "bsds300"))
 
 
 def test_extract_bsds300(fake_root, tmp_path, allow_fake_archives):
     archive = _fake_archive(fake_root, tmp_path / "a.tgz", with_iids=False)
-    info = datasets.extract_bsds300(archive, tmp_path / "root")
+    info = download.extract_bsds300(archive, tmp_path / "root")
     assert (info["num_train"], info["num_test"], info["iids_from_archive"]) == (200, 100, [])
     for split in ("train", "val", "test"):
         assert BSDS300(tmp_path / "root", split).ids == BSDS300(fake_root, split).ids
@@ -505,9 +509,9 @@ def test_extract_bsds300(fake_root, tmp_path, allow_fake_archives):
     assert (folder / "ARCHIVE.sha256").read_text().split()[0] == info["archive_sha256"]
     assert sorted(p.name for p in folder.iterdir()) == ["ARCHIVE.sha256", "iids_test.txt", "iids_train.txt", "images"]
     with pytest.raises(FileExistsError):
-        datasets.extract_bsds300(archive, tmp_path / "root")
+        download.extract_bsds300(archive, tmp_path / "root")
     with_iids = _fake_archive(fake_root, tmp_path / "b.tgz")
-    info = datasets.extract_bsds300(with_iids, tmp_path / "root", overwrite=True)
+    info = download.extract_bsds300(with_iids, tmp_path / "root", overwrite=True)
     assert info["iids_from_archive"] == ["test", "train"]
     assert (folder / "iids_train.txt").read_text() == (fake_root / "bsds300" / "iids_train.txt").read_text()
     assert not [p for p in (tmp_path / "root").iterdir() if p.name != "bsds300"]  # no temporary folders left
@@ -516,17 +520,17 @@ def test_extract_bsds300(fake_root, tmp_path, allow_fake_archives):
 def test_extract_bsds300_rejects_bad_archives(fake_root, tmp_path, allow_fake_archives, monkeypatch):
     short = _fake_archive(fake_root, tmp_path / "short.tgz", drop=1)
     with pytest.raises(ValueError, match="expected 100 images in images/test/, found 99"):
-        datasets.extract_bsds300(short, tmp_path / "root")
+        download.extract_bsds300(short, tmp_path / "root")
     assert not (tmp_path / "root" / "bsds300").exists()
     (tmp_path / "junk.tgz").write_bytes(b"<html>not found</html>")
     with pytest.raises(ValueError, match="not a readable .tgz"):
-        datasets.extract_bsds300(tmp_path / "junk.tgz", tmp_path / "root")
-    monkeypatch.setattr(datasets, "BSDS300_IMAGES_SHA256", "0" * 64)
+        download.extract_bsds300(tmp_path / "junk.tgz", tmp_path / "root")
+    monkeypatch.setattr(download, "BSDS300_IMAGES_SHA256", "0" * 64)
     with pytest.raises(ValueError, match="differ from the official"):
-        datasets.extract_bsds300(_fake_archive(fake_root, tmp_path / "ok.tgz"), tmp_path / "root")
-    monkeypatch.setattr(datasets, "BSDS300_ARCHIVE_MIN_BYTES", 10**9)
+        download.extract_bsds300(_fake_archive(fake_root, tmp_path / "ok.tgz"), tmp_path / "root")
+    monkeypatch.setattr(download, "BSDS300_ARCHIVE_MIN_BYTES", 10**9)
     with pytest.raises(ValueError, match="bytes, expected"):
-        datasets.extract_bsds300(tmp_path / "ok.tgz", tmp_path / "root")
+        download.extract_bsds300(tmp_path / "ok.tgz", tmp_path / "root")
 
 
 class _FakeResponse(io.BytesIO):
@@ -547,7 +551,7 @@ def test_download_command(fake_root, tmp_path, allow_fake_archives, monkeypatch,
     root = tmp_path / "root"
     assert _run_cli("download", "bsds300", "--data-root", str(root)) == 0
     out = capsys.readouterr().out
-    assert urls == [datasets.BSDS300_URL]
+    assert urls == [download.BSDS300_URL]
     import hashlib
 
     assert f"archive sha256 {hashlib.sha256(data).hexdigest()}" in out and "200 training and 100 test" in out
@@ -602,7 +606,7 @@ def test_real_bsds300(real_root):
     assert sizes["test"] == {"321x481": 77, "481x321": 23}
     image = BSDS300(real_root, "test")[0]
     assert image.dtype == torch.uint8 and image.shape == (1, 321, 481)
-    assert datasets.bsds300_images_sha256(resolve_root(real_root, "bsds300")) == datasets.BSDS300_IMAGES_SHA256
+    assert download.bsds300_images_sha256(resolve_root(real_root, "bsds300")) == download.BSDS300_IMAGES_SHA256
 
 
 def test_real_brodatz(real_root):
@@ -637,40 +641,40 @@ def _photo_root(root: Path) -> Path:
 
 def test_every_kth_split_is_a_partition():
     names = [f"{k:03d}" for k in range(1, 50)]
-    train, val = (datasets.every_kth_split(names, s, 5, 3) for s in ("train", "val"))
+    train, val = (photos.every_kth_split(names, s, 5, 3) for s in ("train", "val"))
     assert [names[k] for k in val] == ["003", "008", "013", "018", "023", "028", "033", "038", "043", "048"]
     assert sorted(train + val) == list(range(49)) and not set(train) & set(val)
-    assert datasets.every_kth_split(names, "all", 5, 3) == list(range(49))
+    assert photos.every_kth_split(names, "all", 5, 3) == list(range(49))
     with pytest.raises(ValueError, match="split must be one of"):
-        datasets.every_kth_split(names, "test", 5, 3)
+        photos.every_kth_split(names, "test", 5, 3)
 
 
 def test_wikipedia_photos_and_aerials_on_stand_ins(tmp_path):
     root = _photo_root(tmp_path)
-    train, val = datasets.WikipediaPhotos(root, "train"), datasets.WikipediaPhotos(root, "val")
+    train, val = photos.WikipediaPhotos(root, "train"), photos.WikipediaPhotos(root, "val")
     assert (len(train), len(val)) == (39, 10) and val.ids[:2] == ["003", "008"]
     assert train[0].dtype == torch.uint8 and train[0].shape == (1, 11, 14)  # luma of 001.png
     expected = torch.from_numpy(np.array(Image.open(root / "wikipedia_photos" / "001.png").convert("L")))
     assert torch.equal(train[0][0], expected)
-    assert datasets.WikipediaPhotos(root / "wikipedia_photos", "val", grey=False)[0].shape == (3, 10, 14)
-    assert datasets.WikipediaPhotos(root, "all").describe()["num_images"] == 49
-    aerial_train, aerial_val = datasets.USCSIPIAerials(root, "train"), datasets.USCSIPIAerials(root, "val")
+    assert photos.WikipediaPhotos(root / "wikipedia_photos", "val", grey=False)[0].shape == (3, 10, 14)
+    assert photos.WikipediaPhotos(root, "all").describe()["num_images"] == 49
+    aerial_train, aerial_val = photos.USCSIPIAerials(root, "train"), photos.USCSIPIAerials(root, "val")
     assert (len(aerial_train), len(aerial_val)) == (30, 7) and aerial_val.ids[0] == "2.1.03"
-    grey_as_rgb = datasets.USCSIPIAerials(root, "all", grey=False)[36]  # 3.2.25 is grey: equal channels
+    grey_as_rgb = photos.USCSIPIAerials(root, "all", grey=False)[36]  # 3.2.25 is grey: equal channels
     assert grey_as_rgb.shape == (3, 12, 12) and torch.equal(grey_as_rgb[0], grey_as_rgb[2])
 
 
 def test_photo_data_sets_missing_say_how_to_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="wikipedia_photos"):
-        datasets.WikipediaPhotos(tmp_path, "train")
+        photos.WikipediaPhotos(tmp_path, "train")
     (tmp_path / "usc_sipi_aerials").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no image"):
-        datasets.USCSIPIAerials(tmp_path, "train")
+        photos.USCSIPIAerials(tmp_path, "train")
 
 
 @pytest.mark.skipif(not os.environ.get("RIDE_DATA"), reason="RIDE_DATA not set: real photograph folders not found")
 def test_real_photo_folders():
-    wiki = datasets.WikipediaPhotos(None, "val")
-    assert len(wiki) == 10 and len(datasets.WikipediaPhotos(None, "train")) == 39
+    wiki = photos.WikipediaPhotos(None, "val")
+    assert len(wiki) == 10 and len(photos.WikipediaPhotos(None, "train")) == 39
     assert wiki.describe()["num_pixels"] > 5_000_000
-    assert len(datasets.USCSIPIAerials(None, "train")) == 30
+    assert len(photos.USCSIPIAerials(None, "train")) == 30

@@ -81,7 +81,7 @@ def test_plot_training_joins_a_run_and_its_continuation_into_one_curve(tmp_path)
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.name)
 def test_experiment_configs_are_valid_train_configs(path):
     """Every committed experiment config holds only known keys of valid types and a consistent schedule."""
-    from ride.train_config import TrainConfig, read_config_file
+    from ride.train.config import TrainConfig, read_config_file
 
     config = TrainConfig.from_dict(read_config_file(path))
     assert len(config.learning_rates) in (1, len(config.patch_sizes))

@@ -11,8 +11,8 @@ import torch
 import ride
 from ride import protocols
 from ride.patch_ride import PatchRIDE
-from ride.train_config import TrainConfig, replace_checked
-from ride.trainer import Trainer
+from ride.train.config import TrainConfig, replace_checked
+from ride.train.trainer import Trainer
 
 
 def tiny(seed: int = 0, num_layers: int = 1) -> PatchRIDE:

@@ -16,8 +16,8 @@ from PIL import Image
 import ride
 from ride.cli import main
 from ride.marginal import MARGINAL_KEY
-from ride.train_config import TrainConfig, read_config_file, replace_checked
-from ride.trainer import Trainer
+from ride.train.config import TrainConfig, read_config_file, replace_checked
+from ride.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

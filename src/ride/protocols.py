@@ -368,7 +368,7 @@ class DCModel:
         return self.means[comp] + self.variances[comp].sqrt() * eps
 
     def to_dict(self) -> dict[str, object]:
-        """Plain-data form for a checkpoint's `extra` (see cli_eval): format, version and lists of floats."""
+        """Plain-data form for a checkpoint's `extra` (see `ride.cli.eval`): format, version and lists of floats."""
         return {"format": self.FORMAT, "version": self.VERSION, "weights": self.weights.tolist(),
                 "means": self.means.tolist(), "variances": self.variances.tolist()}
 

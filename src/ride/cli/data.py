@@ -1,6 +1,6 @@
 """`ride data`: what the data sets hold (`ride data stats`) and fetching BSDS300 (`ride data download bsds300`).
 
-A thin layer over `ride.datasets`: it finds the data root, prints, and turns missing data into one line each.
+A thin layer over `ride.data`: it finds the data root, prints, and turns missing data into one line each.
 """
 
 from __future__ import annotations
@@ -13,8 +13,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import datasets
-from .neighbourhood import causal_mask
+from ..data import (
+    BSDS300,
+    BSDS300_PATCH_COUNTS,
+    BSDS300_PATCH_SIZE,
+    BSDS300_URL,
+    CIFAR10,
+    Brodatz,
+    BSDS300Patches,
+    DeadLeaves,
+    download_bsds300,
+    extract_bsds300,
+)
+from ..neighbourhood import causal_mask
 
 STATS_NAMES = ("bsds300", "brodatz", "deadleaves", "bsds300-patches", "cifar10")
 TILE = 64
@@ -51,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.add_argument("name", choices=["bsds300"], help="data set to fetch")
     download.add_argument("--data-root", dest="data_root", default=None,
                           help="folder to extract into (it gets bsds300/; default: $RIDE_DATA)")
-    download.add_argument("--url", default=datasets.BSDS300_URL, help="archive URL (default: the official one)")
+    download.add_argument("--url", default=BSDS300_URL, help="archive URL (default: the official one)")
     download.add_argument("--archive", default=None,
                           help="use this already downloaded BSDS300-images.tgz instead of downloading")
     download.add_argument("--force", action="store_true", help="replace an existing bsds300/ folder")
@@ -87,19 +98,19 @@ def _image_entry(label: str, make: Any, nb_size: int) -> dict[str, Any]:
 
 def _patch_entries(root: str | None, cache_dir: str | None) -> list[dict[str, Any]]:
     entries = []
-    for split, count in datasets.BSDS300_PATCH_COUNTS.items():
+    for split, count in BSDS300_PATCH_COUNTS.items():
         label = f"bsds300-patches {split}"
         try:
-            path, status = datasets.BSDS300Patches.cache_status(root, split, cache_dir)
+            path, status = BSDS300Patches.cache_status(root, split, cache_dir)
         except (OSError, ValueError) as err:
             entries.append({"dataset": label, "available": False, "reason": str(err)})
             continue
         entry = {"dataset": label, "available": status == "fresh", "cache": status, "cache_file": str(path),
-                 "num_patches": count, "patch_size": datasets.BSDS300_PATCH_SIZE,
+                 "num_patches": count, "patch_size": BSDS300_PATCH_SIZE,
                  "patches63_dims": count * 63, "patches64_pixels": count * 64}
         if status != "fresh":
             entry["reason"] = (f"not cached ({status}): generated on first use, e.g. "
-                               f"ride.datasets.BSDS300Patches(split={split!r})")
+                               f"ride.data.BSDS300Patches(split={split!r})")
         entries.append(entry)
     return entries
 
@@ -110,20 +121,20 @@ def collect_stats(names: list[str], root: str | None, nb_size: int, cache_dir: s
     for name in names:
         if name == "bsds300":
             for split in ("train", "val", "test"):
-                entries.append(_image_entry(f"bsds300 {split}", lambda s=split: datasets.BSDS300(root, s), nb_size))
+                entries.append(_image_entry(f"bsds300 {split}", lambda s=split: BSDS300(root, s), nb_size))
         elif name == "brodatz":
             for scan in ("1.1", "1.2", "1.3"):
-                entries.append(_image_entry(f"brodatz {scan}", lambda s=scan: datasets.Brodatz(root, scans=(s,)),
+                entries.append(_image_entry(f"brodatz {scan}", lambda s=scan: Brodatz(root, scans=(s,)),
                                             nb_size))
         elif name == "deadleaves":
             for split in ("train", "test"):
-                entries.append(_image_entry(f"deadleaves {split}", lambda s=split: datasets.DeadLeaves(s), nb_size))
+                entries.append(_image_entry(f"deadleaves {split}", lambda s=split: DeadLeaves(s), nb_size))
         elif name == "bsds300-patches":
             entries.extend(_patch_entries(root, cache_dir))
         elif name == "cifar10":
             for train in (True, False):
                 label = f"cifar10 {'train' if train else 'test'}"
-                entries.append(_image_entry(label, lambda t=train: datasets.CIFAR10(root, t), nb_size))
+                entries.append(_image_entry(label, lambda t=train: CIFAR10(root, t), nb_size))
     return entries
 
 
@@ -205,7 +216,7 @@ def _download(args: argparse.Namespace) -> int:
     dest = Path(root).expanduser() / "bsds300"
     if dest.exists() and not args.force:
         try:
-            train, test = datasets.BSDS300(dest, "train+val"), datasets.BSDS300(dest, "test")
+            train, test = BSDS300(dest, "train+val"), BSDS300(dest, "test")
         except (OSError, ValueError) as err:
             print(f"ride data download: error: {dest} exists but is incomplete ({err}); run again with --force to "
                   "replace it", file=sys.stderr)
@@ -215,10 +226,10 @@ def _download(args: argparse.Namespace) -> int:
         return 0
     try:
         if args.archive:
-            info = datasets.extract_bsds300(args.archive, Path(root).expanduser(), overwrite=args.force)
+            info = extract_bsds300(args.archive, Path(root).expanduser(), overwrite=args.force)
         else:
             print(f"downloading {args.url}", file=sys.stderr)
-            info = datasets.download_bsds300(Path(root).expanduser(), args.url, overwrite=args.force,
+            info = download_bsds300(Path(root).expanduser(), args.url, overwrite=args.force,
                                              keep_archive=args.keep_archive, progress=_Progress())
             print(file=sys.stderr)
     except (OSError, ValueError) as err:

@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from . import protocols
-from .checkpoint import load, load_payload
-from .model_zoo import resolve_checkpoint
-from .runtime import check_threads, leave_process_group, resolve_device
+from .. import protocols
+from ..checkpoint import load, load_payload
+from ..model_zoo import resolve_checkpoint
+from ..runtime import check_threads, leave_process_group, resolve_device
 
 PROTOCOLS = ("tiles64", "patches63", "patches64")
 DATA_SETS = ("bsds300", "brodatz", "deadleaves")
@@ -93,27 +93,27 @@ def _open(factory: Callable[[], Any]) -> Any:
 
 def _image_source(args: argparse.Namespace, channels: int) -> tuple[Any, str]:
     """The image data set (indexable, uint8 [C, H, W] items) and a description of it."""
-    from . import datasets
+    from ..data import BSDS300, Brodatz, DeadLeaves, ImageFolder
 
     grey = channels == 1
     if args.images is not None:
-        return _open(lambda: datasets.ImageFolder(args.images, grey=grey)), f"images {args.images}"
+        return _open(lambda: ImageFolder(args.images, grey=grey)), f"images {args.images}"
     if args.data == "bsds300":
-        return _open(lambda: datasets.BSDS300(args.data_root, args.split, grey=grey)), f"bsds300 {args.split}"
+        return _open(lambda: BSDS300(args.data_root, args.split, grey=grey)), f"bsds300 {args.split}"
     if not grey:
         raise ValueError(f"--data {args.data} holds grey images, the model expects {channels} channels")
     if args.data == "brodatz":
-        return _open(lambda: datasets.Brodatz(args.data_root)), "brodatz (USC-SIPI 1.1.xx, black rows cropped)"
-    return _open(lambda: datasets.DeadLeaves(args.split)), f"deadleaves {args.split}"
+        return _open(lambda: Brodatz(args.data_root)), "brodatz (USC-SIPI 1.1.xx, black rows cropped)"
+    return _open(lambda: DeadLeaves(args.split)), f"deadleaves {args.split}"
 
 
 def _patch_source(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
-    from . import datasets
+    from ..data import BSDS300Patches
 
     if args.data != "bsds300":
         raise ValueError(f"--protocol {args.protocol} evaluates the fixed BSDS300 patch set of spec §9.2: use --data "
                          f"bsds300 (other data sets and --images work with --protocol tiles64)")
-    patches = _open(lambda: datasets.BSDS300Patches(args.data_root, args.split)).patches
+    patches = _open(lambda: BSDS300Patches(args.data_root, args.split)).patches
     return patches[:_limited(patches.shape[0], args.limit)], f"bsds300 {args.split} 8x8 patches"
 
 

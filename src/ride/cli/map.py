@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load
-from .model_zoo import DEFAULT_CODEC_MODEL, resolve_checkpoint
-from .runtime import check_threads
+from ..checkpoint import load
+from ..model_zoo import DEFAULT_CODEC_MODEL, resolve_checkpoint
+from ..runtime import check_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,8 +63,8 @@ def _plot(image: np.ndarray, bits: np.ndarray, title: str, vmax: float | None, p
 
 def run(args: argparse.Namespace) -> int:
     """Run `ride map`: read, compute, write the PNG and/or the array, print the mean."""
-    from .datasets import GREY_MODES, read_image
-    from .maps import code_length_map
+    from ..data import GREY_MODES, read_image
+    from ..maps import code_length_map
 
     if args.out is None and args.npy is None:
         raise ValueError("nothing to write: give -o MAP.png and/or --npy MAP.npy")

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load, load_payload, save
-from .datasets import BSDS300, DeadLeaves, ImageFolder
-from .model import RIDE
-from .units import dequantize
+from ..checkpoint import load, load_payload, save
+from ..data import BSDS300, DeadLeaves, ImageFolder
+from ..model import RIDE
+from ..units import dequantize
 
 
 def _dequantised(data, limit: int, seed: int) -> list[torch.Tensor]:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from . import inpainting
-from .cli_sample import _load_ride, to_uint8
-from .runtime import check_threads, resolve_device
+from .. import inpainting
+from ..runtime import check_threads, resolve_device
+from .sample import _load_ride, to_uint8
 
 METHODS = ("mcmc", "map", "harmonic", "mean")
 
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _read(path: str, what: str) -> torch.Tensor:
     """uint8 [1, H, W] grey luma of an image file; ValueError naming `what` when missing or unreadable."""
-    from .datasets import load_image
+    from ..data import load_image
 
     try:
         return load_image(path, grey=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load
-from .model_zoo import DEFAULT_CODEC_MODEL, resolve_checkpoint
-from .runtime import check_threads
+from ..checkpoint import load
+from ..model_zoo import DEFAULT_CODEC_MODEL, resolve_checkpoint
+from ..runtime import check_threads
 
 _MODES = {"RGB": "a colour (RGB) image", "RGBA": "a colour image with alpha (RGBA)", "P": "a palette image",
           "I;16": "a 16-bit image", "I;16B": "a 16-bit image", "I;16L": "a 16-bit image", "I": "a 32-bit image",
@@ -100,7 +100,7 @@ def _progress(bar):  # noqa: ANN001, ANN202 - tqdm bar -> progress callback
 
 def run_compress(args: argparse.Namespace) -> int:
     """Run `ride compress`; returns the exit status."""
-    from .codec import SPAN, compress
+    from ..codec import SPAN, compress
 
     outputs = _outputs(args)
     images = [read_grey_png(p) for p in args.inputs]  # every input checked before any work
@@ -121,7 +121,7 @@ def run_decompress(args: argparse.Namespace) -> int:
     """Run `ride decompress`; returns the exit status."""
     from PIL import Image
 
-    from .codec import decompress
+    from ..codec import decompress
 
     outputs = _outputs(args)
     for dst in outputs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .model_zoo import pretrained_models
+from ..model_zoo import pretrained_models
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

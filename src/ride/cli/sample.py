@@ -32,13 +32,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import load, load_payload
-from .marginal import MARGINAL_KEY, marginal_boundary
-from .model import RIDE
-from .model_zoo import resolve_checkpoint
-from .runtime import check_threads, resolve_device
-from .sampling import ancestral_sample
-from .units import dequantize, quantize
+from ..checkpoint import load, load_payload
+from ..marginal import MARGINAL_KEY, marginal_boundary
+from ..model import RIDE
+from ..model_zoo import resolve_checkpoint
+from ..runtime import check_threads, resolve_device
+from ..sampling import ancestral_sample
+from ..units import dequantize, quantize
 
 GAP = 2  # pixels between the images of the grid
 
@@ -86,7 +86,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def image_boundary(path: str, channels: int, canvas: tuple[int, int], generator: torch.Generator) -> Tensor:
     """The top-left canvas part of an image file, dequantised: float [C, Hc, Wc] on [0,1)."""
-    from .datasets import load_image
+    from ..data import load_image
 
     if channels not in (1, 3):
         raise ValueError(f"--boundary IMAGE needs a 1- or 3-channel model, found {channels} channels")

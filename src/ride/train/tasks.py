@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import protocols
-from .datasets import BSDS300, Brodatz, BSDS300Patches, DeadLeaves, ImageFolder, USCSIPIAerials, WikipediaPhotos
-from .marginal import MARGINAL_KEY, marginal_histogram
-from .neighbourhood import extract_pairs
-from .patch_ride import PatchRIDE
-from .train_config import TrainConfig
-from .units import dequantize
+from .. import protocols
+from ..data import BSDS300, Brodatz, BSDS300Patches, DeadLeaves, ImageFolder, USCSIPIAerials, WikipediaPhotos
+from ..marginal import MARGINAL_KEY, marginal_histogram
+from ..neighbourhood import extract_pairs
+from ..patch_ride import PatchRIDE
+from ..units import dequantize
+from .config import TrainConfig
 
 LN2 = math.log(2)
 Reduce = Callable[[Tensor], Tensor]

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .codec_format import MODE_CODED, MODE_STORED, Header, model_fingerprint, pixel_checksum, unpack_header
-from .front import MCGSMTables, SkewedFront
+from ..front import MCGSMTables, SkewedFront
+from .format import MODE_CODED, MODE_STORED, Header, model_fingerprint, pixel_checksum, unpack_header
 
 SPAN = 64  # bins around each pixel's predicted mean where the mixture's CDF is evaluated exactly
 TAIL_DECAY = 0.9  # outside the window, each bin further away gets this fraction of its neighbour's probability
@@ -147,7 +147,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def _check_model(model: object) -> None:
-    from .model import RIDE
+    from ..model import RIDE
 
     if not isinstance(model, RIDE):
         raise ValueError(f"the codec needs a ride.RIDE model, found {type(model).__name__}")

@@ -23,8 +23,8 @@ from dataclasses import MISSING, fields
 
 import torch
 
-from .runtime import check_threads, leave_process_group
-from .train_config import TrainConfig, read_config_file, replace_checked
+from ..runtime import check_threads, leave_process_group
+from ..train.config import TrainConfig, read_config_file, replace_checked
 
 
 def _flag_values(args: argparse.Namespace) -> dict[str, object]:
@@ -90,7 +90,7 @@ class _StopRequest:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .trainer import Trainer
+    from ..train.trainer import Trainer
 
     flags = _flag_values(args)
     if args.resume:

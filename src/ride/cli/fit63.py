@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import protocols
-from .checkpoint import load, load_payload, save
-from .patch_models import PatchChainMCGSM
-from .preconditioner import Preconditioner
-from .runtime import resolve_device
+from .. import protocols
+from ..checkpoint import load, load_payload, save
+from ..patch_models import PatchChainMCGSM
+from ..preconditioner import Preconditioner
+from ..runtime import resolve_device
 
 DIM = 63
 #: Options that define the data or the model: on --resume they come from the checkpoint.
@@ -74,10 +74,10 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _patches(args: argparse.Namespace, split: str, count: int) -> torch.Tensor:
     """BSDS300 8x8 patches of `split`, float32 [count, 64]; missing data becomes a one-line ValueError."""
-    from . import datasets
+    from ..data import BSDS300Patches
 
     try:
-        return datasets.BSDS300Patches(args.data_root, split, cache_dir=args.cache_dir, num_patches=count).patches
+        return BSDS300Patches(args.data_root, split, cache_dir=args.cache_dir, num_patches=count).patches
     except FileNotFoundError as err:
         raise ValueError(str(err)) from err
 

@@ -31,12 +31,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .checkpoint import load, load_payload, save
-from .growth import add_layer, widen
-from .model import RIDE
-from .patch_ride import PatchRIDE
-from .train_config import TrainConfig, replace_checked
-from .train_tasks import LN2, ImageTask, PatchTask, make_task, step_generator
+from ..checkpoint import load, load_payload, save
+from ..growth import add_layer, widen
+from ..model import RIDE
+from ..patch_ride import PatchRIDE
+from .config import TrainConfig, replace_checked
+from .tasks import LN2, ImageTask, PatchTask, make_task, step_generator
 
 TRAINER_FORMAT_VERSION = 1
 # Settings of the run, not of the computation: a resumed run may change them.
@@ -70,7 +70,7 @@ def build_model(config: TrainConfig) -> nn.Module:
     if config.mode == "patches63":
         return PatchRIDE(**fields)
     if config.model == "colour":
-        from .colour import ColourRIDE
+        from ..colour import ColourRIDE
 
         return ColourRIDE(**fields)
     return RIDE(**fields)
@@ -152,7 +152,7 @@ class Trainer:
     # ---------------------------------------------------------------- set-up
 
     def _device(self) -> torch.device:
-        from .runtime import resolve_device
+        from ..runtime import resolve_device
 
         device = resolve_device(self.config.device)
         if device.type == "cuda" and self.world > 1:
