@@ -5,7 +5,7 @@
 
 Measures, for the default RIDE (1 layer, 64 hidden units, nb_size 5, float32):
 1. training step (forward + backward of the mean NLL) on 32 patches of 64x64: anti-diagonal sweep vs the batched
-   raster-loop reference, in pixels/s; the achieved FLOP/s of the sweep under the spec §12 cost model, as a
+   raster-loop reference, in pixels/s; the achieved FLOP/s of the sweep under the design §12 cost model, as a
    fraction of a same-run matrix-product rate;
 2. log_prob_pixels of one 321x481 image (batch 1, no grad): sweep vs raster reference;
 3. sampling one 256x256 image: skewed front vs raster-order sampling.
@@ -85,7 +85,7 @@ def main() -> None:
     print(f"training step, {batch} patches of {patch}x{patch} ({pixels} predicted pixels):")
     print(f"  sweep   {t_fast:8.3f} s   {pixels / t_fast:10.0f} px/s")
     print(f"  raster  {t_ref:8.3f} s   {pixels / t_ref:10.0f} px/s   speed-up {t_ref / t_fast:.1f}x")
-    print(f"  SLSTM cost model (spec §12): {flops / 1e9:.1f} GFLOP/s = {flops / rate:.1%} of the same-run "
+    print(f"  SLSTM cost model (design §12): {flops / 1e9:.1f} GFLOP/s = {flops / rate:.1%} of the same-run "
           f"{rate / 1e9:.0f} GFLOP/s 2048^2 float32 matmul")
 
     # 2. log_prob_pixels of one large image

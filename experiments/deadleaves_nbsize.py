@@ -12,7 +12,7 @@ ride_nb{n}_seed1.pt, and records the choice in selection.json; the test set play
 `ride eval --json` files.
 
 Rates are log-likelihood rates in bit/px on the [0,1) scale (tiles64 protocol on the 100 test images), and on
-unit-variance data: rate + log2(std of the test pixels) (spec §9.3).
+unit-variance data: rate + log2(std of the test pixels) (design §9.3).
 """
 
 from __future__ import annotations

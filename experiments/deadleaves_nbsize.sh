@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dead leaves (spec §9.3, issues 5 and 10): MCGSM and RIDE as a function of the neighbourhood size n (3, 5, 7, 9).
+# Dead leaves (design §9.3, issues 5 and 10): MCGSM and RIDE as a function of the neighbourhood size n (3, 5, 7, 9).
 # Run from the repository root:  PARALLEL=2 bash experiments/deadleaves_nbsize.sh [runs/deadleaves]
 # For each n: an MCGSM fitted to convergence (early stopping on validation pairs) and a 1-layer RIDE
 # (experiments/deadleaves_ride.toml) with seeds 0 and 1, on the generator's first 810 training images (the last 90

@@ -1,4 +1,4 @@
-"""Issue 10 ablation: does rounding BT.601 luma to integers (spec §9, the official protocol) change the rate?
+"""Issue 10 ablation: does rounding BT.601 luma to integers (design §9, the official protocol) change the rate?
 
 Two grey versions of BSDS300, the same dequantisation noise u ~ U[0,1) for both:
     rounded  x = (round(L) + u) / 256, L = 0.299 R + 0.587 G + 0.114 B  (Pillow convert("L"): the project's protocol)

@@ -1,4 +1,4 @@
-"""Texture synthesis and inpainting on the 13 Brodatz plates (issue 4; spec §8): one RIDE and one MCGSM per plate.
+"""Texture synthesis and inpainting on the 13 Brodatz plates (issue 4; design §8): one RIDE and one MCGSM per plate.
 
 Run from the repository root; every step skips work whose output exists, so a stopped run continues where it
 stopped (a RIDE run stopped mid-training resumes from its checkpoint):
@@ -576,7 +576,7 @@ def write_inpainting_report(runs: Path, plates: list[str], out_md: Path, out_png
              "rows and columns from (H − 71) // 2 and (W − 71) // 2); observed pixels enter at their bin centres "
              "(v + 1/2)/256; the models are the committed `models/texture_<plate>_{ride,mcgsm}.pt`.", "",
              "Methods: mean fill (mean of the tile's observed pixels); harmonic fill (Laplace's equation with the "
-             "observed pixels as boundary); Metropolis-within-Gibbs (MwG, spec §8, `ride.inpainting.inpaint_mcmc`) "
+             "observed pixels as boundary); Metropolis-within-Gibbs (MwG, design §8, `ride.inpainting.inpaint_mcmc`) "
              f"with the plate's MCGSM and with its RIDE: ancestral initialisation best of 5, {sweeps} sweeps of 5x5 "
              "blocks on a stride-3 grid with 19x19 windows, no flips (so the MCGSM chain targets exactly "
              "p(hole | observed); RIDE's crop windows restart the LSTM states, the local approximation of the "

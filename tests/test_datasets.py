@@ -132,7 +132,7 @@ def test_bsds300_fake_tree(fake_root):
     assert sets["test"].files[0].parent.name == "test"
     image = sets["val"][3]
     assert image.dtype == torch.uint8 and image.shape[0] == 1 and tuple(image.shape[1:]) in ((16, 12), (12, 16))
-    with Image.open(sets["val"].files[3]) as img:  # luma as Pillow computes it (spec §1)
+    with Image.open(sets["val"].files[3]) as img:  # luma as Pillow computes it (design §1)
         assert torch.equal(image[0], torch.from_numpy(np.array(img.convert("L"))))
     colour = BSDS300(fake_root, "val", grey=False)[3]
     assert colour.shape == (3, *image.shape[1:]) and colour.dtype == torch.uint8

@@ -27,7 +27,7 @@ def make_layers(num_layers: int, input_size: int, hidden: int, seed: int) -> nn.
 
 
 def reference_cell_loop(layer: SpatialLSTM, inputs: torch.Tensor) -> torch.Tensor:
-    """The spec's equations written out per pixel, independent of both implementations."""
+    """The equations of design §4 written out per pixel, independent of both implementations."""
     b, height, width, _ = inputs.shape
     d = layer.hidden_size
     h = inputs.new_zeros(b, height + 1, width + 1, d)  # row 0 and column 0: zero boundary states

@@ -1,8 +1,8 @@
-"""Colour RIDE (spec §11): RGB images through a fixed YCbCr transform, Y first, then (Cb, Cr) given Y.
+"""Colour RIDE (design §11): RGB images through a fixed YCbCr transform, Y first, then (Cb, Cr) given Y.
 
 Colour transform: full-range ITU-R BT.601 YCbCr as in JPEG/JFIF, on the [0,1) scale (Kr = 0.299, Kb = 0.114):
 
-    Y  = Kr R + Kg G + Kb B                      (the luma of the grey data, spec §1)
+    Y  = Kr R + Kg G + Kb B                      (the luma of the grey data, design §1)
     Cb = 0.5 (B - Y) / (1 - Kb) + 0.5
     Cr = 0.5 (R - Y) / (1 - Kr) + 0.5
 
@@ -246,7 +246,7 @@ class ColourRIDE(nn.Module):
 
     def fit_preconditioner(self, images: Tensor | Sequence[Tensor], num_pairs: int = 500_000,
                            generator: torch.Generator | None = None) -> None:
-        """Fit the luma and chroma whitenings (spec §3) on the same up to `num_pairs` random pixels of RGB images
+        """Fit the luma and chroma whitenings (design §3) on the same up to `num_pairs` random pixels of RGB images
         [B, 3, H, W] or a list of [3, H, W]."""
         inputs, outputs = self.training_pairs(images, num_pairs, generator)
         k = self.neighbourhood.num_inputs

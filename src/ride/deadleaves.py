@@ -1,4 +1,4 @@
-"""Seeded dead-leaves images (spec §9.3).
+"""Seeded dead-leaves images (design §9.3).
 
 Disks fall on the image one after another; the first disk drawn lies in front, and each later disk only shows
 where nothing drawn before it covers the pixel. Drawing stops once every pixel is covered.
@@ -14,9 +14,9 @@ Pixel (i, j) is the point (i + 0.5, j + 0.5) of the continuous plane; a disk cov
 within distance r of the disk's centre. The authors' generator parameters are unpublished; the defaults here,
 r_min = 1 (pixel scale) and r_max = 64 (a quarter of the 256-pixel side, so the largest disks span half the
 image), give six octaves of scale-invariant structure on 256 x 256 images. Compare curves across models, not
-absolute rates with the paper (spec §9.3).
+absolute rates with the paper (design §9.3).
 
-The data set of the spec (900 training and 100 test images of 256 x 256) is::
+The data set of design §9.3 (900 training and 100 test images of 256 x 256) is::
 
     train = dead_leaves_images(DEAD_LEAVES_NUM_TRAIN, DEAD_LEAVES_SIZE, seed=DEAD_LEAVES_TRAIN_SEED)
     test = dead_leaves_images(DEAD_LEAVES_NUM_TEST, DEAD_LEAVES_SIZE, seed=DEAD_LEAVES_TEST_SEED)
@@ -30,9 +30,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-#: Root seed of the spec's 900 training images (image k comes from SeedSequence(seed).spawn(...)[k]).
+#: Root seed of the 900 training images (image k comes from SeedSequence(seed).spawn(...)[k]).
 DEAD_LEAVES_TRAIN_SEED = 20150611
-#: Root seed of the spec's 100 test images; distinct from the training seed, so the two sets are independent.
+#: Root seed of the 100 test images; distinct from the training seed, so the two sets are independent.
 DEAD_LEAVES_TEST_SEED = 20151207
 DEAD_LEAVES_NUM_TRAIN = 900
 DEAD_LEAVES_NUM_TEST = 100

@@ -1,4 +1,4 @@
-"""Ensembles over the 8 dihedral transformations of an image (spec §7).
+"""Ensembles over the 8 dihedral transformations of an image (design §7).
 
     q(x) = (1/K) sum_k p(T_k x) |det T_k|,   |det T_k| = 1 (every T_k permutes pixels)
 

@@ -1,6 +1,6 @@
 """The skewed-front step of RIDE with its fixed cost cut: the engine behind sampling and the lossless codec.
 
-A front t = (right+1)*i + j of the predicted grid is one batched step (spec §8). `SkewedFront` does the work that
+A front t = (right+1)*i + j of the predicted grid is one batched step (design §8). `SkewedFront` does the work that
 does not depend on pixel values once per canvas size and model, so that a step is a few large tensor operations:
 - the input whitening, the first layer's input projection and the preconditioner's linear prediction
   my + P x~ are folded into one matrix (one product per front instead of three);
@@ -134,7 +134,7 @@ class SkewedFront:
 
     @staticmethod
     def _cell(z: Tensor, w_rec: Tensor, state: Tensor, both: Tensor, here: Tensor, b: int, n: int) -> Tensor:
-        """One spatial LSTM update of B*n cells (spec §4, same gate order as `SpatialLSTM.step`)."""
+        """One spatial LSTM update of B*n cells (design §4, same gate order as `SpatialLSTM.step`)."""
         d = w_rec.shape[0] // 2
         past = state.index_select(1, both).view(b * n, 2, 2 * d)  # [cell, (up, left), (h | c)]
         pre = torch.addmm(z, past[:, :, :d].reshape(b * n, 2 * d), w_rec)  # [h_up | h_left] @ W_rec

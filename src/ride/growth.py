@@ -1,6 +1,6 @@
 """Growing a trained RIDE: one more spatial LSTM layer on top, or more hidden units per layer.
 
-`add_layer(model)` copies everything and puts a fresh layer on top (spec §6 "add layer"; the MCGSM then reads the
+`add_layer(model)` copies everything and puts a fresh layer on top (design §6 "add layer"; the MCGSM then reads the
 new layer's states, so the density changes). `widen(model, num_hiddens)` returns a model with `num_hiddens` units
 in every layer that computes exactly the same log-density as `model` (Net2Net-style, function-preserving): the old
 units keep their weights, the new units get fresh random incoming weights, and every weight *from* a new unit (into

@@ -1,4 +1,4 @@
-"""Inpainting with RIDE (spec §8): Metropolis-within-Gibbs over small blocks, MAP by gradient ascent, baselines.
+"""Inpainting with RIDE (design §8): Metropolis-within-Gibbs over small blocks, MAP by gradient ascent, baselines.
 
 Target: p(x_hole | x_observed), proportional to the model's density p(x) of the whole image.
 

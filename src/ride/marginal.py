@@ -1,6 +1,6 @@
 """The data marginal of a training set as plain checkpoint metadata, and i.i.d. draws from it.
 
-Samplers need boundary pixels (spec §8): the trainer stores the 8-bit histogram of its training images in every
+Samplers need boundary pixels (design §8): the trainer stores the 8-bit histogram of its training images in every
 model it saves (`extra[MARGINAL_KEY]`), and `marginal_boundary` draws dequantised i.i.d. pixels from it; without
 a histogram it falls back to a Gaussian with the preconditioner's output mean and covariance.
 """

@@ -1,4 +1,4 @@
-"""Factorized mixture of conditional Gaussian scale mixtures (MCGSM), spec section 5.
+"""Factorized mixture of conditional Gaussian scale mixtures (MCGSM), design §5.
 
 For a context h (dimension D) and an output y (dimension M), with C components, S scales and F features:
 
@@ -6,7 +6,7 @@ For a context h (dimension D) and an output y (dimension M), with C components, 
     expert:  p(y | h, c, s) = N(y; A_c^T h, (exp(alpha_cs) L_c L_c^T)^-1)
     p(y | h) = sum_cs p(c, s | h) p(y | h, c, s)
 
-For M = 1, L_c = 1 (the expert's variance is exp(-alpha_cs), as in the spec). For M > 1, L_c is a
+For M = 1, L_c = 1 (the expert's variance is exp(-alpha_cs), design §5). For M > 1, L_c is a
 lower-triangular Cholesky factor of the component's precision with diagonal exp(log-diagonal); its first
 diagonal entry is fixed to 1 because alpha already carries the overall scale. The features b are shared by all
 components (the factorisation).

@@ -1,4 +1,4 @@
-"""RIDE: spatial LSTM layers over whitened causal neighbourhoods, an MCGSM on top (spec §2-5).
+"""RIDE: spatial LSTM layers over whitened causal neighbourhoods, an MCGSM on top (design §2-5).
 
     ln p(x_ij | x_<ij) = ln p_MCGSM(y~_ij | h_ij) + ln|det (Syy - P P^T)^(-1/2)|   (nats, [0,1) pixel scale)
 
@@ -192,7 +192,7 @@ class RIDE(nn.Module):
 
     def fit_preconditioner(self, images: Tensor | Sequence[Tensor], num_pairs: int = 500_000,
                            generator: torch.Generator | None = None) -> None:
-        """Fit the conditional whitening on up to `num_pairs` random pairs of `images` (spec §3)."""
+        """Fit the conditional whitening on up to `num_pairs` random pairs of `images` (design §3)."""
         self.preconditioner.fit(*self.training_pairs(images, num_pairs, generator))
 
     # ------------------------------------------------------------------ sampling

@@ -1,4 +1,4 @@
-"""Models shipped inside the package (package data under `ride/weights/`), loaded by name.
+"""Models shipped inside the package (package data under `ride/weights/`), loaded by name (design §14).
 
 A plain `pip install` has them, with no download. Each entry says what the model is, where it came from in the
 repository's `models/` folder, and the figures measured on it (RESULTS.md gives the commands). The files are

@@ -1,4 +1,4 @@
-"""Causal neighbourhoods: input masks and vectorised extraction of (neighbourhood, pixel) pairs (spec §2).
+"""Causal neighbourhoods: input masks and vectorised extraction of (neighbourhood, pixel) pairs (design §2).
 
 A neighbourhood is a small window whose last row holds the predicted pixel. Its input mask marks the window
 positions that precede the pixel in raster order and feed the model. A pixel is predicted only where the whole
@@ -51,7 +51,7 @@ class Neighbourhood:
 
     @classmethod
     def square(cls, nb_size: int) -> Neighbourhood:
-        """The spec's default window for odd `nb_size` (12 inputs for 5, 40 for 9)."""
+        """The default window (design §2) for odd `nb_size` (12 inputs for 5, 40 for 9)."""
         return cls(causal_mask(nb_size), (nb_size - 1) // 2)
 
     @property

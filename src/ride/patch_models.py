@@ -1,8 +1,8 @@
-"""The MCGSM baseline of the 63-dim patch benchmark (spec §9.2): a chain of per-pixel MCGSMs.
+"""The MCGSM baseline of the 63-dim patch benchmark (design §9.2): a chain of per-pixel MCGSMs.
 
     ln p(z) = sum_k ln p(z_k | z_0 .. z_(k-1))     (nats; z [63]: a centred 8x8 patch without its last pixel)
 
-Conditional k is an MCGSM (spec §5) on the preceding k values, behind its own conditional whitening (spec §3,
+Conditional k is an MCGSM (design §5) on the preceding k values, behind its own conditional whitening (design §3,
 its log-Jacobian added), so the chain is exactly normalised. Pixel 0 has no predecessor: its MCGSM sees the
 constant input 1, which makes it a 1-D mixture of Gaussian scale mixtures, and its whitening only standardises
 the output. Each conditional is fitted on its own with the MCGSM's L-BFGS and early stopping.

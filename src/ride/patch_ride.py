@@ -1,4 +1,4 @@
-"""RIDE on the 63-dim patch benchmark (spec §9.2): a density over centred 8x8 patches without their last pixel.
+"""RIDE on the 63-dim patch benchmark (design §9.2): a density over centred 8x8 patches without their last pixel.
 
     ln p(z) = sum_(k < 63) ln p(z_k | z_<k)     (nats; z [63] = centred patch in raster order, last pixel dropped)
 

@@ -1,4 +1,4 @@
-"""Conditional whitening of (neighbourhood, pixel) pairs with an exact log-Jacobian (spec §3).
+"""Conditional whitening of (neighbourhood, pixel) pairs with an exact log-Jacobian (design §3).
 
     x~ = Sxx^(-1/2) (x - mx)
     y~ = (Syy - P P^T)^(-1/2) (y - my - P x~),   P = Syx Sxx^(-1/2)

@@ -1,16 +1,16 @@
-"""The paper's evaluation protocols (spec §9) as pure functions over tensors, with units in every name.
+"""The paper's evaluation protocols (design §9) as pure functions over tensors, with units in every name.
 
-Tiles ("infinite-dimensional", spec §9.1): each 8-bit image [C, H, W] is dequantised, x = (v + u) / 256, with
+Tiles ("infinite-dimensional", design §9.1): each 8-bit image [C, H, W] is dequantised, x = (v + u) / 256, with
 noise for the whole image from a CPU torch.Generator seeded with
 `image_seed(seed, index)` = SeedSequence([seed, index]).generate_state(1, uint64)[0], where index is the image's
 position in the iterable (BSDS300: numeric id order); results are thus reproducible and do not depend on batching,
 on a limit on the number of images or on how work is split across processes. The image is then cut into
 non-overlapping tiles (remainder dropped), each evaluated independently. Only predicted pixels count (with an
-ensemble, only the pixels predicted under every transform, spec §7). The rate is the mean of log2 p over all
+ensemble, only the pixels predicted under every transform, design §7). The rate is the mean of log2 p over all
 counted pixels, a continuous density on the [0,1) scale, in bit/px; higher is better. Its standard error is taken
 over tiles (of the per-tile mean rate).
 
-Patches (spec §9.2): a dequantised 8x8 patch x [64] (raster order) is mapped to its mean m (the DC) and the 63
+Patches (design §9.2): a dequantised 8x8 patch x [64] (raster order) is mapped to its mean m (the DC) and the 63
 centred values z_i = x_i - m, i = 1..63 (the 64th centred value is -sum z_i, so it carries no information).
 The map x -> (z, m) is linear with inverse x_i = z_i + m (i < 64), x_64 = m - sum_i z_i, whose matrix
 [[I_63, 1], [-1^T, 1]] has determinant 1 + 63 = 64 (Schur complement 1 - (-1^T) I^-1 1). Hence
@@ -70,7 +70,7 @@ def bits_per_pixel_from_nats(total_nats: float, num_pixels: int) -> float:
 
 
 def discrete_bound_bits_per_pixel(rate_bits_per_pixel: float) -> float:
-    """Upper bound on the code length of the 8-bit data, -log2 P(v) <= 8 - rate (bit/px; spec §1)."""
+    """Upper bound on the code length of the 8-bit data, -log2 P(v) <= 8 - rate (bit/px; design §1)."""
     return 8.0 - rate_bits_per_pixel
 
 
@@ -246,12 +246,12 @@ def evaluate_tiles(model: torch.nn.Module, images: Iterable[Tensor], tile_size: 
                    seed: int = 0, batch_size: int = 32, device: str | torch.device | None = None,
                    progress: Progress | None = None, shard: tuple[int, int] = (0, 1),
                    reduce: Reduce | None = None) -> TileResult:
-    """The tile protocol (spec §9.1): images, an iterable of uint8 [C, H, W] (any sizes) -> `TileResult`.
+    """The tile protocol (design §9.1): images, an iterable of uint8 [C, H, W] (any sizes) -> `TileResult`.
 
     `model` needs `log_prob_pixels` ([B, C, H, W] on [0,1) -> [B, H-top, W-left-right] nats) and `margin`.
     Image k is dequantised with a generator seeded by `image_seed(seed, k)`, then cut into tile_size tiles
     (remainder dropped). With `ensemble`, each tile's log-likelihood is that of the 8-transform ensemble over the
-    common pixel set (spec §7). Tiles are evaluated in batches of `batch_size` on `device` (default: the model's).
+    common pixel set (design §7). Tiles are evaluated in batches of `batch_size` on `device` (default: the model's).
     `progress(n)` is called after each batch with its number of tiles. `shard` and `reduce`: see the module notes.
     """
     sums = tile_sums(model, images, tile_size, ensemble, seed, batch_size, device, progress, shard)

@@ -1,4 +1,4 @@
-"""Ancestral sampling of RIDE along a skewed front (spec §8).
+"""Ancestral sampling of RIDE along a skewed front (design §8).
 
 The window reaches `right` columns to the right in the rows above, so plain anti-diagonals are not causal; the
 skewed front t = (right+1)*i + j is: every input of pixel (i, j) and both of its spatial LSTM neighbours have a

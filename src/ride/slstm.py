@@ -1,4 +1,4 @@
-"""Spatial LSTM layer (spec §4): a 2-D LSTM whose state at (i, j) depends on the states left and above.
+"""Spatial LSTM layer (design §4): a 2-D LSTM whose state at (i, j) depends on the states left and above.
 
     z = [x_ij, h_(i-1,j), h_(i,j-1)];  g = tanh(.), o, i, f_r, f_c = sigmoid(.)  (affine maps of z)
     c_ij = g * i + c_(i,j-1) * f_c + c_(i-1,j) * f_r

@@ -1,4 +1,4 @@
-"""Units and data conventions (spec §1): dequantisation of 8-bit images and nats -> bit/px."""
+"""Units and data conventions (design §1): dequantisation of 8-bit images and nats -> bit/px."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fast spatial LSTM sweep over anti-diagonals with a hand-written backward pass (spec §4).
+"""Fast spatial LSTM sweep over anti-diagonals with a hand-written backward pass (design §4).
 
 h_ij depends on (i, j-1) and (i-1, j), which lie on the previous anti-diagonal d = i + j - 1, so a whole
 anti-diagonal is one batched step: H + W - 1 sequential steps instead of H * W.

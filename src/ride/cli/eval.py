@@ -1,10 +1,10 @@
-"""`ride eval`: a saved model on a data set under a named protocol of spec §9, with labelled units.
+"""`ride eval`: a saved model on a data set under a named protocol of design §9, with labelled units.
 
 Protocols:
-    tiles64    whole images cut into 64x64 tiles (spec §9.1); a RIDE checkpoint (num_layers=0: the MCGSM baseline)
-    patches63  8x8 patches, centred, bottom-right pixel dropped (spec §9.2); a 63-dim patch model checkpoint
+    tiles64    whole images cut into 64x64 tiles (design §9.1); a RIDE checkpoint (num_layers=0: the MCGSM baseline)
+    patches63  8x8 patches, centred, bottom-right pixel dropped (design §9.2); a 63-dim patch model checkpoint
     patches64  the same plus the DC model and the -ln 64 Jacobian (bit/px)
-`--ensemble` averages the density over the 8 dihedral transforms (spec §7) under any protocol.
+`--ensemble` averages the density over the 8 dihedral transforms (design §7) under any protocol.
 Data: `--data bsds300|brodatz|deadleaves` (`--split`; the data root from --data-root or RIDE_DATA) or `--images DIR`
 (a folder or glob of PNG/JPEG/TIFF files, read as grey luma for a 1-channel model).
 
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `eval` subcommand to the `ride` parser's subparsers."""
     p = subparsers.add_parser(
         "eval", help="evaluate a saved model under a protocol of the paper (log-likelihood rate in bit/px)",
-        description="Evaluates a saved model on a data set under a named protocol (spec §9) and prints the "
+        description="Evaluates a saved model on a data set under a named protocol (design §9) and prints the "
                     "log-likelihood rate in bit/px (mean log2 p of the counted pixels on the [0,1) scale, higher is "
                     "better), its standard error, the counted pixels and the discrete code-length bound 8 - rate; "
                     "for patch protocols also nats per patch.")
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="split of a named data set (default test; brodatz has none)")
     p.add_argument("--data-root", dest="data_root", metavar="DIR",
                    help="folder that holds bsds300/ and brodatz_usc_sipi/ (default: $RIDE_DATA)")
-    p.add_argument("--ensemble", action="store_true", help="ensemble over the 8 dihedral transforms (spec §7)")
+    p.add_argument("--ensemble", action="store_true", help="ensemble over the 8 dihedral transforms (design §7)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
                    help="tiles (default 32) or patches (default 10000) per batch")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: cuda if available")
@@ -111,7 +111,7 @@ def _patch_source(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
     from ..data import BSDS300Patches
 
     if args.data != "bsds300":
-        raise ValueError(f"--protocol {args.protocol} evaluates the fixed BSDS300 patch set of spec §9.2: use --data "
+        raise ValueError(f"--protocol {args.protocol} evaluates the fixed BSDS300 patch set of design §9.2: use --data "
                          f"bsds300 (other data sets and --images work with --protocol tiles64)")
     patches = _open(lambda: BSDS300Patches(args.data_root, args.split)).patches
     return patches[:_limited(patches.shape[0], args.limit)], f"bsds300 {args.split} 8x8 patches"

@@ -1,4 +1,4 @@
-"""`ride fit-mcgsm63`: the MCGSM baseline of the 63-dim BSDS300 patch benchmark (spec §9.2), plus its DC model.
+"""`ride fit-mcgsm63`: the MCGSM baseline of the 63-dim BSDS300 patch benchmark (design §9.2), plus its DC model.
 
 The model is a `PatchChainMCGSM`: value k of the centred patch (bottom-right pixel dropped) is predicted by its
 own MCGSM from values 0..k-1, behind its own conditional whitening. Each conditional is fitted on the training

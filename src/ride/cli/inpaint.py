@@ -1,4 +1,4 @@
-"""`ride inpaint`: fill the masked pixels of a grey image with a saved RIDE (spec §8), or with a baseline.
+"""`ride inpaint`: fill the masked pixels of a grey image with a saved RIDE (design §8), or with a baseline.
 
 Methods:
     mcmc      Metropolis-within-Gibbs (`ride.inpainting.inpaint_mcmc`): ancestral initialisation (best of
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "inpaint", help="fill the masked pixels of a grey image (MCMC sample, MAP or a baseline)",
         description="Fills the pixels of --image where --mask is nonzero and writes a grey PNG of the same size. "
-                    "mcmc: Metropolis-within-Gibbs with the model (spec §8); map: gradient ascent of ln p over the "
+                    "mcmc: Metropolis-within-Gibbs with the model (design §8); map: gradient ascent of ln p over the "
                     "hole; harmonic and mean: baselines. A progress bar shows the acceptance rate and the "
                     "log-likelihood of the filled region (sum of ln p(x_ij | x_<ij) over the hole, nats).")
     p.add_argument("--checkpoint", required=True, metavar="M", help="RIDE model file written by ride.save")

@@ -1,4 +1,4 @@
-"""`ride sample`: images drawn from a saved RIDE by ancestral sampling along the skewed front (spec §8).
+"""`ride sample`: images drawn from a saved RIDE by ancestral sampling along the skewed front (design §8).
 
 The model only predicts pixels whose causal window lies inside the image, so each sample is drawn on a larger
 canvas: the model's own margin (top, left, right) plus `--border` extra pixels on the top, left and right, whose
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `sample` subcommand to the `ride` parser's subparsers."""
     p = subparsers.add_parser(
         "sample", help="draw images from a saved RIDE (ancestral sampling along the skewed front)",
-        description="Draws N images of HxW from a saved RIDE by ancestral sampling (spec §8), batched. Each image "
+        description="Draws N images of HxW from a saved RIDE by ancestral sampling (design §8), batched. Each image "
                     "is drawn on a canvas padded by the model's margin plus --border pixels on the top, left and "
                     "right, initialised from the data marginal or from an image, then cropped back to HxW. Marginal: "
                     f"the checkpoint's extra[{MARGINAL_KEY!r}] 8-bit histogram if present, else a Gaussian with the "

@@ -1,4 +1,4 @@
-"""`ride train`: the trainer (spec §6) from a config file and/or flags; every config key is also a flag.
+"""`ride train`: the trainer (design §6) from a config file and/or flags; every config key is also a flag.
 
     ride train --config experiments/bsds300_ride1_64.toml --out runs/r1 --model-out models/bsds300_ride1_64.pt
     ride train --out runs/r1 --resume                      # continue a stopped or killed run exactly

@@ -1,7 +1,7 @@
 """What every data set shares: the data root, reading 8-bit images, `describe()` dicts, file digests.
 
 Image data sets are `torch.utils.data.Dataset`s of uint8 tensors [C, H, W] (grey: C = 1, ITU-R BT.601 luma as
-Pillow's `convert("L")` computes it, spec §1). Dequantisation to [0, 1) happens later, in training and evaluation
+Pillow's `convert("L")` computes it, design §1). Dequantisation to [0, 1) happens later, in training and evaluation
 (`ride.units.dequantize`).
 
 Data live in a data root: a folder that holds `bsds300/`, `brodatz_usc_sipi/`, `wikipedia_photos/`,

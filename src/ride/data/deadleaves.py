@@ -22,7 +22,7 @@ from .common import describe_images
 
 
 class DeadLeaves(Dataset):
-    """Dead-leaves images of spec §9.3, uint8 [1, size, size], generated on demand from fixed seeds.
+    """Dead-leaves images of design §9.3, uint8 [1, size, size], generated on demand from fixed seeds.
 
     `split` "train" (900 images, DEAD_LEAVES_TRAIN_SEED) or "test" (100, DEAD_LEAVES_TEST_SEED); `num_images`
     overrides the count (image k does not depend on it). Item k equals

@@ -1,4 +1,4 @@
-"""The cached 8x8 BSDS300 patches of the 63-dim benchmark (spec §9.2), dequantised with fixed seeds.
+"""The cached 8x8 BSDS300 patches of the 63-dim benchmark (design §9.2), dequantised with fixed seeds.
 
 Generated patch sets are cached under `$RIDE_CACHE` (default `~/.cache/ride`).
 """
@@ -114,7 +114,7 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
 
 
 class BSDS300Patches(Dataset):
-    """The 63-dim BSDS300 benchmark's patches (spec §9.2): items float32 [64], one 8 x 8 patch in raster order,
+    """The 63-dim BSDS300 benchmark's patches (design §9.2): items float32 [64], one 8 x 8 patch in raster order,
     dequantised: x = (v + u) / 256 on [0, 1). The 63-dim vector (patch mean subtracted, bottom-right pixel
     dropped) is derived by the evaluation code, not stored.
 

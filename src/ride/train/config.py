@@ -1,4 +1,4 @@
-"""The trainer's configuration: one frozen dataclass whose defaults are the paper's recipe (spec §6).
+"""The trainer's configuration: one frozen dataclass whose defaults are the paper's recipe (design §6).
 
 A config is read from a TOML or JSON file and/or overridden key by key (`replace_checked`); an unknown key or a
 value of the wrong type is an error that names the key, never silently ignored. Every checkpoint stores the
@@ -53,7 +53,7 @@ class TrainConfig:
     num_features: int = 32
     nb_size: int = 5
     init: str | None = None  # checkpoint to start from (e.g. a trained 1-layer model)
-    add_layer: bool = False  # put a new spatial LSTM layer on top of `init` (spec §6 "add layer")
+    add_layer: bool = False  # put a new spatial LSTM layer on top of `init` (design §6 "add layer")
     # widen every spatial LSTM layer of `init` to this many units, keeping its density exactly (`ride.growth.widen`:
     # the new units' outgoing weights start at zero); applied before add_layer; 0: off
     widen_to: int = 0

@@ -1,4 +1,4 @@
-"""What the trainer trains on: whole-image models on patches of images, or the 63-dim patch model (spec §6, §9.2).
+"""What the trainer trains on: whole-image models on patches of images, or the 63-dim patch model (design §6, §9.2).
 
 A task owns its data and knows, for a model, the objective of a batch (mean NLL in nats per dimension, a
 dimension being one channel of one predicted pixel), the frozen hidden-state pairs for the MCGSM's L-BFGS
@@ -190,7 +190,7 @@ class ImageTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, shard: tuple[int, int] = (0, 1), reduce: Reduce | None = None) -> dict:
-        """The tiles protocol (spec §9.1) on the validation images: {"val_bits_per_dim", "val_stderr", ...}.
+        """The tiles protocol (design §9.1) on the validation images: {"val_bits_per_dim", "val_stderr", ...}.
 
         With several validation sets, "val_bits_per_dim" is the mean of the sets' rates (each set weighs the same,
         however many pixels it has) and "val_<name>_bits_per_dim" gives each set's own rate.
@@ -223,7 +223,7 @@ class ImageTask:
 
 
 class PatchTask:
-    """The 63-dim benchmark: a `PatchRIDE` trained on the cached BSDS300 8x8 patches (spec §9.2)."""
+    """The 63-dim benchmark: a `PatchRIDE` trained on the cached BSDS300 8x8 patches (design §9.2)."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config

@@ -1,4 +1,4 @@
-"""`Trainer`: the training recipe of spec §6 with checkpoints, exact resume, logs and data parallelism.
+"""`Trainer`: the training recipe of design §6 with checkpoints, exact resume, logs and data parallelism.
 
 One stage per patch size (8, 10, ..., 22 by default), `epochs_per_stage` epochs each, SGD with momentum or Adam
 at the stage's learning rate; after each stage the MCGSM alone is fine-tuned with L-BFGS on frozen hidden states,
