@@ -7,9 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 
 @pytest.fixture(autouse=True)
@@ -103,3 +106,23 @@ def run_two_ranks(argv: list[str], timeout: float, attempts: int = 3) -> tuple[l
         if codes == [0, 0] or not port_taken:
             break
     return codes, outputs
+
+
+def make_photo_root(root: Path, size: int = 32, num_bsds_train: int = 22) -> Path:
+    """A data root of stand-ins for the photograph training mix: BSDS300 (`num_bsds_train` + 3 noise JPEGs of
+    24x24, RGB) and the 49 wikipedia_photos PNGs (dead leaves, `size` x `size`, grey)."""
+    import ride
+
+    rng = np.random.default_rng(0)
+    ids = [str(100 + k) for k in range(num_bsds_train + 3)]
+    for part, part_ids in (("train", ids[:num_bsds_train]), ("test", ids[num_bsds_train:])):
+        folder = root / "bsds300" / "images" / part
+        folder.mkdir(parents=True)
+        for i in part_ids:
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+        (root / "bsds300" / f"iids_{part}.txt").write_text("\n".join(part_ids))
+    wiki = root / "wikipedia_photos"
+    wiki.mkdir()
+    for k, img in enumerate(ride.dead_leaves_images(49, size, seed=5), start=1):
+        Image.fromarray(np.asarray(img, dtype=np.uint8).reshape(size, size)).save(wiki / f"{k:03d}.png")
+    return root

@@ -286,3 +286,22 @@ def test_eval_rejects_negative_threads(ride_checkpoint, image_dir, capsys):
     rc, out, err = _eval(["--checkpoint", str(ride_checkpoint), "--images", str(image_dir), "--threads", "-1"],
                          capsys)
     assert rc == 2 and out == "" and "--threads" in err and "Traceback" not in err
+
+
+def test_eval_on_the_wikipedia_photographs_split(ride_checkpoint, tmp_path, capsys):
+    """`--data wikipedia_photos --split val` evaluates the 10 validation images of the fixed split (stand-ins)."""
+    folder = tmp_path / "wikipedia_photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(1, 50):
+        Image.fromarray(rng.integers(0, 256, (70, 66, 3), dtype=np.uint8)).save(folder / f"{k:03d}.png")
+    common = ["--checkpoint", str(ride_checkpoint), "--data", "wikipedia_photos", "--data-root", str(tmp_path)]
+    rows = tmp_path / "rates.jsonl"
+    rc, out, _ = _eval([*common, "--split", "val", "--json", "--per-image", str(rows)], capsys)
+    result = json.loads(out)
+    assert rc == 0 and result["num_images"] == 10 and result["num_tiles"] == 10
+    assert result["data"] == "wikipedia_photos val"
+    names = [Path(json.loads(line)["image"]).name for line in rows.read_text().splitlines()]
+    assert names[:2] == ["003.png", "008.png"] and len(names) == 10
+    rc, _, err = _eval(common, capsys)  # the default split "test" does not exist here
+    assert rc == 2 and "split must be one of ('train', 'val', 'all')" in err

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+from conftest import make_photo_root
 from PIL import Image
 
 import ride
@@ -39,6 +40,17 @@ def test_fit_mcgsm_writes_a_loadable_baseline_and_resumes(tmp_path: Path) -> Non
     rows = list(csv.DictReader(out.with_suffix(".csv").open()))
     assert len(rows) == 8 and [int(r["iteration"]) for r in rows] == list(range(1, 9))  # appended, counted on
     assert float(ride.checkpoint.load_payload(out)["extra"]["elapsed_s"]) > float(extra["elapsed_s"])
+
+
+def test_fit_mcgsm_on_the_photograph_mix(tmp_path: Path) -> None:
+    """`--data photos`: pairs from BSDS300 train and the Wikimedia training images (stand-ins), tiled 128x128."""
+    root = make_photo_root(tmp_path / "data", size=130)
+    out = tmp_path / "photo_mcgsm.pt"
+    assert main(["fit-mcgsm", "--out", str(out), "--data", "photos", "--data-root", str(root), "--nb-size", "3",
+                 "--components", "2", "--scales", "2", "--features", "3", "--pairs", "3000", "--val-pairs", "500",
+                 "--max-iter", "3", "--val-every", "1"]) == 0
+    extra = ride.checkpoint.load_payload(out)["extra"]
+    assert extra["status"] == "done" and extra["config"]["data"] == "photos"
 
 
 def test_fit_mcgsm_rejects_a_folder_with_one_image(tmp_path: Path, capsys) -> None:

@@ -5,8 +5,9 @@ Protocols:
     patches63  8x8 patches, centred, bottom-right pixel dropped (design §9.2); a 63-dim patch model checkpoint
     patches64  the same plus the DC model and the -ln 64 Jacobian (bit/px)
 `--ensemble` averages the density over the 8 dihedral transforms (design §7) under any protocol.
-Data: `--data bsds300|brodatz|deadleaves` (`--split`; the data root from --data-root or RIDE_DATA) or `--images DIR`
-(a folder or glob of PNG/JPEG/TIFF files, read as grey luma for a 1-channel model).
+Data: `--data bsds300|wikipedia_photos|usc_sipi_aerials|brodatz|deadleaves` (`--split`; the data root from
+--data-root or RIDE_DATA) or `--images DIR` (a folder or glob of PNG/JPEG/TIFF files, read as grey luma for a
+1-channel model).
 
 Patch checkpoints: `ride.save(model63, path, extra={"dc_model": DCModel.to_dict()})`, where model63 has
 `log_prob(z [N, 63]) -> [N]` nats (e.g. `PatchChainMCGSM`). The DC entry is plain data, format "ride-dc-gmm"
@@ -36,7 +37,7 @@ from ..model_zoo import resolve_checkpoint
 from ..runtime import check_threads, leave_process_group, resolve_device
 
 PROTOCOLS = ("tiles64", "patches63", "patches64")
-DATA_SETS = ("bsds300", "brodatz", "deadleaves")
+DATA_SETS = ("bsds300", "wikipedia_photos", "usc_sipi_aerials", "brodatz", "deadleaves")
 DC_MODEL_KEY = protocols.DC_MODEL_KEY
 TILE_SIZE = 64
 
@@ -55,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", choices=DATA_SETS, help="a named data set (bsds300 and brodatz under --data-root)")
     source.add_argument("--images", metavar="DIR", help="a folder (or glob) of images (tiles64 only)")
-    p.add_argument("--split", default="test", help="split of a named data set (default test; brodatz has none)")
+    p.add_argument("--split", default="test", help="split of a named data set (default test; wikipedia_photos "
+                   "and usc_sipi_aerials: train, val or all; brodatz has none)")
     p.add_argument("--data-root", dest="data_root", metavar="DIR",
                    help="folder that holds bsds300/ and brodatz_usc_sipi/ (default: $RIDE_DATA)")
     p.add_argument("--ensemble", action="store_true", help="ensemble over the 8 dihedral transforms (design §7)")
@@ -93,13 +95,16 @@ def _open(factory: Callable[[], Any]) -> Any:
 
 def _image_source(args: argparse.Namespace, channels: int) -> tuple[Any, str]:
     """The image data set (indexable, uint8 [C, H, W] items) and a description of it."""
-    from ..data import BSDS300, Brodatz, DeadLeaves, ImageFolder
+    from ..data import BSDS300, Brodatz, DeadLeaves, ImageFolder, USCSIPIAerials, WikipediaPhotos
 
     grey = channels == 1
     if args.images is not None:
         return _open(lambda: ImageFolder(args.images, grey=grey)), f"images {args.images}"
     if args.data == "bsds300":
         return _open(lambda: BSDS300(args.data_root, args.split, grey=grey)), f"bsds300 {args.split}"
+    photos = {"wikipedia_photos": WikipediaPhotos, "usc_sipi_aerials": USCSIPIAerials}.get(args.data)
+    if photos is not None:  # splits train / val / all (the same rule as training's data="photos")
+        return _open(lambda: photos(args.data_root, args.split, grey=grey)), f"{args.data} {args.split}"
     if not grey:
         raise ValueError(f"--data {args.data} holds grey images, the model expects {channels} channels")
     if args.data == "brodatz":

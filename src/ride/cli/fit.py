@@ -21,6 +21,9 @@ from tqdm import tqdm
 from ..checkpoint import load, load_payload, save
 from ..data import BSDS300, DeadLeaves, ImageFolder
 from ..model import RIDE
+from ..protocols import tiles
+from ..train.config import TrainConfig
+from ..train.tasks import load_images
 from ..units import dequantize
 
 
@@ -42,6 +45,14 @@ def _train_val(args: argparse.Namespace) -> tuple[list[torch.Tensor], list[torch
         generator = torch.Generator().manual_seed(args.seed)
         return ([dequantize(img, generator) for img in images[:-n_val][:count]],
                 [dequantize(img, generator) for img in images[-n_val:]])
+    if args.data == "photos" and args.images is None:
+        # BSDS300 train + the Wikimedia photographs' training images; validation pairs from both val sets. Pairs
+        # are drawn in equal shares per image, so the images are cut into 128x128 tiles first: every pixel then
+        # weighs the same, as in `ride train`'s patches (the photographs are 7x BSDS300's size)
+        train, val_sets = load_images(TrainConfig(data="photos", data_root=args.data_root, aerials=args.aerials))
+        val = [img for images in val_sets.values() for img in images]
+        train, val = ([tile for img in images for tile in tiles(img, 128)] for images in (train, val))
+        return _dequantised(train, args.limit, args.seed), _dequantised(val, args.limit, args.seed + 1)
     if args.images is None:
         return (_dequantised(BSDS300(args.data_root, "train"), args.limit, args.seed),
                 _dequantised(BSDS300(args.data_root, "val"), args.limit, args.seed + 1))
@@ -145,8 +156,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="checkpoint to write (a CSV log goes beside it)")
     p.add_argument("--data-root", default=None, help="folder holding bsds300/ (default: $RIDE_DATA)")
-    p.add_argument("--data", choices=("bsds300", "deadleaves"), default="bsds300",
-                   help="named data set (default bsds300; deadleaves: the built-in generator's training images)")
+    p.add_argument("--data", choices=("bsds300", "photos", "deadleaves"), default="bsds300",
+                   help="named data set (default bsds300; photos: BSDS300 train + the Wikimedia photographs' "
+                        "training images, as `ride train`'s data=photos; deadleaves: the built-in generator's "
+                        "training images)")
+    p.add_argument("--aerials", action="store_true", help="--data photos: add the USC-SIPI aerials' training images")
     p.add_argument("--images", default=None, help="fit on this image folder instead of a named data set")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images of each split")
     p.add_argument("--nb-size", type=int, default=9, help="odd neighbourhood size (9: the 5x9 window)")
