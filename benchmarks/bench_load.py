@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "models/bsds300_ride1_long.pt"
-COMPETITOR = "ride eval --checkpoint models/bsds300_ride2_long2.pt --data bsds300 --split test --ensemble --no-progress"
+COMPETITOR = "ride eval --checkpoint bsds300_ride2_long2 --data bsds300 --split test --ensemble --no-progress"
 
 
 def commands(tmp: Path) -> dict[str, str]:

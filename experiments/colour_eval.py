@@ -1,6 +1,6 @@
 """Held-out NLL bound (bits/dim) of a colour RIDE on random 32x32 BSDS300 test patches, and a grid of samples.
 
-    RIDE_DATA=../shared/data python experiments/colour_eval.py --checkpoint models/bsds300_colour.pt \
+    RIDE_DATA=../shared/data python experiments/colour_eval.py --checkpoint bsds300_colour \
         --num-patches 10000 --json runs/colour_eval.json --samples experiments/colour_samples.png
 
 Protocol: `--num-patches` random 32x32 RGB patches, equal numbers per image (positions uniform), from the 100
@@ -32,6 +32,7 @@ import ride
 from ride.cli.sample import grid_image, to_uint8
 from ride.colour import YCBCR_LOG_DET, ColourRIDE, rgb_to_ycbcr
 from ride.data import BSDS300
+from ride.model_zoo import resolve_checkpoint
 from ride.units import dequantize
 
 LN2 = math.log(2)
@@ -95,7 +96,7 @@ def draw_samples(model: ColourRIDE, train: list[Tensor], num: int, size: int, bo
 def main() -> None:
     """Parse arguments, evaluate, sample, print and optionally write JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default="models/bsds300_colour.pt")
+    p.add_argument("--checkpoint", default="bsds300_colour", help="a checkpoint file or a shipped model's name")
     p.add_argument("--data-root", default=None, help="folder holding bsds300/ (default: $RIDE_DATA)")
     p.add_argument("--num-patches", type=int, default=10_000)
     p.add_argument("--size", type=int, default=32)
@@ -108,7 +109,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = ride.load(args.checkpoint)
+    model = ride.load(resolve_checkpoint(args.checkpoint))
     if not isinstance(model, ColourRIDE):
         raise SystemExit(f"{args.checkpoint} holds a {type(model).__name__}, expected a ColourRIDE")
     test = BSDS300(args.data_root, "test", grey=False)

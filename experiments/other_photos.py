@@ -4,7 +4,7 @@ The photographs shipped inside scikit-image (`skimage.data`, no download: `pip i
 grey luma (Pillow convert("L"), the project's protocol), scored with the tile protocol (64x64 tiles, each on its
 own, bit/px on the [0,1) scale, ± standard error over tiles), every model on the same tiles and noise.
 
-    python experiments/other_photos.py models/bsds300_mcgsm.pt models/bsds300_ride1_2ep_long.pt ... [--out X.md]
+    python experiments/other_photos.py bsds300_mcgsm models/bsds300_ride1_2ep_long.pt ... [--out X.md]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from ride import load
 from ride.data import load_image
+from ride.model_zoo import resolve_checkpoint
 from ride.protocols import evaluate_tiles
 
 #: Photographs of natural scenes, people, animals and objects in skimage.data (its synthetic, microscopy,
@@ -45,7 +46,7 @@ def main() -> None:
     images = [load_image(folder / name, grey=True) for name in PHOTOS]
     rows = ["| model | tiles64 rate on the skimage photographs (bit/px) | tiles | seconds |", "|---|---|---|---|"]
     for path in args.checkpoints:
-        model = load(path)
+        model = load(resolve_checkpoint(path))  # a file or a shipped model's name
         start = time.time()
         with torch.no_grad():
             result = evaluate_tiles(model, images, 64, seed=0)

@@ -81,12 +81,14 @@ def test_plot_training_joins_a_run_and_its_continuation_into_one_curve(tmp_path)
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.name)
 def test_experiment_configs_are_valid_train_configs(path):
     """Every committed experiment config holds only known keys of valid types and a consistent schedule."""
+    from ride.model_zoo import pretrained_models
     from ride.train.config import TrainConfig, read_config_file
 
     config = TrainConfig.from_dict(read_config_file(path))
     assert len(config.learning_rates) in (1, len(config.patch_sizes))
-    if config.init:
-        assert config.init.startswith("models/"), "an init model must be one of the committed models"
+    if config.init:  # a committed model or a shipped one, by name
+        shipped = {entry.name for entry in pretrained_models()}
+        assert config.init in shipped or config.init.startswith("models/"), "init: a committed or shipped model"
 
 
 @pytest.mark.parametrize(("patience", "outcomes", "stopped"), [

@@ -392,3 +392,12 @@ def test_photos_data_trains_on_both_sets_and_validates_each(tmp_path):
     assert abs(parts[0] - parts[1]) > 0.1  # noise JPEGs and dead leaves: the sets' rates differ
     with pytest.raises(ValueError, match="aerials=true needs data='photos'"):
         tiny_config(image_dir=None, images="x", aerials=True)
+
+
+def test_init_takes_a_shipped_model_name(image_dir, tmp_path):
+    """`init = "bsds300_mcgsm"` starts from the shipped model, as `--checkpoint NAME` does for the other commands."""
+    trainer = Trainer(tiny_config(image_dir, init="bsds300_mcgsm", init_mcgsm=False, max_steps_per_epoch=1,
+                                  patch_sizes=(12,)), tmp_path / "run", progress=False)
+    shipped = ride.pretrained("bsds300_mcgsm")
+    assert trainer.model.state_dict().keys() == shipped.state_dict().keys()
+    assert all(torch.equal(v.cpu(), shipped.state_dict()[k]) for k, v in trainer.model.state_dict().items())

@@ -1,8 +1,11 @@
 """Models shipped inside the package (package data under `ride/weights/`), loaded by name (design §14).
 
-A plain `pip install` has them, with no download. Each entry says what the model is, where it came from in the
-repository's `models/` folder, and the figures measured on it (RESULTS.md gives the commands). The files are
-checked against their SHA-256 before loading, so a damaged installation fails with a clear error.
+A plain `pip install` has them, with no download. Each entry says what the model is, how it was made (the
+repository's experiment config or command) and the figures measured on it. This is the one place where a shipped
+model's figures are written: `ride models` prints them, and tests/test_model_zoo.py checks that README.md,
+RESULTS.md and models/README.md state the same (RESULTS.md gives the commands that measured them). The weights are
+stored once, here (the repository's models/ holds no copies). The files are checked against their SHA-256 before
+loading, so a damaged installation fails with a clear error.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class PretrainedModel:
     sha256: str
     description: str
     use: str  # what it is the best choice for
-    source: str  # the file in the repository's models/ it is a copy of
+    source: str  # how it was made: the experiment config (or models/README.md section) in the repository
     figures: dict[str, str] = field(default_factory=dict)
 
 
@@ -38,7 +41,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
         sha256="a058c113b4dada7e2ac32e399d65695791c560595f1fb6cdd9660b584220f5c6",
         description="RIDE, 2 spatial LSTM layers of 384 units, nb 5, MCGSM 32x4; grey natural images (BSDS300)",
         use="grey photographs: the best BSDS300 likelihoods and likelihood maps (other photographs: RESULTS.md)",
-        source="models/bsds300_ride2.pt",
+        source="experiments/bsds300_ride2_384w.toml (2 x 320 widened to 2 x 384)",
         figures={"tiles64 BSDS300 test": "3.888 ± 0.024 bit/px", "8-transform ensemble": "3.906 ± 0.024 bit/px"},
     ),
     PretrainedModel(
@@ -47,7 +50,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
         sha256="7c6bcb453e271e48d840cc7acfec3078cf49cc6d3a9b1bf75f189c6e95c81bbe",
         description="RIDE, 2 spatial LSTM layers of 64 units, nb 5, MCGSM 32x4; grey natural images (BSDS300)",
         use="lossless compression (the codec's default) and grey photographs when speed matters (64 units, not 384)",
-        source="models/bsds300_ride2_long2.pt",
+        source="experiments/bsds300_ride2_long2.toml",
         figures={"tiles64 BSDS300 test": "3.780 ± 0.024 bit/px", "8-transform ensemble": "3.800 ± 0.024 bit/px"},
     ),
     PretrainedModel(
@@ -56,7 +59,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
         sha256="256d830d535d54c2f73320de5fee63ac09f5d857b5a8cf3857aaa8df490b984d",
         description="RIDE, 1 spatial LSTM layer of 256 units, nb 5, MCGSM 32x4; grey natural images (BSDS300)",
         use="the paper's 1-layer RIDE (one layer of 256 units: not a fast model; for speed: bsds300_ride2_long2)",
-        source="models/bsds300_ride1.pt",
+        source="experiments/bsds300_ride1_256w.toml (1 x 192 widened to 1 x 256)",
         figures={"tiles64 BSDS300 test": "3.811 ± 0.024 bit/px", "8-transform ensemble": "3.831 ± 0.024 bit/px"},
     ),
     PretrainedModel(
@@ -65,7 +68,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
         sha256="40c46363f428023352b44deadbaa037daa21ead272eb0b0e4568fe5c59e9eb3b",
         description="MCGSM baseline (RIDE with 0 layers), 5x9 causal window, 64 components; BSDS300",
         use="the paper's baseline, for comparisons; fastest",
-        source="models/bsds300_mcgsm.pt",
+        source="ride fit-mcgsm (models/README.md, bsds300_mcgsm)",
         figures={"tiles64 BSDS300 test": "3.695 ± 0.024 bit/px", "8-transform ensemble": "3.713 ± 0.024 bit/px"},
     ),
     PretrainedModel(
@@ -74,7 +77,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
         sha256="2d9e9eec1ec8d9871048abc2e6a296f6a9384c6965f039b202a6a122dece1f2b",
         description="ColourRIDE (Y, then Cb/Cr given Y), trained on 32x32 BSDS300 RGB patches (under-trained)",
         use="RGB images: sampling and likelihoods",
-        source="models/bsds300_colour.pt",
+        source="experiments/bsds300_colour.toml",
         figures={"32x32 BSDS300 test patches, discrete bound": "3.076 ± 0.006 bits/dim (lower is better)"},
     ),
 )

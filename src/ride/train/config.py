@@ -52,7 +52,7 @@ class TrainConfig:
     num_scales: int = 4
     num_features: int = 32
     nb_size: int = 5
-    init: str | None = None  # checkpoint to start from (e.g. a trained 1-layer model)
+    init: str | None = None  # checkpoint to start from: a file or a shipped model's name (`ride models`)
     add_layer: bool = False  # put a new spatial LSTM layer on top of `init` (design §6 "add layer")
     # widen every spatial LSTM layer of `init` to this many units, keeping its density exactly (`ride.growth.widen`:
     # the new units' outgoing weights start at zero); applied before add_layer; 0: off

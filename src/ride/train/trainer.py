@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from ..checkpoint import load, load_payload, save
 from ..growth import add_layer, widen
 from ..model import RIDE
+from ..model_zoo import resolve_checkpoint
 from ..patch_ride import PatchRIDE
 from .config import TrainConfig, replace_checked
 from .tasks import LN2, ImageTask, PatchTask, make_task, step_generator
@@ -180,7 +181,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # the constructors draw initial weights from the global RNG
             torch.manual_seed(cfg.seed)
             if cfg.init:
-                model = load(cfg.init)
+                model = load(resolve_checkpoint(cfg.init))  # a file, or a shipped model's name
                 if cfg.widen_to:
                     model = widen(model, cfg.widen_to)
                 if cfg.add_layer:
