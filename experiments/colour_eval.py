@@ -29,9 +29,9 @@ import torch
 from torch import Tensor
 
 import ride
-from ride.cli.sample import grid_image, to_uint8
 from ride.colour import YCBCR_LOG_DET, ColourRIDE, rgb_to_ycbcr
 from ride.data import BSDS300
+from ride.images import grid_image, to_uint8
 from ride.model_zoo import resolve_checkpoint
 from ride.units import dequantize
 

@@ -22,7 +22,7 @@ Per plate (USC-SIPI name 1.1.01 ... 1.1.13, `ride.data.Brodatz`, black bottom ro
              Both model files get the 8-bit histogram of the plate's 15 non-held-out 1.1 tiles as
              extra["marginal_histogram"], the boundary distribution of `ride sample`.
   4. eval    log-likelihood rates on the held-out tile, bit/px on the [0,1) scale: the whole tile as one image
-             (dequantisation seed `protocols.image_seed(0, 0)`, the tiles64 protocol's noise), standard error over
+             (dequantisation seed `protocols.image_seed(0, tile)`, the tiles64 protocol's noise), standard error over
              the 4 x 4 blocks of its counted pixels; and `ride eval --protocol tiles64` (only 2 tiles fit).
   5. sample  `ride sample --size 256x256 --seed 0 --border 16` from both models.
   6. inpaint a 71 x 71 hole in the middle of the held-out tile, filled by the mean of the observed pixels, harmonic
@@ -253,7 +253,7 @@ def fit_mcgsm(plate: str, folder: Path, record: dict, models: Path) -> list[str]
 def whole_tile_rates(models: dict[str, torch.nn.Module], tile: torch.Tensor) -> dict:
     """Rates of each model on the whole held-out tile (uint8 [1, H, W]): mean log2 p over its counted pixels, and
     the standard error over the 4 x 4 blocks of those pixels (also of the paired difference RIDE - MCGSM)."""
-    x = dequantize(tile, torch.Generator().manual_seed(protocols.image_seed(0, 0)))[None]  # (1, 1, H, W)
+    x = dequantize(tile, torch.Generator().manual_seed(protocols.image_seed(0, tile)))[None]  # (1, 1, H, W)
     per_pixel = {k: m.log_prob_pixels(x)[0].double() / LN2 for k, m in models.items()}  # bit, (Hp, Wp)
 
     def blocks(values: torch.Tensor) -> torch.Tensor:

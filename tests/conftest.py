@@ -1,5 +1,5 @@
 """Shared fixtures: single-threaded torch (the problems are tiny; thread hand-offs dominate), a seeded global
-RNG per test, smooth test images and small random RIDE models."""
+RNG per test, smooth test images and the small random RIDE and ColourRIDE models that the tests share."""
 
 from __future__ import annotations
 
@@ -57,23 +57,47 @@ def randomize(model, seed: int, lstm_scale: float = 0.5) -> None:
             param.copy_(scale[name.rsplit(".", 1)[1]] * torch.randn(param.shape, generator=gen, dtype=param.dtype))
 
 
-@pytest.fixture
-def tiny_ride():
-    """Factory of small float64 RIDE models with random parameters and a preconditioner fitted on smooth images."""
+def make_tiny_ride(num_layers: int = 1, num_channels: int = 1, nb_size: int = 3, num_hiddens: int = 4,
+                   num_components: int = 3, num_scales: int = 2, num_features: int = 3, seed: int = 0,
+                   fit: bool = True):
+    """A small float64 RIDE with random parameters (`randomize`) and, with `fit`, a preconditioner fitted on smooth
+    images (else the identity whitening: conditionals with a standard deviation near 1)."""
     from ride import RIDE
 
-    def make(num_layers: int = 1, num_channels: int = 1, nb_size: int = 3, num_hiddens: int = 4,
-             num_components: int = 3, num_scales: int = 2, num_features: int = 3, seed: int = 0,
-             fit: bool = True) -> RIDE:
-        torch.manual_seed(seed)
-        model = RIDE(num_channels, num_hiddens, num_layers, num_components, num_scales, num_features,
-                     nb_size).double()
-        randomize(model, seed)
-        if fit:
-            model.fit_preconditioner(make_smooth_images(8, num_channels, 16, 16, seed=seed + 1000))
-        return model
+    torch.manual_seed(seed)
+    model = RIDE(num_channels, num_hiddens, num_layers, num_components, num_scales, num_features, nb_size).double()
+    randomize(model, seed)
+    if fit:
+        model.fit_preconditioner(make_smooth_images(8, num_channels, 16, 16, seed=seed + 1000))
+    return model
 
-    return make
+
+def make_tiny_colour(num_layers: int = 1, nb_size: int = 3, seed: int = 0):
+    """A small float64 ColourRIDE with random parameters, its preconditioners fitted on smooth RGB images whose
+    chroma residuals given Y are correlated (noise shared by Cb and Cr): a non-diagonal 2-D Jacobian."""
+    from ride.colour import ColourRIDE, rgb_to_ycbcr, ycbcr_to_rgb
+
+    torch.manual_seed(seed)
+    model = ColourRIDE(num_hiddens=4, num_layers=num_layers, num_components=3, num_scales=2, num_features=3,
+                       nb_size=nb_size).double()
+    randomize(model, seed)
+    ycc = rgb_to_ycbcr(make_smooth_images(8, 3, 16, 16, seed=seed + 1000))
+    noise = torch.randn(ycc[:, :1].shape, generator=torch.Generator().manual_seed(seed + 2000), dtype=ycc.dtype)
+    ycc[:, 1:] += 0.02 * noise
+    model.fit_preconditioner(ycbcr_to_rgb(ycc))
+    return model
+
+
+@pytest.fixture
+def tiny_ride():
+    """The `make_tiny_ride(num_layers=1, num_channels=1, nb_size=3, ..., seed=0, fit=True)` factory."""
+    return make_tiny_ride
+
+
+@pytest.fixture
+def tiny_colour():
+    """The `make_tiny_colour(num_layers=1, nb_size=3, seed=0)` factory."""
+    return make_tiny_colour
 
 
 @pytest.fixture

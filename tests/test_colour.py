@@ -34,35 +34,6 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Non-trivial parameters: saturating LSTM gates, non-zero biases, multi-modal MCGSMs (as conftest's)."""
-    g = gen(seed)
-    scale = {"weight_in": 0.5, "weight_rec": 0.5, "bias": 0.5, "priors": 1.0, "scales": 0.3, "weights": 0.7,
-             "features": 0.7, "predictors": 0.7, "cholesky_log_diag": 0.2, "cholesky_lower": 0.3}
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.copy_(scale[name.rsplit(".", 1)[1]] * torch.randn(param.shape, generator=g, dtype=param.dtype))
-
-
-@pytest.fixture
-def tiny_colour(smooth_images):
-    """Factory of small float64 ColourRIDE models with random parameters, preconditioners fitted on smooth images."""
-
-    def make(num_layers: int = 1, nb_size: int = 3, seed: int = 0) -> ColourRIDE:
-        torch.manual_seed(seed)
-        model = ColourRIDE(num_hiddens=4, num_layers=num_layers, num_components=3, num_scales=2, num_features=3,
-                           nb_size=nb_size).double()
-        randomize(model, seed)
-        images = smooth_images(8, 3, 16, 16, seed=seed + 1000)
-        # noise shared by Cb and Cr (Y unchanged): correlated chroma residuals given Y, a non-diagonal 2-D Jacobian
-        ycc = rgb_to_ycbcr(images)
-        ycc[:, 1:] += 0.02 * torch.randn(ycc[:, :1].shape, generator=gen(seed + 2000), dtype=ycc.dtype)
-        model.fit_preconditioner(ycbcr_to_rgb(ycc))
-        return model
-
-    return make
-
-
 def raster_later(i: int, j: int, height: int, width: int) -> torch.Tensor:
     """bool [H, W]: pixels after (i, j) in raster order."""
     order = torch.arange(height * width).view(height, width)

@@ -23,18 +23,6 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def random_model(num_layers: int, seed: int) -> RIDE:
-    """A tiny float64 RIDE (nb_size 3) with random parameters and an identity preconditioner: conditionals with a
-    standard deviation near 1, multi-modal, strongly dependent on the neighbours (through the LSTM if any)."""
-    from conftest import randomize
-
-    torch.manual_seed(seed)
-    model = RIDE(num_hiddens=4, num_layers=num_layers, num_components=3, num_scales=2, num_features=3,
-                 nb_size=3).double()
-    randomize(model, seed)
-    return model
-
-
 def hole_mask(h: int, w: int, rows: slice, cols: slice) -> torch.Tensor:
     mask = torch.zeros(h, w, dtype=torch.bool)
     mask[rows, cols] = True
@@ -90,8 +78,10 @@ NUM_CHAINS, NUM_SWEEPS = 2000, 8
 
 
 def case_setup(name: str) -> tuple[RIDE, torch.Tensor, torch.Tensor, dict]:
+    from conftest import make_tiny_ride
+
     case = CASES[name]
-    model = random_model(case["num_layers"], case["seed"])
+    model = make_tiny_ride(num_layers=case["num_layers"], seed=case["seed"], fit=False)
     h, w = case["shape"]
     image = 0.5 * torch.randn(1, 1, h, w, generator=gen(5), dtype=F64)
     return model, image, hole_mask(h, w, case["rows"], case["cols"]), case

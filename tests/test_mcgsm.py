@@ -279,9 +279,9 @@ def test_fused_log_prob_matches_reference(monkeypatch: pytest.MonkeyPatch, dtype
     if scale > 1:
         # far from the origin many gate (and joint) weights underflow to exactly zero
         assert bool((model.gate_log_probs(h).exp() == 0).any())
-    assert "Univariate" in type(model._log_prob(h, y.requires_grad_()).grad_fn).__name__
+    assert "Univariate" in type(model.log_prob_unchecked(h, y.requires_grad_()).grad_fn).__name__
     expected = _values_and_grads(model._log_prob_reference, model, h, y, upstream)
-    actual = _values_and_grads(model._log_prob, model, h, y, upstream)
+    actual = _values_and_grads(model.log_prob_unchecked, model, h, y, upstream)
     tol = 1e-10 if dtype == F64 else 1e-4
     for name, a, e in zip(("log_prob", "inputs", "outputs", *PARAMETERS), actual, expected, strict=True):
         assert a.dtype == dtype and a.shape == e.shape
@@ -299,7 +299,7 @@ def test_fused_log_prob_float32_accuracy() -> None:
     for scale in (1.0, 10.0, 100.0):
         h, y = scale * torch.randn(200, 5, generator=gen), scale * torch.randn(200, 1, generator=gen)
         exact = _values_and_grads(model64._log_prob_reference, model64, h.double(), y.double(), upstream.double())
-        fused = _values_and_grads(model32._log_prob, model32, h, y, upstream)
+        fused = _values_and_grads(model32.log_prob_unchecked, model32, h, y, upstream)
         for a, e in zip(fused, exact, strict=True):
             assert float((a.double() - e).abs().max()) <= 1e-4 * float(e.abs().max())
 
@@ -329,21 +329,22 @@ def test_fused_log_prob_edge_cases() -> None:
     gen = torch.Generator().manual_seed(78)
     h, y = torch.randn(7, 3, generator=gen, dtype=F64), torch.randn(7, 1, generator=gen, dtype=F64)
     with torch.no_grad():
-        plain = model._log_prob(h, y)
-    assert torch.equal(plain, model._log_prob(h.requires_grad_(), y).detach())
+        plain = model.log_prob_unchecked(h, y)
+    assert torch.equal(plain, model.log_prob_unchecked(h.requires_grad_(), y).detach())
     # non-contiguous inputs
     wide = torch.randn(7, 6, generator=gen, dtype=F64)
-    torch.testing.assert_close(model._log_prob(wide[:, ::2], wide[:, 1:2]),
+    torch.testing.assert_close(model.log_prob_unchecked(wide[:, ::2], wide[:, 1:2]),
                                model._log_prob_reference(wide[:, ::2], wide[:, 1:2]), rtol=1e-12, atol=1e-12)
     # no rows: empty result and zero gradients
-    empty = model._log_prob(h[:0].detach().requires_grad_(), y[:0])
+    empty = model.log_prob_unchecked(h[:0].detach().requires_grad_(), y[:0])
     assert empty.shape == (0,)
     empty.sum().backward()
     assert all(p.grad is not None and not bool(p.grad.any()) for p in model.parameters())
     # an infinite squared residual gives log p = -inf, as in the reference
     huge = torch.full((1, 1), 1e200, dtype=F64)
     with torch.no_grad():
-        assert float(model._log_prob(h[:1], huge)) == float(model._log_prob_reference(h[:1], huge)) == -math.inf
+        fused, reference = model.log_prob_unchecked(h[:1], huge), model._log_prob_reference(h[:1], huge)
+        assert float(fused) == float(reference) == -math.inf
 
 
 # ---------------------------------------------------------------------------------------------- fitting

@@ -32,9 +32,13 @@ def test_standard_error():
     assert math.isnan(P.standard_error(torch.tensor([1.0])))
 
 
-def test_image_seed_is_fixed_and_distinct():
-    assert P.image_seed(0, 3) == P.image_seed(0, 3)
-    assert len({P.image_seed(s, k) for s in range(3) for k in range(50)}) == 150
+def test_image_seed_depends_on_the_run_seed_and_the_image_alone():
+    images = [torch.randint(0, 256, (1, 6, 7), generator=torch.Generator().manual_seed(k), dtype=torch.uint8)
+              for k in range(50)]
+    assert P.image_seed(0, images[3]) == P.image_seed(0, images[3].clone())
+    assert len({P.image_seed(s, image) for s in range(3) for image in images}) == 150
+    # the same pixels in another shape are another image
+    assert P.image_seed(0, images[0]) != P.image_seed(0, images[0].reshape(1, 7, 6))
 
 
 # ---------------------------------------------------------------------------------------------- tiles
@@ -79,14 +83,32 @@ def _images(seed: int = 0) -> list[torch.Tensor]:
             for h, w in ((20, 30), (10, 10), (25, 11))]
 
 
+def test_an_image_has_the_same_rate_alone_and_in_a_list():
+    """The dequantisation noise comes from the image, not from its position: an image evaluated alone gets exactly
+    the log-likelihood it gets in a list, in any order."""
+    images = _images()
+
+    def per_image(images: list[torch.Tensor]) -> torch.Tensor:
+        rows = torch.zeros(len(images), 3, dtype=torch.float64)
+        P.tile_sums(PixelValue(), images, tile_size=10, seed=7, batch_size=4, per_image=rows)
+        return rows  # (num_tiles, num_pixels, sum ln p) per image
+
+    together = per_image(images)
+    for k, image in enumerate(images):
+        assert torch.equal(per_image([image])[0], together[k])
+    assert torch.equal(per_image(images[::-1]), together.flip(0))
+    rate_alone = P.evaluate_tiles(PixelValue(), images[1:2], tile_size=10, seed=7).bits_per_pixel
+    assert rate_alone == float(together[1, 2] / together[1, 1]) / math.log(2)
+
+
 @pytest.mark.parametrize("ensemble", [False, True])
 def test_evaluate_tiles_by_hand(ensemble):
     images = _images()
     result = P.evaluate_tiles(PixelValue(), images, tile_size=10, ensemble=ensemble, seed=7, batch_size=4)
     r = 2
     values = []
-    for k, image in enumerate(images):
-        x = dequantize(image, torch.Generator().manual_seed(P.image_seed(7, k)))
+    for image in images:
+        x = dequantize(image, torch.Generator().manual_seed(P.image_seed(7, image)))
         for tile in P.tiles(x, 10):
             counted = tile[0, r:, r:-r] if not ensemble else tile[0, r:-r, r:-r]
             values.append(counted.double().flatten())

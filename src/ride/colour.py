@@ -147,7 +147,7 @@ class ChromaRIDE(nn.Module):
         x, y = self.preconditioner(inputs, outputs)
         hidden = self.hidden_states(x, impl)
         b, hp, wp, d = hidden.shape
-        lp = self.mcgsm._log_prob(hidden.reshape(-1, d), y.reshape(-1, 2))
+        lp = self.mcgsm.log_prob_unchecked(hidden.reshape(-1, d), y.reshape(-1, 2))
         return lp.view(b, hp, wp) + self.preconditioner.log_jacobian
 
 
@@ -331,6 +331,6 @@ class ColourRIDE(nn.Module):
             kept = flat[:, 1:, pixel].permute(0, 2, 1)
             value = torch.where(grid_mask[:, rows, cols, None], drawn, kept)
             flat[:, 1:, pixel] = value.permute(0, 2, 1)
-            lp = mcgsm._log_prob(hidden, pre.whiten_outputs(x, value).reshape(b * n, 2)).view(b, n)
+            lp = mcgsm.log_prob_unchecked(hidden, pre.whiten_outputs(x, value).reshape(b * n, 2)).view(b, n)
             log_probs[:, rows, cols] = lp.to(log_probs.dtype) + pre.log_jacobian
         return out, log_probs

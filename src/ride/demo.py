@@ -23,10 +23,13 @@ from tqdm import tqdm
 
 from .checkpoint import save
 from .deadleaves import DEAD_LEAVES_TEST_SEED, DEAD_LEAVES_TRAIN_SEED, dead_leaves_images
+from .images import to_uint8
 from .model import RIDE
 from .neighbourhood import extract_pairs
 from .protocols import tiles as protocol_tiles
-from .units import dequantize, quantize
+from .units import dequantize
+
+PRECONDITIONER_PAIRS = 200_000  # pairs the conditional whitening is fitted on (one pass: cheap)
 
 
 @dataclass
@@ -36,11 +39,13 @@ class DemoConfig:
     mcgsm_iterations: int = 500  # L-BFGS iterations of the MCGSM baseline
     ride_steps: int = 1800  # Adam steps of RIDE on random crops
     ride_mcgsm_iterations: int = 150  # L-BFGS iterations of RIDE's MCGSM over the frozen hidden states
+    mcgsm_pairs: int = 200_000  # (neighbourhood, pixel) pairs of the MCGSM baseline's L-BFGS (validation: a quarter)
+    ride_mcgsm_crops: int = 64  # 64x64 crops whose hidden states RIDE's MCGSM is fitted on (validation: a quarter)
     seconds_per_model: float | None = None  # time budget per model instead of the work budgets (not reproducible)
     num_train: int = 60
     num_test: int = 10
     image_size: int = 256
-    tile_size: int = 64  # held-out images are cut into independent tiles, as in spec §9.1
+    tile_size: int = 64  # held-out images are cut into independent tiles, as in design §9.1
     patch_size: int = 32  # RIDE trains on random crops of this size
     batch_size: int = 16
     learning_rate: float = 1e-2
@@ -112,11 +117,12 @@ def fit_mcgsm(model: RIDE, hidden: torch.Tensor, y: torch.Tensor, val_hidden: to
 
 
 def fit_mcgsm_baseline(model: RIDE, train: torch.Tensor, val: torch.Tensor, cfg: DemoConfig,
-                       generator: torch.Generator, num_pairs: int = 200_000) -> dict:
-    """The MCGSM baseline (num_layers=0): preconditioner, then the MCGSM on x~ with L-BFGS."""
-    model.fit_preconditioner(train, num_pairs, generator)
-    x, y = model.preconditioner(*model.training_pairs(train, num_pairs, generator))
-    vx, vy = model.preconditioner(*model.training_pairs(val, num_pairs // 4, generator))
+                       generator: torch.Generator) -> dict:
+    """The MCGSM baseline (num_layers=0): preconditioner, then the MCGSM on x~ with L-BFGS (cfg.mcgsm_pairs
+    training pairs, a quarter as many validation pairs)."""
+    model.fit_preconditioner(train, PRECONDITIONER_PAIRS, generator)
+    x, y = model.preconditioner(*model.training_pairs(train, cfg.mcgsm_pairs, generator))
+    vx, vy = model.preconditioner(*model.training_pairs(val, cfg.mcgsm_pairs // 4, generator))
     return fit_mcgsm(model, x, y, vx, vy, cfg.mcgsm_iterations, cfg.seconds_per_model, "MCGSM (L-BFGS)", True,
                      generator)
 
@@ -133,11 +139,11 @@ def hidden_pairs(model: RIDE, images: torch.Tensor, num_crops: int, size: int,
 def train_ride(model: RIDE, train: torch.Tensor, val: torch.Tensor, cfg: DemoConfig,
                generator: torch.Generator) -> tuple[list[float], dict]:
     """Adam on random crops (cfg.ride_steps steps, or 75% of the time budget), then L-BFGS on the MCGSM over frozen
-    hidden states (cfg.ride_mcgsm_iterations iterations, or the rest of the time) (spec §6).
+    hidden states (cfg.ride_mcgsm_iterations iterations, or the rest of the time) (design §6).
 
     Returns the running training NLL curve of the Adam phase (bit/px) and the L-BFGS history (`MCGSM.fit`).
     """
-    model.fit_preconditioner(train, 200_000, generator)
+    model.fit_preconditioner(train, PRECONDITIONER_PAIRS, generator)
     # Start the MCGSM near the linear predictor of y~ from the initial hidden states: better than random.
     model.mcgsm.initialize(*hidden_pairs(model, train, 64, cfg.patch_size, generator), generator=generator)
     seconds, lr = cfg.seconds_per_model, cfg.learning_rate
@@ -165,8 +171,9 @@ def train_ride(model: RIDE, train: torch.Tensor, val: torch.Tensor, cfg: DemoCon
         bar.set_postfix_str(f"step {step}, NLL {running:.3f} bit/px", refresh=False)
         bar.update(0)
     bar.close()
-    history = fit_mcgsm(model, *hidden_pairs(model, train, 64, 64, generator),
-                        *hidden_pairs(model, val, 16, 64, generator), cfg.ride_mcgsm_iterations,
+    crops = cfg.ride_mcgsm_crops
+    history = fit_mcgsm(model, *hidden_pairs(model, train, crops, 64, generator),
+                        *hidden_pairs(model, val, max(1, crops // 4), 64, generator), cfg.ride_mcgsm_iterations,
                         seconds - (time.monotonic() - start) if timed else None, "RIDE MCGSM (L-BFGS)", False,
                         generator)
     return curve, history
@@ -181,11 +188,6 @@ def sample_canvas(model: RIDE, marginal: torch.Tensor, cfg: DemoConfig, generato
     canvas = marginal.flatten()[idx]
     samples = model.sample(canvas, generator=generator)
     return samples[:, :, top + extra :, left + extra : left + extra + cfg.sample_size]
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[0,1) images [B, 1, H, W] -> uint8 [B, H, W] (clipped)."""
-    return quantize(images[:, 0]).cpu().numpy()
 
 
 def write_grid(rows: list[tuple[str, np.ndarray]], path: Path, scale: int = 2) -> None:
@@ -245,9 +247,9 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     marginal = train.flatten()
     real = tiles(test, cfg.sample_size)[: cfg.num_samples]
-    rows = [("real (test)", to_uint8(real))]
+    rows = [("real (test)", to_uint8(real)[:, 0])]
     for name, model in (("MCGSM", mcgsm), ("RIDE", ride)):
-        rows.append((f"{name} sample", to_uint8(sample_canvas(model, marginal, cfg, generator))))
+        rows.append((f"{name} sample", to_uint8(sample_canvas(model, marginal, cfg, generator))[:, 0]))
     png = out / "demo_samples.png"
     write_grid(rows, png)
     final = f"RIDE final running NLL {curve[-1]:.3f} bit/px; " if curve else ""

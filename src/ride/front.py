@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .mcgsm import standard_draws
 from .wavefront import CELL_CLIP
 
 if TYPE_CHECKING:
@@ -188,18 +189,16 @@ class MCGSMTables:
     def sample(self, hidden: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """y~ [N, 1] drawn as `MCGSM.sample` draws it (same random numbers in the same order), with what
         `log_prob` needs: the gate [N, C, S], the means [N, C] and the gate's log normaliser [N]."""
-        from .mcgsm import _draw
-
         gate, means = self.gate_and_means(hidden)
         n, s = gate.shape[0], gate.shape[2]
         flat = gate.view(n, -1)
         shift = flat.amax(1, keepdim=True)
         cum = (flat - shift).exp_().cumsum_(1)
         log_norm = cum[:, -1].log().add_(shift[:, 0])
-        u = _draw((n, 1), generator, hidden.device, self.dtype, normal=False) * cum[:, -1:]
+        u = standard_draws((n, 1), generator, hidden.device, self.dtype, normal=False) * cum[:, -1:]
         idx = torch.searchsorted(cum, u, right=True)[:, 0].clamp_(max=cum.shape[1] - 1)
         mean = means.gather(1, torch.div(idx, s, rounding_mode="floor")[:, None])
-        eps = _draw((n, 1), generator, hidden.device, self.dtype, normal=True)
+        eps = standard_draws((n, 1), generator, hidden.device, self.dtype, normal=True)
         std = self.scales.view(-1)[idx].mul(-0.5).exp_()
         return mean.addcmul_(std[:, None], eps), gate, means, log_norm
 

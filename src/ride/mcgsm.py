@@ -28,11 +28,13 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
 
 
-def _draw(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype,
-          normal: bool) -> Tensor:
-    """Standard normal (or uniform [0, 1)) draws of `shape` on `device`, taken from `generator`.
+def standard_draws(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
+                   dtype: torch.dtype, normal: bool) -> Tensor:
+    """Standard normal (`normal`) or uniform [0, 1) draws of `shape` on `device`, taken from `generator`.
 
-    Draws happen on the generator's own device, then move, so a CPU generator also drives GPU sampling.
+    Draws happen on the generator's own device, then move, so a CPU generator also drives GPU sampling. Every sampler
+    of an MCGSM (`MCGSM.sample`, the skewed front's `MCGSMTables.sample`) draws through this function, so that the
+    same generator gives the same numbers in the same order.
     """
     gen_device = generator.device if generator is not None else device
     fn = torch.randn if normal else torch.rand
@@ -342,7 +344,7 @@ class MCGSM(nn.Module):
         device, dtype = self.priors.device, self.priors.dtype
 
         def randn(*shape: int) -> Tensor:
-            return _draw(shape, generator, device, dtype, normal=True)
+            return standard_draws(shape, generator, device, dtype, normal=True)
 
         offsets = _spread(S, 1.0, device, dtype)
         self.priors.zero_()
@@ -387,7 +389,7 @@ class MCGSM(nn.Module):
         h_rms = h.square().mean().sqrt().clamp_min(eps)
 
         def randn(*shape: int) -> Tensor:
-            return _draw(shape, generator, device, ls_dtype, normal=True)
+            return standard_draws(shape, generator, device, ls_dtype, normal=True)
 
         offsets = _spread(S, 1.5, device, ls_dtype)
         perturb = 0.1 * cov.diagonal().sqrt() / (math.sqrt(D) * h_rms)  # [M]
@@ -457,8 +459,10 @@ class MCGSM(nn.Module):
         D, C, M = self.dim_in, self.num_components, self.dim_out
         return (h @ self.predictors.to(h.dtype).reshape(D, C * M)).view(-1, C, M)
 
-    def _log_prob(self, inputs: Tensor, outputs: Tensor) -> Tensor:
-        """log p(y | h) [N] without checks: the fused path for dim_out == 1, the reference otherwise."""
+    def log_prob_unchecked(self, inputs: Tensor, outputs: Tensor) -> Tensor:
+        """`log_prob` without the argument checks, for callers that built inputs [N, dim_in] and outputs
+        [N, dim_out] themselves (the models' likelihood and sampling loops): log p(y | h) [N] in nats, the fused
+        path for dim_out == 1, the reference otherwise."""
         if self.dim_out != 1:
             return self._log_prob_reference(inputs, outputs)
         dtype = self._compute_dtype(inputs)
@@ -502,7 +506,7 @@ class MCGSM(nn.Module):
         """log p(y | h) in nats. inputs [N, dim_in], outputs [N, dim_out] -> [N] (float32 or better)."""
         self._check(inputs, "inputs", self.dim_in)
         self._check(outputs, "outputs", self.dim_out, num_rows=inputs.shape[0])
-        return self._log_prob(inputs, outputs)
+        return self.log_prob_unchecked(inputs, outputs)
 
     def gate_log_probs(self, inputs: Tensor) -> Tensor:
         """log p(c, s | h). inputs [N, dim_in] -> [N, C, S]."""
@@ -556,11 +560,11 @@ class MCGSM(nn.Module):
             N, S, M, device = h.shape[0], self.num_scales, self.dim_out, h.device
             log_gate = self._gate_log_probs(h).flatten(1)  # (N, C*S)
             cum = (log_gate - log_gate.amax(1, keepdim=True)).exp().cumsum(1)
-            u = _draw((N, 1), generator, device, dtype, normal=False) * cum[:, -1:]
+            u = standard_draws((N, 1), generator, device, dtype, normal=False) * cum[:, -1:]
             idx = torch.searchsorted(cum, u, right=True)[:, 0].clamp_(max=cum.shape[1] - 1)  # (N,)
             comp = torch.div(idx, S, rounding_mode="floor")
             mean = self._means(h)[torch.arange(N, device=device), comp]  # (N, M)
-            eps = _draw((N, M), generator, device, dtype, normal=True)
+            eps = standard_draws((N, M), generator, device, dtype, normal=True)
             if M > 1:
                 chol_t = self._cholesky(dtype)[comp].transpose(-1, -2)  # (N, M, M), upper
                 eps = torch.linalg.solve_triangular(chol_t, eps[:, :, None], upper=True)[:, :, 0]
@@ -576,7 +580,7 @@ class MCGSM(nn.Module):
         total = torch.zeros((), dtype=torch.float64, device=h.device)
         for start in range(0, N, step):
             with torch.set_grad_enabled(backward):
-                nll = -self._log_prob(h[start:start + step], y[start:start + step]).sum() / N
+                nll = -self.log_prob_unchecked(h[start:start + step], y[start:start + step]).sum() / N
                 if backward:
                     nll.backward()
             total = total + nll.detach().double()

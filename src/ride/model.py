@@ -130,7 +130,7 @@ class RIDE(nn.Module):
         x, y = self.preconditioner(inputs, outputs)
         hidden = self.hidden_states(x, impl)
         b, hp, wp, d = hidden.shape
-        lp = self.mcgsm._log_prob(hidden.reshape(-1, d), y.reshape(-1, y.shape[-1]))
+        lp = self.mcgsm.log_prob_unchecked(hidden.reshape(-1, d), y.reshape(-1, y.shape[-1]))
         return lp.view(b, hp, wp) + self.preconditioner.log_jacobian
 
     def log_prob_pixels(self, images: Tensor, impl: str = "sweep") -> Tensor:

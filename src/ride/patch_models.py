@@ -76,7 +76,7 @@ class PatchChainMCGSM(nn.Module):
         columns = []
         for k, (mcgsm, prec) in enumerate(zip(self.conditionals, self.preconditioners, strict=True)):
             h, y = prec(self._inputs(x, k), x[:, k:k + 1])
-            columns.append(mcgsm._log_prob(h, y) + prec.log_jacobian)
+            columns.append(mcgsm.log_prob_unchecked(h, y) + prec.log_jacobian)
         return torch.stack(columns, 1)
 
     def log_prob(self, x: Tensor) -> Tensor:

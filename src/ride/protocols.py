@@ -1,10 +1,10 @@
 """The paper's evaluation protocols (design §9) as pure functions over tensors, with units in every name.
 
 Tiles ("infinite-dimensional", design §9.1): each 8-bit image [C, H, W] is dequantised, x = (v + u) / 256, with
-noise for the whole image from a CPU torch.Generator seeded with
-`image_seed(seed, index)` = SeedSequence([seed, index]).generate_state(1, uint64)[0], where index is the image's
-position in the iterable (BSDS300: numeric id order); results are thus reproducible and do not depend on batching,
-on a limit on the number of images or on how work is split across processes. The image is then cut into
+noise for the whole image from a CPU torch.Generator seeded with `image_seed(seed, image)`, a seed drawn from the
+run seed and the image itself (its shape and pixels), not from its position in the iterable; results are thus
+reproducible, and an image gets the same noise, hence the same rate, alone or in any list, under any batching,
+limit on the number of images or split of the work across processes. The image is then cut into
 non-overlapping tiles (remainder dropped), each evaluated independently. Only predicted pixels count (with an
 ensemble, only the pixels predicted under every transform, design §7). The rate is the mean of log2 p over all
 counted pixels, a continuous density on the [0,1) scale, in bit/px; higher is better. Its standard error is taken
@@ -30,6 +30,7 @@ processes (e.g. an all-reduce); the library itself never touches torch.distribut
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -90,9 +91,14 @@ def _stderr_from_sums(count: float, total: float, total_sq: float) -> float:
     return math.sqrt(var / count)
 
 
-def image_seed(seed: int, index: int) -> int:
-    """The dequantisation seed of image `index` under the run seed `seed` (numpy SeedSequence([seed, index]))."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0])
+def image_seed(seed: int, image: Tensor) -> int:
+    """The dequantisation seed of an 8-bit image [C, H, W] under the run seed `seed`: numpy SeedSequence([seed, d])
+    with d the first 16 bytes (little-endian) of SHA-256 over the shape (int64) and the uint8 pixels (C, H, W
+    order). It depends on the image alone: the same image gets the same noise wherever it stands in a list."""
+    digest = hashlib.sha256(np.asarray(tuple(image.shape), dtype=np.int64).tobytes())
+    digest.update(image.detach().to("cpu", torch.uint8).contiguous().numpy().tobytes())
+    content = int.from_bytes(digest.digest()[:16], "little")
+    return int(np.random.SeedSequence([int(seed), content]).generate_state(1, dtype=np.uint64)[0])
 
 
 # ---------------------------------------------------------------------------------------------- tiles (§9.1)
@@ -165,7 +171,7 @@ def _tile_batches(images: Iterable[Tensor], tile_size: int, seed: int, batch_siz
         mine = (ids % world) == rank
         if not bool(mine.any()):
             continue
-        x = tiles(dequantize(image, torch.Generator().manual_seed(image_seed(seed, index))), tile_size)
+        x = tiles(dequantize(image, torch.Generator().manual_seed(image_seed(seed, image))), tile_size)
         pending.append(x[mine])
         owners.append(torch.full((int(mine.sum()),), index, dtype=torch.int64))
         num_pending += int(mine.sum())
@@ -249,7 +255,7 @@ def evaluate_tiles(model: torch.nn.Module, images: Iterable[Tensor], tile_size: 
     """The tile protocol (design §9.1): images, an iterable of uint8 [C, H, W] (any sizes) -> `TileResult`.
 
     `model` needs `log_prob_pixels` ([B, C, H, W] on [0,1) -> [B, H-top, W-left-right] nats) and `margin`.
-    Image k is dequantised with a generator seeded by `image_seed(seed, k)`, then cut into tile_size tiles
+    Each image is dequantised with a generator seeded by `image_seed(seed, image)`, then cut into tile_size tiles
     (remainder dropped). With `ensemble`, each tile's log-likelihood is that of the 8-transform ensemble over the
     common pixel set (design §7). Tiles are evaluated in batches of `batch_size` on `device` (default: the model's).
     `progress(n)` is called after each batch with its number of tiles. `shard` and `reduce`: see the module notes.

@@ -98,7 +98,7 @@ def _sample_front(model: RIDE, images: Tensor, mask: Tensor | None, generator: t
             if tables.univariate:
                 lp = tables.log_prob(gate, means, y.to(gate.dtype), log_norm)
             else:
-                lp = mcgsm._log_prob(hidden, y)
+                lp = mcgsm.log_prob_unchecked(hidden, y)
             log_probs.index_copy_(1, front.cells, lp.to(log_probs.dtype).view(b, -1) + sf.log_jacobian)
         if progress is not None:
             progress(t + 1, sf.num_fronts)
@@ -153,7 +153,7 @@ def ancestral_sample_reference(model: RIDE, images: Tensor, mask: Tensor | None 
         value = torch.where(grid_mask[:, rows, cols, None], drawn, kept)
         flat[:, :, pixel] = value.permute(0, 2, 1)
         y = pre.whiten_outputs(x, value).reshape(b * n, ch)
-        lp = mcgsm._log_prob(hidden, y).view(b, n)
+        lp = mcgsm.log_prob_unchecked(hidden, y).view(b, n)
         log_probs[:, rows, cols] = lp.to(log_probs.dtype) + pre.log_jacobian
         if progress is not None:
             progress(step + 1, len(schedule))

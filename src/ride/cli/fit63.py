@@ -8,7 +8,8 @@ training patch means. Both go into ONE checkpoint (the DC model under extra["dc_
 
     ride eval --protocol patches63|patches64 --checkpoint OUT --data bsds300 --split test
 
-evaluates it. The conditionals are fitted one after another, as `PatchChainMCGSM.fit` does (same whitening, same
+evaluates it. The conditionals are fitted one after another by `ride.train.chain63.fit_chain` (this command adds
+the data, the checkpoints, the CSV log and --resume), as `PatchChainMCGSM.fit` does (same whitening, same
 `MCGSM.fit`); each conditional draws its random initialisation from its own generator, seeded by (--seed, k), so
 a resumed run gives the same model as an uninterrupted one (without --max-seconds).
 
@@ -33,17 +34,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from .. import protocols
 from ..checkpoint import load, load_payload, save
 from ..patch_models import PatchChainMCGSM
-from ..preconditioner import Preconditioner
 from ..runtime import resolve_device
+from ..train.chain63 import DIM, fit_chain
 
-DIM = 63
 #: Options that define the data or the model: on --resume they come from the checkpoint.
 RESUMED_OPTIONS = ("patches", "val_patches", "seed", "components", "scales", "features", "dc_components")
 CSV_COLUMNS = ("conditional", "iterations", "stop_reason", "train_nll_nats", "val_nll_nats",
@@ -80,34 +79,6 @@ def _patches(args: argparse.Namespace, split: str, count: int) -> torch.Tensor:
         return BSDS300Patches(args.data_root, split, cache_dir=args.cache_dir, num_patches=count).patches
     except FileNotFoundError as err:
         raise ValueError(str(err)) from err
-
-
-def _conditional_seed(seed: int, k: int) -> int:
-    """The seed of conditional k's initialisation: numpy SeedSequence([seed, k]), 63 bits."""
-    return int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-def _context(z: torch.Tensor, k: int) -> torch.Tensor:
-    """The inputs of conditional k (as in PatchChainMCGSM): z[:, :k], or the constant 1 [N, 1] for k = 0."""
-    return z[:, :k] if k > 0 else z.new_ones(z.shape[0], 1)
-
-
-def _fitted_preconditioner(model: PatchChainMCGSM, z: torch.Tensor, k: int) -> Preconditioner:
-    """Conditional k's whitening fitted on z [N, 63], exactly as `PatchChainMCGSM.fit` fits it."""
-    like = model.preconditioners[k].mean_in
-    if k == 0:  # pixel 0 has no predecessor: its whitening only standardises the output
-        single = PatchChainMCGSM(1, 1, 1, dim=1).to(device=like.device, dtype=like.dtype)
-        single.fit(z[:, :1], max_iter=0)
-        return single.preconditioners[0]
-    prec = Preconditioner(k, 1).to(device=like.device, dtype=like.dtype)
-    prec.fit(z[:, :k], z[:, k:k + 1])
-    return prec
-
-
-def _cost(model: PatchChainMCGSM, k: int) -> float:
-    """Relative cost of one evaluation of conditional k (for sharing --max-seconds)."""
-    m = model.conditionals[k]
-    return m.dim_in * (m.num_features + m.num_components) + m.num_components * m.num_scales
 
 
 def _resume_state(out: Path, args: argparse.Namespace) -> tuple[PatchChainMCGSM, dict[str, Any]]:
@@ -190,62 +161,35 @@ def _fit(args: argparse.Namespace) -> int:
                                 "conditionals_done": sorted(done), "in_progress": current,
                                 "conditionals": [records[k] for k in sorted(records)], **more})
 
-    costs = [_cost(model, k) for k in range(DIM)]
-    todo = [k for k in range(DIM) if k not in done]
     bar = tqdm(total=DIM, initial=len(done), desc="MCGSM chain", unit="cond", file=sys.stderr, dynamic_ncols=True)
     last_save = time.monotonic()
     saved_done = frozenset(done)  # the finished conditionals that the file on disk records
+
+    def on_iteration(k: int, iterations: int, info: dict[str, Any], log_jacobian: float) -> None:
+        nonlocal last_save, saved_done
+        val = info.get("val_nll_nats")
+        bar.set_postfix_str(f"k={k} it={iterations} train {info['train_nll_nats'] - log_jacobian:.4f}"
+                            + ("" if val is None else f" val {val - log_jacobian:.4f}") + " nats")
+        if time.monotonic() - last_save >= args.save_every:
+            checkpoint("fitting", {"conditional": k, "iterations": iterations})
+            last_save, saved_done = time.monotonic(), frozenset(done)
+
+    def on_conditional(k: int, r: dict[str, Any]) -> None:
+        nonlocal last_save, saved_done
+        cumulative = sum(records[j]["val_nll_nats"] for j in range(k + 1) if j in records)
+        writer.writerow([k, r["iterations"], r["stop_reason"], f"{r['train_nll_nats']:.6f}",
+                         f"{r['val_nll_nats']:.6f}", f"{cumulative:.6f}", f"{r['seconds']:.2f}",
+                         f"{done_s + time.monotonic() - start:.1f}"])
+        log_file.flush()
+        bar.update(1)
+        if time.monotonic() - last_save >= args.save_every:
+            checkpoint("fitting")
+            last_save, saved_done = time.monotonic(), frozenset(done)
+
     try:
-        for k in todo:
-            cond_start = time.monotonic()
-            continuing = in_progress is not None and int(in_progress["conditional"]) == k
-            prior_iterations = int(in_progress["iterations"]) if continuing else 0
-            if not continuing:
-                model.preconditioners[k] = _fitted_preconditioner(model, z, k)
-            prec, mcgsm = model.preconditioners[k], model.conditionals[k]
-            with torch.no_grad():
-                h, y = prec(_context(z, k), z[:, k:k + 1])
-                vh, vy = prec(_context(zv, k), zv[:, k:k + 1])
-            log_jacobian = float(prec.log_jacobian)
-            seconds = None
-            if args.max_seconds is not None:
-                remaining = max(args.max_seconds - (time.monotonic() - start), 0.0)
-                seconds = remaining * costs[k] / sum(costs[j] for j in todo if j >= k)
-
-            def progress(info: dict[str, Any], k: int = k, prior: int = prior_iterations,
-                         log_jacobian: float = log_jacobian) -> None:
-                nonlocal last_save, saved_done
-                val = info.get("val_nll_nats")
-                bar.set_postfix_str(f"k={k} it={prior + info['iteration']} train "
-                                    f"{info['train_nll_nats'] - log_jacobian:.4f}"
-                                    + ("" if val is None else f" val {val - log_jacobian:.4f}") + " nats")
-                if time.monotonic() - last_save >= args.save_every:
-                    checkpoint("fitting", {"conditional": k, "iterations": prior + info["iteration"]})
-                    last_save, saved_done = time.monotonic(), frozenset(done)
-
-            history = mcgsm.fit(h, y, vh, vy, max_iter=args.max_iter, val_every=args.val_every,
-                                patience=args.patience, batch_size=args.chunk, callback=progress,
-                                init=not continuing, max_seconds=seconds,
-                                generator=torch.Generator().manual_seed(_conditional_seed(args.seed, k)))
-            del h, y, vh, vy
-            best = history["best_iteration"]
-            records[k] = {"conditional": k, "iterations": prior_iterations + history["iterations"],
-                          "stop_reason": history["stop_reason"],
-                          "train_nll_nats": history["train_nll_nats"][best] - log_jacobian,
-                          "val_nll_nats": history["best_val_nll_nats"] - log_jacobian,
-                          "seconds": time.monotonic() - cond_start}
-            done.add(k)
-            in_progress = None
-            cumulative = sum(records[j]["val_nll_nats"] for j in range(k + 1) if j in records)
-            r = records[k]
-            writer.writerow([k, r["iterations"], r["stop_reason"], f"{r['train_nll_nats']:.6f}",
-                             f"{r['val_nll_nats']:.6f}", f"{cumulative:.6f}", f"{r['seconds']:.2f}",
-                             f"{done_s + time.monotonic() - start:.1f}"])
-            log_file.flush()
-            bar.update(1)
-            if time.monotonic() - last_save >= args.save_every:
-                checkpoint("fitting")
-                last_save, saved_done = time.monotonic(), frozenset(done)
+        fit_chain(model, z, zv, done, records, in_progress, seed=args.seed, max_iter=args.max_iter,
+                  val_every=args.val_every, patience=args.patience, chunk=args.chunk, max_seconds=args.max_seconds,
+                  start=start, on_iteration=on_iteration, on_conditional=on_conditional)
     except KeyboardInterrupt:
         # The current conditional may be in the middle of an L-BFGS step: record only the finished ones (it is
         # refitted on --resume), unless the file already does, possibly with a snapshot of the current one.

@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 
 from .. import inpainting
+from ..images import to_uint8
 from ..runtime import check_threads, resolve_device
-from .sample import _load_ride, to_uint8
+from .common import load_image_model
 
 METHODS = ("mcmc", "map", "harmonic", "mean")
 
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if not bool(mask.any()):
         raise ValueError(f"--mask {args.mask!r} has no nonzero pixel: nothing to fill")
     device = resolve_device(args.device)
-    model, _ = _load_ride(args.checkpoint, device)
+    model, _ = load_image_model(args.checkpoint, device)
     if model.config.num_channels != 1:
         raise ValueError(f"ride inpaint works on grey images: the model has {model.config.num_channels} channels")
     nb = model.neighbourhood

@@ -20,27 +20,23 @@ draws, so a seed gives the same samples on CPU and CUDA up to float rounding).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..checkpoint import load, load_payload
+from ..images import grid_image, to_uint8
 from ..marginal import MARGINAL_KEY, marginal_boundary
 from ..model import RIDE
-from ..model_zoo import resolve_checkpoint
 from ..runtime import check_threads, resolve_device
 from ..sampling import ancestral_sample
-from ..units import dequantize, quantize
-
-GAP = 2  # pixels between the images of the grid
+from ..units import dequantize
+from .common import load_image_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -101,23 +97,6 @@ def image_boundary(path: str, channels: int, canvas: tuple[int, int], generator:
     return dequantize(values[:, : canvas[0], : canvas[1]], generator).double()
 
 
-def to_uint8(images: Tensor) -> np.ndarray:
-    """[0,1) images [N, C, H, W] -> uint8 [N, C, H, W]: clipped to [0,1), times 256, floored."""
-    return quantize(images).cpu().numpy()
-
-
-def grid_image(images: np.ndarray, columns: int | None = None) -> np.ndarray:
-    """uint8 [N, C, H, W] -> one uint8 image [rows*H + gaps, cols*W + gaps] (C=1) or [..., 3] (C=3), white gaps."""
-    n, c, h, w = images.shape
-    cols = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    canvas = np.full((c, rows * h + (rows - 1) * GAP, cols * w + (cols - 1) * GAP), 255, dtype=np.uint8)
-    for k in range(n):
-        r, q = divmod(k, cols)
-        canvas[:, r * (h + GAP) : r * (h + GAP) + h, q * (w + GAP) : q * (w + GAP) + w] = images[k]
-    return canvas[0] if c == 1 else canvas.transpose(1, 2, 0)
-
-
 def _num_fronts(model: RIDE, canvas: tuple[int, int]) -> int:
     """Sequential steps of the skewed-front sampler on a canvas (H, W)."""
     hp, wp = model.neighbourhood.grid_shape(*canvas)
@@ -152,14 +131,6 @@ def sampling_memory_bytes(model: torch.nn.Module, num: int, batch: int, canvas: 
     return batch * (per_canvas + states) + kept
 
 
-def _load_ride(path: str, device: torch.device) -> tuple[RIDE, dict[str, Any]]:
-    path = str(resolve_checkpoint(path))
-    payload = load_payload(path)  # a ValueError names a foreign, truncated or newer file
-    if payload["model"] not in ("RIDE", "ColourRIDE"):
-        raise ValueError(f"{path!r} holds a {payload['model']}; this command needs a RIDE or ColourRIDE image model")
-    return load(path, map_location=device), payload.get("extra", {})
-
-
 # ---------------------------------------------------------------------------------------------- command
 
 def run(args: argparse.Namespace) -> int:
@@ -178,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".png":
         raise ValueError(f"--out must name a .png file, found {args.out!r}")
     device = resolve_device(args.device)
-    model, extra = _load_ride(args.checkpoint, device)
+    model, extra = load_image_model(args.checkpoint, device)
     channels = model.config.num_channels
     if channels not in (1, 3):
         raise ValueError(f"the PNG grid needs a 1- or 3-channel model, found {channels} channels")
