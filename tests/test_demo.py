@@ -62,3 +62,6 @@ def test_cli_demo_passes_the_budgets(tmp_path, monkeypatch, capsys) -> None:
     seen.clear()
     assert main(["demo", "--out-dir", str(tmp_path), "--seconds", "2.5"]) == 0
     assert seen["cfg"].seconds_per_model == 2.5
+    seen.clear()
+    assert main(["demo"]) == 0  # the command's defaults are DemoConfig's (README states their figures)
+    assert seen["cfg"] == DemoConfig()

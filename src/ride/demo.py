@@ -3,8 +3,8 @@
 The fitting is budgeted in work (L-BFGS iterations, Adam steps), not seconds, so that the same seed gives the same
 figures on a quiet and on a busy machine (a time budget on a loaded 2-core machine fitted 8-10x fewer steps and
 reported RIDE below the MCGSM). `seconds_per_model` switches to the old time budget. Another CPU type can still
-move the figures in the second decimal: its vector kernels round floats differently, and 500 L-BFGS iterations carry
-that forward (RESULTS.md), so the run reports which kernels it used.
+move the figures in the second decimal: its vector kernels round floats differently, and hundreds of L-BFGS
+iterations carry that forward (RESULTS.md), so the run reports which kernels it used.
 
 Application layer (progress bars, PNG output); the library modules stay free of both.
 """
@@ -35,19 +35,20 @@ PRECONDITIONER_PAIRS = 200_000  # pairs the conditional whitening is fitted on (
 @dataclass
 class DemoConfig:
     out_dir: str = "demo_out"
-    # Work budgets: about 5 minutes in all on a quiet 2-core CPU (the MCGSM may stop earlier by early stopping).
-    mcgsm_iterations: int = 500  # L-BFGS iterations of the MCGSM baseline
-    ride_steps: int = 1800  # Adam steps of RIDE on random crops
-    ride_mcgsm_iterations: int = 150  # L-BFGS iterations of RIDE's MCGSM over the frozen hidden states
-    mcgsm_pairs: int = 200_000  # (neighbourhood, pixel) pairs of the MCGSM baseline's L-BFGS (validation: a quarter)
-    ride_mcgsm_crops: int = 64  # 64x64 crops whose hidden states RIDE's MCGSM is fitted on (validation: a quarter)
+    # Work budgets (README.md and RESULTS.md give the time they take): counts, not seconds, so that the figures do not
+    # depend on the machine's load.
+    mcgsm_iterations: int = 300  # L-BFGS iterations of the MCGSM baseline (early stopping may end it sooner)
+    ride_steps: int = 800  # Adam steps of RIDE on random crops
+    ride_mcgsm_iterations: int = 40  # L-BFGS iterations of RIDE's MCGSM over the frozen hidden states
+    mcgsm_pairs: int = 25_000  # (neighbourhood, pixel) pairs of the MCGSM baseline's L-BFGS (validation: a quarter)
+    ride_mcgsm_crops: int = 16  # 64x64 crops whose hidden states RIDE's MCGSM is fitted on (validation: a quarter)
     seconds_per_model: float | None = None  # time budget per model instead of the work budgets (not reproducible)
     num_train: int = 60
     num_test: int = 10
     image_size: int = 256
     tile_size: int = 64  # held-out images are cut into independent tiles, as in design §9.1
     patch_size: int = 32  # RIDE trains on random crops of this size
-    batch_size: int = 16
+    batch_size: int = 8  # crops per Adam step (8 learns more per second than 16 here)
     learning_rate: float = 1e-2
     num_hiddens: int = 32
     nb_size: int = 5
