@@ -1,6 +1,10 @@
 """Lossless compression of 8-bit grey images with a RIDE model and a range coder (`constriction`).
 
-The image is placed in a frame of constant value (its rounded mean, stored in the header): `top` rows above and
+`compress` writes format version 2 (docs/codec_format.md): the model is first turned into exact integer arithmetic
+(`fixedpoint.quantise`, cached per model), so that a stream decodes on any machine, under any kernel set, BLAS or
+thread count; the engine is `codec_int`. `decompress` also reads version-1 streams with the float path below.
+
+Version 1 (float, read only). The image is placed in a frame of constant value (its rounded mean, stored in the header): `top` rows above and
 `left`/`right` columns beside it, so that every image pixel is a predicted pixel of the framed canvas and is coded
 with the model's conditional distribution; the frame is context only. Pixels are coded along the skewed front
 (`front.SkewedFront`), one range-coder call per front. For each pixel the model's discrete distribution over the
@@ -27,8 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import codec_int
+from ..fixedpoint import IntRIDE, quantise
 from ..front import MCGSMTables, SkewedFront
-from .format import MODE_CODED, MODE_STORED, Header, model_fingerprint, pixel_checksum, unpack_header
+from .format import (DIGIT_BITS, MODE_CODED, MODE_STORED, VERSION_1, Header, Header2, model_fingerprint,
+                     pixel_checksum, unpack_header)
 
 SPAN = 64  # bins around each pixel's predicted mean where the mixture's CDF is evaluated exactly
 TAIL_DECAY = 0.9  # outside the window, each bin further away gets this fraction of its neighbour's probability
@@ -37,15 +44,60 @@ _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 
 Progress = Callable[[int, int], None]
 
+STRIPE_ROWS = 96  # default: stripes of about this many rows (fewer, longer fronts; see `default_stripes`)
+DIGIT_BITS_DEFAULT = 2
+_INT_MODELS: dict[bytes, IntRIDE] = {}
+
+
+def integer_model(model: nn.Module) -> IntRIDE:
+    """The model's exact integer form (`fixedpoint.quantise`), computed once per distinct model."""
+    _check_model(model)
+    key = model_fingerprint(model)
+    if key not in _INT_MODELS:
+        _INT_MODELS[key] = quantise(model)
+    return _INT_MODELS[key]
+
+
+def default_stripes(height: int) -> int:
+    """Stripes used by `compress` when not given: about one per STRIPE_ROWS rows."""
+    return max(1, round(height / STRIPE_ROWS))
+
 
 def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | None = None,
-             span: int = SPAN) -> bytes:
-    """Lossless stream of a grey image uint8 [H, W] (any size from 1x1) under a one-channel RIDE `model`.
+             stripes: int | None = None, digit_bits: int = DIGIT_BITS_DEFAULT) -> bytes:
+    """Lossless stream (format version 2) of a grey image uint8 [H, W] (any size from 1x1) under a one-channel
+    RIDE `model` with at least one layer.
 
-    `progress(done_fronts, total_fronts)` is called after every front. Returns the bytes of the stream (header
-    included, the model excluded: decoding needs the same model). Where the model would need more than 8 bits
-    per pixel (noise), the pixels are stored as they are. Runs torch on one thread (see `_one_thread`).
+    `progress(done_fronts, total_fronts)` is called after every front. `stripes` horizontal stripes are coded side
+    by side (default `default_stripes(H)`; more stripes: more pixels per front, less context at their top rows).
+    `digit_bits` (1, 2, 4 or 8) bits of each pixel are coded per range-coder symbol. Returns the bytes of the
+    stream (header included, the model excluded: decoding needs the same model). Where the model would need more
+    than 8 bits per pixel (noise), the pixels are stored as they are. The result does not depend on the machine,
+    the torch kernels or the number of threads.
     """
+    im = integer_model(model)
+    pixels = _check_image(image)
+    height, width = pixels.shape
+    stripes = default_stripes(height) if stripes is None else stripes
+    if not isinstance(stripes, int) or not 1 <= stripes <= 65535:
+        raise ValueError(f"stripes must be an integer in [1, 65535], found {stripes!r}")
+    if digit_bits not in DIGIT_BITS:
+        raise ValueError(f"digit_bits must be one of {DIGIT_BITS}, found {digit_bits!r}")
+    stripes = codec_int.stripe_layout(height, stripes)[1]
+    pad = int(round(float(pixels.mean())))
+    payload = codec_int.encode(im, pixels, pad, stripes, digit_bits, progress)
+    mode = MODE_CODED
+    if len(payload) >= pixels.size:
+        mode, payload = MODE_STORED, pixels.tobytes()
+    header = Header2(mode, height, width, pad, stripes, digit_bits, im.fingerprint, pixel_checksum(pixels),
+                     len(payload))
+    return header.pack() + payload
+
+
+def compress_v1(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | None = None,
+                span: int = SPAN) -> bytes:
+    """A format-version-1 stream (float probabilities: decodes only where the arithmetic matches the encoder's);
+    kept for comparisons and tests of the version-1 reader."""
     _check_model(model)
     pixels = _check_image(image)
     if not isinstance(span, int) or not 1 <= span <= 256:
@@ -79,24 +131,31 @@ def _encode(model: nn.Module, pixels: np.ndarray, pad: int, span: int, progress:
 
 
 def decompress(model: nn.Module, data: bytes, progress: Progress | None = None) -> np.ndarray:
-    """The grey image uint8 [H, W] of a stream made by `compress` with the same `model`.
+    """The grey image uint8 [H, W] of a stream made by `compress` (format 2, or 1) with the same `model`.
 
     ValueError for a foreign, truncated or corrupted stream, a stream of another model, or a checksum mismatch.
     """
     _check_model(model)
     header, payload = unpack_header(data)
-    fingerprint = model_fingerprint(model)
+    if header.version == VERSION_1:
+        fingerprint = model_fingerprint(model)
+    else:
+        fingerprint = integer_model(model).fingerprint
     if header.fingerprint != fingerprint:
         raise ValueError(f"the stream was made with another model (fingerprint {header.fingerprint.hex()}), not "
                          f"this one ({fingerprint.hex()}); decode it with the model that encoded it")
     if header.mode == MODE_STORED:
         image = np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width).copy()
-    else:
+    elif header.version == VERSION_1:
         with _one_thread():
             image = _decode(model, header, payload, progress)
+    else:
+        image = codec_int.decode(integer_model(model), payload, header.height, header.width, header.pad_value,
+                                 header.stripes, header.digit_bits, progress)
     if pixel_checksum(image) != header.pixel_crc:
-        raise ValueError("pixel checksum mismatch after decoding: the stream is corrupted, or it was encoded on "
-                         "hardware or software whose arithmetic differs from this one's")
+        cause = ("it was encoded on hardware or software whose arithmetic differs from this one's (format version 1 "
+                 "streams decode only there)" if header.version == VERSION_1 else "or made by another program")
+        raise ValueError(f"pixel checksum mismatch after decoding: the stream is corrupted, or {cause}")
     return image
 
 

@@ -1,6 +1,25 @@
 """The byte layout of a `ride.codec` stream, the model fingerprint and the pixel checksum.
 
+Format version 2 (written by this ride; docs/codec_format.md describes it completely):
+
     offset  size  field (big-endian)
+    0       4     magic b"RIDE"
+    4       1     format version (2)
+    5       1     mode: 0 range-coded with the integer model, 1 stored
+    6       4     height
+    10      4     width
+    14      1     padding value of the frame (0..255)
+    15      2     stripes: the image is cut into this many horizontal stripes, coded side by side
+    17      1     bits per coded digit (1, 2, 4 or 8): each pixel is coded as 8 / bits digits, most significant first
+    18      8     integer model fingerprint (`fixedpoint.IntRIDE.fingerprint`: SHA-256 of its integer tables)
+    26      4     CRC-32 of the pixels (uint8, raster order), verified after decoding
+    30      4     payload bytes n
+    34      4     CRC-32 of bytes 0..33
+    38      n     payload: the range coder's 32-bit words, little-endian (mode 0), or the pixels (mode 1)
+
+Format version 1 (read only; floating-point probabilities, so it decodes only on machines whose arithmetic matches
+the encoder's):
+
     0       4     magic b"RIDE"
     4       1     format version (1)
     5       1     mode: 0 range-coded with the model, 1 stored (the raw pixels, when the model would need more)
@@ -27,8 +46,12 @@ import torch
 from torch import nn
 
 MAGIC = b"RIDE"
-VERSION = 1
-_FIELDS = struct.Struct(">4sBBIIBH8sII")
+VERSION = 2
+VERSION_1 = 1
+_FIELDS = struct.Struct(">4sBBIIBH8sII")  # version 1
+_FIELDS_2 = struct.Struct(">4sBBIIBHB8sII")
+HEADER_BYTES_2 = _FIELDS_2.size + 4
+DIGIT_BITS = (1, 2, 4, 8)
 _CRC = struct.Struct(">I")
 HEADER_BYTES = _FIELDS.size + _CRC.size
 MAX_SIDE = 1 << 20  # a sanity bound on the image size read from a header
@@ -47,8 +70,10 @@ class Header:
     pixel_crc: int
     num_bytes: int
 
+    version = VERSION_1
+
     def pack(self) -> bytes:
-        fields = _FIELDS.pack(MAGIC, VERSION, self.mode, self.height, self.width, self.pad_value, self.span,
+        fields = _FIELDS.pack(MAGIC, VERSION_1, self.mode, self.height, self.width, self.pad_value, self.span,
                               self.fingerprint, self.pixel_crc, self.num_bytes)
         return fields + _CRC.pack(zlib.crc32(fields))
 
@@ -65,9 +90,13 @@ def unpack_header(data: bytes) -> tuple[Header, bytes]:
         raise ValueError(f"not a ride codec stream: expected the magic bytes {MAGIC!r}, found {data[:4]!r}")
     if len(data) < HEADER_BYTES:
         raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
+    version = data[len(MAGIC)]
+    if version == VERSION:
+        return _unpack_header_2(data)
+    if version != VERSION_1:
+        raise ValueError(f"ride codec stream of format version {version}; this ride reads versions {VERSION_1} "
+                         f"and {VERSION}")
     magic, version, mode, height, width, pad, span, fingerprint, pixel_crc, num_bytes = _FIELDS.unpack_from(data)
-    if version != VERSION:
-        raise ValueError(f"ride codec stream of format version {version}; this ride reads version {VERSION}")
     (header_crc,) = _CRC.unpack_from(data, _FIELDS.size)
     if zlib.crc32(data[: _FIELDS.size]) != header_crc:
         raise ValueError("corrupted ride codec stream: the header checksum does not match")
@@ -101,3 +130,47 @@ def model_fingerprint(model: nn.Module) -> bytes:
         digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.digest()[:8]
 
+
+
+@dataclass(frozen=True)
+class Header2:
+    """The fields of a format-version-2 header (see the module docstring)."""
+
+    mode: int
+    height: int
+    width: int
+    pad_value: int
+    stripes: int
+    digit_bits: int
+    fingerprint: bytes  # of the integer model
+    pixel_crc: int
+    num_bytes: int
+    version = VERSION
+
+    def pack(self) -> bytes:
+        fields = _FIELDS_2.pack(MAGIC, VERSION, self.mode, self.height, self.width, self.pad_value, self.stripes,
+                                self.digit_bits, self.fingerprint, self.pixel_crc, self.num_bytes)
+        return fields + _CRC.pack(zlib.crc32(fields))
+
+
+def _unpack_header_2(data: bytes) -> tuple[Header2, bytes]:
+    if len(data) < HEADER_BYTES_2:
+        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES_2}-byte "
+                         "header")
+    _, _, mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes = _FIELDS_2.unpack_from(data)
+    (header_crc,) = _CRC.unpack_from(data, _FIELDS_2.size)
+    if zlib.crc32(data[: _FIELDS_2.size]) != header_crc:
+        raise ValueError("corrupted ride codec stream: the header checksum does not match")
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= stripes <= height) or mode > MODE_STORED \
+            or bits not in DIGIT_BITS:
+        raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, {stripes} stripes, "
+                         f"{bits} bits per digit")
+    expected = HEADER_BYTES_2 + num_bytes
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "corrupted (trailing bytes)"
+        raise ValueError(f"{kind} ride codec stream: expected {expected} bytes, found {len(data)}")
+    bad_size = num_bytes % 4 if mode == MODE_CODED else num_bytes != height * width
+    if bad_size:
+        raise ValueError(f"corrupted ride codec stream: a payload of {num_bytes} bytes for mode {mode}")
+    header = Header2(mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes)
+    return header, data[HEADER_BYTES_2:]
