@@ -1,7 +1,10 @@
 """ride.codec: exact round trips of every size and content, the stored fallback for noise, clear errors for bad
-streams, wrong models and bad images, identical streams at 1 and 2 threads, and the CLI round trip."""
+streams, wrong models and bad images, identical streams at 1 and 2 threads, the CLI round trip, and version-1
+streams. Portability (kernel sets, the NumPy reference, golden streams) is in test_fixedpoint.py."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from PIL import Image
 
 import ride
 from ride.cli import main
-from ride.codec import compress, decompress, ideal_code_length_bits
+from ride.codec import compress, compress_v1, decompress, ideal_code_length_bits
 from ride.codec.format import HEADER_BYTES
 
 
@@ -111,8 +114,11 @@ def test_another_model_is_refused(model, tiny_ride, smooth_images) -> None:
     other = tiny_ride(num_layers=2, nb_size=5, num_hiddens=6, num_components=4, num_scales=3, seed=4).float()
     with pytest.raises(ValueError, match="another model"):
         decompress(other, data)
+    # format 2: the same weights in another dtype are the same integer model, and decode
+    wide = copy.deepcopy(model).double()
+    assert np.array_equal(decompress(wide, data), image)
     with pytest.raises(ValueError, match="another model"):
-        decompress(model.double(), data)  # the same weights in another dtype compute other numbers
+        decompress(wide, compress_v1(model, image))  # format 1: other dtype, other numbers
 
 
 @pytest.mark.parametrize(("image", "found"), [
@@ -148,13 +154,14 @@ def test_cli_round_trip(model, smooth_images, tmp_path, capsys) -> None:
     assert main(["decompress", str(tmp_path / "out" / "b.ride"), "-o", str(tmp_path / "b2.png"), "--checkpoint",
                  str(tmp_path / "m.pt"), "--no-progress"]) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b2.png")), image[::-1])
-    # --exact: all 256 values' exact probabilities; the stream says so, decompress needs no flag
-    assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "e.ride"), "--checkpoint",
-                 str(tmp_path / "m.pt"), "--no-progress", "--exact"]) == 0
-    assert main(["decompress", str(tmp_path / "e.ride"), "-o", str(tmp_path / "e.png"), "--checkpoint",
-                 str(tmp_path / "m.pt"), "--no-progress"]) == 0
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "e.png")), image)
-    assert (tmp_path / "e.ride").read_bytes() != (tmp_path / "a.ride").read_bytes()
+    # --stripes 3 and --exact (one stripe); the stream says so, decompress needs no flag
+    for flag, name in ((["--stripes", "3"], "s"), (["--exact"], "e")):
+        assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / f"{name}.ride"), "--checkpoint",
+                     str(tmp_path / "m.pt"), "--no-progress", *flag]) == 0
+        assert main(["decompress", str(tmp_path / f"{name}.ride"), "-o", str(tmp_path / f"{name}.png"),
+                     "--checkpoint", str(tmp_path / "m.pt"), "--no-progress"]) == 0
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{name}.png")), image)
+    assert (tmp_path / "s.ride").read_bytes() != (tmp_path / "e.ride").read_bytes()
 
 
 @pytest.mark.parametrize(("mode", "kind"), [("RGB", "colour"), ("P", "palette"), ("I;16", "16-bit")])
@@ -176,3 +183,30 @@ def test_cli_unreadable_inputs(model, tmp_path, capsys) -> None:
                  str(tmp_path / "m.pt")]) == 2
     assert "cannot read" in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize(("stripes", "digit_bits"), [(1, 1), (2, 2), (3, 4), (5, 8), (40, 2)])
+def test_stripes_and_digits_round_trip(model, smooth_images, stripes: int, digit_bits: int) -> None:
+    image = smooth_uint8(smooth_images, 17, 13, seed=stripes)
+    data = compress(model, image, stripes=stripes, digit_bits=digit_bits)
+    assert np.array_equal(decompress(model, data), image)
+
+
+def test_version_1_streams_still_decode(model, smooth_images) -> None:
+    image = smooth_uint8(smooth_images, 11, 14, seed=9)
+    data = compress_v1(model, image)
+    assert data[4] == 1
+    assert np.array_equal(decompress(model, data), image)
+
+
+def test_unknown_versions_are_refused_by_number(model, smooth_images) -> None:
+    data = bytearray(compress(model, smooth_uint8(smooth_images, 5, 6)))
+    assert data[4] == 2
+    data[4] = 7
+    with pytest.raises(ValueError, match="format version 7"):
+        decompress(model, bytes(data))
+
+
+def test_models_without_layers_are_refused(tiny_ride) -> None:
+    with pytest.raises(ValueError, match="at least one spatial LSTM layer"):
+        compress(tiny_ride(num_layers=0).float(), np.zeros((4, 4), dtype=np.uint8))

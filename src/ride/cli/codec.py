@@ -4,6 +4,7 @@
     ride compress A.png B.png --out-dir DIR          several: DIR/A.ride, DIR/B.ride
     ride decompress IN.ride -o OUT.png               (or several with --out-dir)
 
+Streams are format version 2 (portable: exact integer arithmetic, see `ride.codec`); version-1 files still decode.
 `--checkpoint M` names a checkpoint file or a shipped model (default: `model_zoo.DEFAULT_CODEC_MODEL`); decoding
 needs the model that encoded. Only 8-bit grey images are accepted (no silent conversion of colour, 16-bit or
 palette images). Prints bits/px and the time per image; a progress bar counts fronts on stderr.
@@ -46,10 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 1)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
         if name == "compress":
+            p.add_argument("--stripes", type=int, default=None, metavar="K",
+                           help="code the image as K horizontal stripes side by side (default: one per ~96 rows; "
+                                "more stripes are faster, and their top rows lose the context above them)")
             p.add_argument("--exact", action="store_true",
-                           help="code with the model's exact probabilities of all 256 values (default: exact on a "
-                                "window of 64 values around the prediction, geometric tails outside it; about "
-                                "1e-3 bit/px larger files, twice as fast); decompress reads the choice from the file")
+                           help="one stripe: every pixel coded with its full causal context, exactly the model's "
+                                "code length (format 2 always uses the exact integer CDF of all 256 values); "
+                                "decompress reads the choice from the file")
         p.set_defaults(func=run_compress if name == "compress" else run_decompress, suffix=dst)
 
 
@@ -100,7 +104,7 @@ def _progress(bar):  # noqa: ANN001, ANN202 - tqdm bar -> progress callback
 
 def run_compress(args: argparse.Namespace) -> int:
     """Run `ride compress`; returns the exit status."""
-    from ..codec import SPAN, compress
+    from ..codec import compress
 
     outputs = _outputs(args)
     images = [read_grey_png(p) for p in args.inputs]  # every input checked before any work
@@ -108,7 +112,7 @@ def run_compress(args: argparse.Namespace) -> int:
     for src, dst, image in zip(args.inputs, outputs, images, strict=True):
         start = time.monotonic()
         with _bar(args, Path(src).name) as bar:
-            data = compress(model, image, progress=_progress(bar), span=256 if args.exact else SPAN)
+            data = compress(model, image, progress=_progress(bar), stripes=1 if args.exact else args.stripes)
         seconds = time.monotonic() - start
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(data)

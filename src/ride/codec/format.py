@@ -51,9 +51,10 @@ VERSION_1 = 1
 _FIELDS = struct.Struct(">4sBBIIBH8sII")  # version 1
 _FIELDS_2 = struct.Struct(">4sBBIIBHB8sII")
 HEADER_BYTES_2 = _FIELDS_2.size + 4
+HEADER_BYTES = HEADER_BYTES_2  # of the format written now
 DIGIT_BITS = (1, 2, 4, 8)
 _CRC = struct.Struct(">I")
-HEADER_BYTES = _FIELDS.size + _CRC.size
+HEADER_BYTES_1 = _FIELDS.size + _CRC.size
 MAX_SIDE = 1 << 20  # a sanity bound on the image size read from a header
 
 
@@ -88,28 +89,31 @@ def unpack_header(data: bytes) -> tuple[Header, bytes]:
     data = bytes(data)
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise ValueError(f"not a ride codec stream: expected the magic bytes {MAGIC!r}, found {data[:4]!r}")
-    if len(data) < HEADER_BYTES:
-        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
+    if len(data) <= len(MAGIC):
+        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, no format version")
     version = data[len(MAGIC)]
     if version == VERSION:
         return _unpack_header_2(data)
     if version != VERSION_1:
         raise ValueError(f"ride codec stream of format version {version}; this ride reads versions {VERSION_1} "
                          f"and {VERSION}")
+    if len(data) < HEADER_BYTES_1:
+        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES_1}-byte "
+                         "header")
     magic, version, mode, height, width, pad, span, fingerprint, pixel_crc, num_bytes = _FIELDS.unpack_from(data)
     (header_crc,) = _CRC.unpack_from(data, _FIELDS.size)
     if zlib.crc32(data[: _FIELDS.size]) != header_crc:
         raise ValueError("corrupted ride codec stream: the header checksum does not match")
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= span <= 256) or mode > MODE_STORED:
         raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, span {span}")
-    expected = HEADER_BYTES + num_bytes
+    expected = HEADER_BYTES_1 + num_bytes
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "corrupted (trailing bytes)"
         raise ValueError(f"{kind} ride codec stream: expected {expected} bytes, found {len(data)}")
     bad_size = num_bytes % 4 if mode == MODE_CODED else num_bytes != height * width
     if bad_size:
         raise ValueError(f"corrupted ride codec stream: a payload of {num_bytes} bytes for mode {mode}")
-    return Header(mode, height, width, pad, span, fingerprint, pixel_crc, num_bytes), data[HEADER_BYTES:]
+    return Header(mode, height, width, pad, span, fingerprint, pixel_crc, num_bytes), data[HEADER_BYTES_1:]
 
 
 def pixel_checksum(image: np.ndarray) -> int:
