@@ -1,0 +1,164 @@
+"""Portability of the codec's integer model (`ride.fixedpoint`, format version 2):
+- the torch fast path and the independent NumPy reference give identical integer CDF tables (all 257 bin edges of
+  every pixel) on several images, stripe batches and models (random small ones and the shipped 2 x 64);
+- the exactness bounds of the float GEMMs hold for the shipped models;
+- streams made with torch's native kernels decode under ATEN_CPU_CAPABILITY=default and vice versa, at 1 and 2
+  threads, and both encoders write identical bytes;
+- golden streams (tests/golden, made by tests/golden/make_golden.py) decode to their image and are re-encoded
+  byte for byte, so the format cannot drift silently.
+No CUDA machine was available when this was written: the GPU path is untested (the same integer definitions apply).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ride
+from ride.codec import compress, decompress, integer_model
+from ride.codec_format import unpack_header
+from ride.fixedpoint import F32_EXACT, F64_EXACT, FrontStepper, quantise
+from ride.fixedpoint_ref import reference_cdf_tables
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _canvas(im, images: np.ndarray, pad: int) -> torch.Tensor:
+    """Pixel codes [B, top + H, left + W + right] of uint8 images [B, H, W] in a frame of value pad."""
+    top, left, right = im.margin
+    b, h, w = images.shape
+    canvas = torch.full((b, top + h, left + w + right), 2 * pad + 1, dtype=torch.int64)
+    canvas[:, top:, left : left + w] = 2 * torch.from_numpy(images.astype(np.int64)) + 1
+    return canvas
+
+
+def _fast_tables(im, canvas: torch.Tensor) -> np.ndarray:
+    """Cq at all 257 edges of every cell [B, Hp, Wp, 257] with the torch front stepper."""
+    stepper = FrontStepper(im, canvas.clone())
+    b = canvas.shape[0]
+    out = np.zeros((b, stepper.hp, stepper.wp, 257), dtype=np.int64)
+    for t in range(stepper.num_fronts):
+        lo, hi = stepper.rows(t)
+        if lo > hi:
+            continue
+        means, weights = stepper.step(t)
+        edges = torch.arange(257).expand(means.shape[0], 257)
+        tables = stepper.cdf_at(means, weights, edges).view(b, hi - lo + 1, 257).numpy()
+        rows = np.arange(lo, hi + 1)
+        out[:, rows, t - stepper.skew * rows] = tables
+    return out
+
+
+def _grey(smooth_images, b: int, h: int, w: int, seed: int) -> np.ndarray:
+    return (smooth_images(b, 1, h, w, seed=seed, noise=0.03)[:, 0] * 256).clamp(0, 255).to(torch.uint8).numpy()
+
+
+@pytest.mark.parametrize("kind", ["2 layers nb 5", "1 layer nb 3", "3 layers nb 5"])
+def test_fast_path_equals_numpy_reference_small_models(tiny_ride, smooth_images, kind: str) -> None:
+    layers, nb = {"2 layers nb 5": (2, 5), "1 layer nb 3": (1, 3), "3 layers nb 5": (3, 5)}[kind]
+    model = tiny_ride(num_layers=layers, nb_size=nb, num_hiddens=5, num_components=4, num_scales=3, seed=layers)
+    im = quantise(model.float())
+    for seed, (b, h, w) in enumerate([(2, 9, 11), (1, 5, 14), (3, 7, 4)]):
+        canvas = _canvas(im, _grey(smooth_images, b, h, w, seed), pad=90 + seed)
+        ref = reference_cdf_tables(im, canvas.numpy())
+        assert np.array_equal(_fast_tables(im, canvas), ref)
+        assert (np.diff(ref, axis=-1) >= 0).all() and (ref[..., -1] > 0).all()  # a CDF with mass
+
+
+def test_fast_path_equals_numpy_reference_shipped_model(smooth_images) -> None:
+    model = ride.pretrained("bsds300_ride2_long2")
+    im = integer_model(model)
+    golden = np.asarray(Image.open(GOLDEN / "image_24x32.png"))
+    for images, pad in ((golden[None, 4:14, 6:20], 120), (_grey(smooth_images, 2, 6, 9, seed=3), 40)):
+        canvas = _canvas(im, images, pad)
+        assert np.array_equal(_fast_tables(im, canvas), reference_cdf_tables(im, canvas.numpy()))
+
+
+@pytest.mark.parametrize("name", ["bsds300_ride2_long2", "bsds300_ride2"])
+def test_exactness_bounds_of_the_shipped_models(name: str) -> None:
+    im = quantise(ride.pretrained(name))
+    a = im.hidden_levels
+    for w in [*im.layer_weights, im.out_weight]:  # float32 GEMMs on h in [-A, A]
+        assert (a * np.abs(w).sum(0) < F32_EXACT).all()
+    assert (511 * np.abs(im.in_weight).sum(0) + np.abs(im.in_bias) < F64_EXACT).all()  # float64, pixel codes
+    assert ((1 << 30) * im.beta2.sum(0) < F64_EXACT).all()  # float64, squared features < 2^30
+
+
+_WORKER = r"""
+import json, sys
+import numpy as np, torch
+import ride
+from ride.codec import compress, decompress
+job = json.loads(sys.argv[1])
+torch.set_num_threads(job["threads"])
+model = ride.load(job["model"]) if job["model"].endswith(".pt") else ride.pretrained(job["model"])
+image = np.load(job["image"])
+open(job["out"], "wb").write(compress(model, image, stripes=job["stripes"]))
+decoded = decompress(model, open(job["stream"], "rb").read())
+np.save(job["decoded"], decoded)
+print(torch.backends.cpu.get_cpu_capability())
+"""
+
+
+def _run_worker(tmp_path: Path, tag: str, capability: str | None, threads: int, model: str, image: Path,
+                stream: Path, stripes: int) -> tuple[bytes, np.ndarray, str]:
+    env = dict(os.environ)
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    if capability is not None:
+        env["ATEN_CPU_CAPABILITY"] = capability
+    job = {"threads": threads, "model": model, "image": str(image), "stream": str(stream), "stripes": stripes,
+           "out": str(tmp_path / f"{tag}.ride"), "decoded": str(tmp_path / f"{tag}.npy")}
+    done = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(job)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return (tmp_path / f"{tag}.ride").read_bytes(), np.load(tmp_path / f"{tag}.npy"), done.stdout.strip()
+
+
+@pytest.mark.parametrize("model_name", ["tiny", "bsds300_ride2_long2"])
+def test_streams_cross_kernel_sets_and_threads(tmp_path, model_name: str) -> None:
+    """Encode natively in this process; a subprocess with ATEN_CPU_CAPABILITY=default (1 and 2 threads) decodes
+    it and encodes the same image, which must give the same bytes; the native subprocess does the same."""
+    model_path = str(GOLDEN / "tiny.pt") if model_name == "tiny" else model_name
+    model = ride.load(model_path) if model_name == "tiny" else ride.pretrained(model_name)
+    image = np.asarray(Image.open(GOLDEN / "image_24x32.png"))
+    np.save(tmp_path / "image.npy", image)
+    torch.set_num_threads(1)
+    native = compress(model, image, stripes=2)
+    (tmp_path / "native.ride").write_bytes(native)
+    capabilities = set()
+    for capability, threads in ((None, 2), ("default", 1), ("default", 2)):
+        tag = f"{capability}_{threads}"
+        stream, decoded, used = _run_worker(tmp_path, tag, capability, threads, model_path, tmp_path / "image.npy",
+                                            tmp_path / "native.ride", stripes=2)
+        capabilities.add(used)
+        assert np.array_equal(decoded, image), tag
+        assert stream == native, tag
+        assert np.array_equal(decompress(model, stream), image)
+    assert "DEFAULT" in capabilities and len(capabilities) == 2  # two kernel sets really ran
+
+
+def _golden_cases() -> list[Path]:
+    return sorted(GOLDEN.glob("*.ride"))
+
+
+@pytest.mark.parametrize("path", _golden_cases(), ids=lambda p: p.name)
+def test_golden_streams(path: Path) -> None:
+    model = ride.load(GOLDEN / "tiny.pt") if path.name.startswith("tiny") else ride.pretrained("bsds300_ride2_long2")
+    image = np.asarray(Image.open(GOLDEN / "image_24x32.png"))
+    data = path.read_bytes()
+    header, _ = unpack_header(data)
+    assert header.version == 2 and header.fingerprint == integer_model(model).fingerprint
+    assert np.array_equal(decompress(model, data), image)
+    assert compress(model, image, stripes=header.stripes, digit_bits=header.digit_bits) == data
+
+
+def test_golden_set_is_complete() -> None:
+    assert len(_golden_cases()) == 4, "run tests/golden/make_golden.py"
