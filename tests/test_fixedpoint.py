@@ -97,51 +97,47 @@ import json, sys
 import numpy as np, torch
 import ride
 from ride.codec import compress, decompress
-job = json.loads(sys.argv[1])
-torch.set_num_threads(job["threads"])
-model = ride.load(job["model"]) if job["model"].endswith(".pt") else ride.pretrained(job["model"])
-image = np.load(job["image"])
-open(job["out"], "wb").write(compress(model, image, stripes=job["stripes"]))
-decoded = decompress(model, open(job["stream"], "rb").read())
-np.save(job["decoded"], decoded)
+jobs = json.loads(sys.argv[1])
+torch.set_num_threads(jobs[0]["threads"])
+for job in jobs:
+    model = ride.load(job["model"]) if job["model"].endswith(".pt") else ride.pretrained(job["model"])
+    image = np.load(job["image"])
+    open(job["out"], "wb").write(compress(model, image, stripes=job["stripes"]))
+    np.save(job["decoded"], decompress(model, open(job["stream"], "rb").read()))
 print(torch.backends.cpu.get_cpu_capability())
 """
 
 
-def _run_worker(tmp_path: Path, tag: str, capability: str | None, threads: int, model: str, image: Path,
-                stream: Path, stripes: int) -> tuple[bytes, np.ndarray, str]:
-    env = dict(os.environ)
-    env.pop("ATEN_CPU_CAPABILITY", None)
-    if capability is not None:
-        env["ATEN_CPU_CAPABILITY"] = capability
-    job = {"threads": threads, "model": model, "image": str(image), "stream": str(stream), "stripes": stripes,
-           "out": str(tmp_path / f"{tag}.ride"), "decoded": str(tmp_path / f"{tag}.npy")}
-    done = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(job)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return (tmp_path / f"{tag}.ride").read_bytes(), np.load(tmp_path / f"{tag}.npy"), done.stdout.strip()
-
-
-@pytest.mark.parametrize("model_name", ["tiny", "bsds300_ride2_long2"])
-def test_streams_cross_kernel_sets_and_threads(tmp_path, model_name: str) -> None:
-    """Encode natively in this process; a subprocess with ATEN_CPU_CAPABILITY=default (1 and 2 threads) decodes
-    it and encodes the same image, which must give the same bytes; the native subprocess does the same."""
-    model_path = str(GOLDEN / "tiny.pt") if model_name == "tiny" else model_name
-    model = ride.load(model_path) if model_name == "tiny" else ride.pretrained(model_name)
+def test_streams_cross_kernel_sets_and_threads(tmp_path) -> None:
+    """Encode natively in this process (tiny model and the shipped 2 x 64); subprocesses with
+    ATEN_CPU_CAPABILITY=default (1 and 2 threads) and native (2 threads) decode those streams and encode the same
+    image, which must give the same bytes."""
     image = np.asarray(Image.open(GOLDEN / "image_24x32.png"))
     np.save(tmp_path / "image.npy", image)
     torch.set_num_threads(1)
-    native = compress(model, image, stripes=2)
-    (tmp_path / "native.ride").write_bytes(native)
+    models = {"tiny": str(GOLDEN / "tiny.pt"), "long2": "bsds300_ride2_long2"}
+    native = {}
+    for name, path in models.items():
+        model = ride.load(path) if path.endswith(".pt") else ride.pretrained(path)
+        native[name] = compress(model, image, stripes=2)
+        (tmp_path / f"{name}.ride").write_bytes(native[name])
     capabilities = set()
     for capability, threads in ((None, 2), ("default", 1), ("default", 2)):
+        env = dict(os.environ)
+        env.pop("ATEN_CPU_CAPABILITY", None)
+        if capability is not None:
+            env["ATEN_CPU_CAPABILITY"] = capability
         tag = f"{capability}_{threads}"
-        stream, decoded, used = _run_worker(tmp_path, tag, capability, threads, model_path, tmp_path / "image.npy",
-                                            tmp_path / "native.ride", stripes=2)
-        capabilities.add(used)
-        assert np.array_equal(decoded, image), tag
-        assert stream == native, tag
-        assert np.array_equal(decompress(model, stream), image)
+        jobs = [{"threads": threads, "model": path, "image": str(tmp_path / "image.npy"), "stripes": 2,
+                 "stream": str(tmp_path / f"{name}.ride"), "out": str(tmp_path / f"{name}_{tag}.ride"),
+                 "decoded": str(tmp_path / f"{name}_{tag}.npy")} for name, path in models.items()]
+        done = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(jobs)], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        capabilities.add(done.stdout.strip())
+        for name in models:
+            assert np.array_equal(np.load(tmp_path / f"{name}_{tag}.npy"), image), (name, tag)
+            assert (tmp_path / f"{name}_{tag}.ride").read_bytes() == native[name], (name, tag)
     assert "DEFAULT" in capabilities and len(capabilities) == 2  # two kernel sets really ran
 
 
