@@ -1,4 +1,4 @@
-"""Portability of the codec's integer model (`ride.fixedpoint`, format version 2):
+"""Portability of the codec's integer model (`ride.codec.fixedpoint`, format version 2):
 - the torch fast path and the independent NumPy reference give identical integer CDF tables (all 257 bin edges of
   every pixel) on several images, stripe batches and models (random small ones and the shipped 2 x 64);
 - the exactness bounds of the float GEMMs hold for the shipped models;
@@ -24,9 +24,9 @@ from PIL import Image
 
 import ride
 from ride.codec import compress, decompress, integer_model
-from ride.codec_format import unpack_header
-from ride.fixedpoint import F32_EXACT, F64_EXACT, FrontStepper, quantise
-from ride.fixedpoint_ref import reference_cdf_tables
+from ride.codec.format import unpack_header
+from ride.codec.fixedpoint import F32_EXACT, F64_EXACT, FrontStepper, quantise
+from ride.codec.fixedpoint_ref import reference_cdf_tables
 
 GOLDEN = Path(__file__).parent / "golden"
 

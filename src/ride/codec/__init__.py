@@ -1,12 +1,15 @@
-"""Lossless compression of 8-bit grey images with a RIDE model: `coder` (the range coder driven by the model's
-discrete conditionals along the skewed front) and `format` (the stream's byte layout, the model fingerprint and
-the pixel checksum).
+"""Lossless compression of 8-bit grey images with a RIDE model: `coder` (compress / decompress, and the
+version-1 float path), `engine` (format 2: the range coder driven by the integer model along the skewed front,
+stripes side by side), `fixedpoint` (the model in exact integer arithmetic; `fixedpoint_ref` its plain NumPy
+reference) and `format` (the stream's byte layout, the fingerprints and the pixel checksum;
+docs/codec_format.md).
 
     data = ride.codec.compress(model, pixels)      # uint8 [H, W] -> bytes
     pixels = ride.codec.decompress(model, data)    # bytes -> uint8 [H, W]
 """
 
-from .coder import SPAN, compress, decompress, ideal_code_length_bits
+from .coder import SPAN, compress, compress_v1, decompress, ideal_code_length_bits, integer_model
 from .format import HEADER_BYTES
 
-__all__ = ["HEADER_BYTES", "SPAN", "compress", "decompress", "ideal_code_length_bits"]
+__all__ = ["HEADER_BYTES", "SPAN", "compress", "compress_v1", "decompress", "ideal_code_length_bits",
+           "integer_model"]

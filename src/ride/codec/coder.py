@@ -2,7 +2,7 @@
 
 `compress` writes format version 2 (docs/codec_format.md): the model is first turned into exact integer arithmetic
 (`fixedpoint.quantise`, cached per model), so that a stream decodes on any machine, under any kernel set, BLAS or
-thread count; the engine is `codec_int`. `decompress` also reads version-1 streams with the float path below.
+thread count; the engine is `codec.engine`. `decompress` also reads version-1 streams with the float path below.
 
 Version 1 (float, read only). The image is placed in a frame of constant value (its rounded mean, stored in the header): `top` rows above and
 `left`/`right` columns beside it, so that every image pixel is a predicted pixel of the framed canvas and is coded
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import codec_int
-from ..fixedpoint import IntRIDE, quantise
 from ..front import MCGSMTables, SkewedFront
+from . import engine
+from .fixedpoint import IntRIDE, quantise
 from .format import (DIGIT_BITS, MODE_CODED, MODE_STORED, VERSION_1, Header, Header2, model_fingerprint,
                      pixel_checksum, unpack_header)
 
@@ -83,9 +83,9 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
         raise ValueError(f"stripes must be an integer in [1, 65535], found {stripes!r}")
     if digit_bits not in DIGIT_BITS:
         raise ValueError(f"digit_bits must be one of {DIGIT_BITS}, found {digit_bits!r}")
-    stripes = codec_int.stripe_layout(height, stripes)[1]
+    stripes = engine.stripe_layout(height, stripes)[1]
     pad = int(round(float(pixels.mean())))
-    payload = codec_int.encode(im, pixels, pad, stripes, digit_bits, progress)
+    payload = engine.encode(im, pixels, pad, stripes, digit_bits, progress)
     mode = MODE_CODED
     if len(payload) >= pixels.size:
         mode, payload = MODE_STORED, pixels.tobytes()
@@ -150,7 +150,7 @@ def decompress(model: nn.Module, data: bytes, progress: Progress | None = None) 
         with _one_thread():
             image = _decode(model, header, payload, progress)
     else:
-        image = codec_int.decode(integer_model(model), payload, header.height, header.width, header.pad_value,
+        image = engine.decode(integer_model(model), payload, header.height, header.width, header.pad_value,
                                  header.stripes, header.digit_bits, progress)
     if pixel_checksum(image) != header.pixel_crc:
         cause = ("it was encoded on hardware or software whose arithmetic differs from this one's (format version 1 "
