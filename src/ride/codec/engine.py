@@ -98,15 +98,17 @@ def encode(im: IntRIDE, pixels: np.ndarray, pad: int, stripes: int, digit_bits: 
     for t in range(stepper.num_fronts):
         lo_row, hi_row, valid, index = grid.cells(t)
         if lo_row <= hi_row:
-            means, weights = stepper.step(t)
+            mix = stepper.prepare(*stepper.step(t))
             keep = valid.nonzero()[:, 0]
-            means, weights, v = means[keep], weights[keep], values[index[keep]]
+            if keep.shape[0] < valid.shape[0]:
+                mix = mix.select(keep)
+            v = values[index[keep]]
             n = v.shape[0]
             starts = [(v >> (8 - digit_bits * level)) << (8 - digit_bits * level) for level in range(levels)]
             edges = torch.cat([_interior(s, level, digit_bits) for level, s in enumerate(starts)], 1)
-            inner = stepper.cdf_at(means, weights, edges).view(n, levels, radix - 1)
+            inner = stepper.cdf(mix, edges).view(n, levels, radix - 1)
             low = torch.zeros(n, 1, dtype=torch.int64)
-            high = stepper.cdf_at(means, weights, torch.full((n, 1), 256))
+            high = mix.total
             freqs, symbols = [], []
             for level in range(levels):
                 ext = torch.cat([low, inner[:, level], high], 1)
@@ -133,15 +135,16 @@ def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, strip
     for t in range(stepper.num_fronts):
         lo_row, hi_row, valid, index = grid.cells(t)
         if lo_row <= hi_row:
-            means, weights = stepper.step(t)
+            mix = stepper.prepare(*stepper.step(t))
             keep = valid.nonzero()[:, 0]
-            means, weights = means[keep], weights[keep]
+            if keep.shape[0] < valid.shape[0]:
+                mix = mix.select(keep)
             n = keep.shape[0]
             v = torch.zeros(n, dtype=torch.int64)
             low = torch.zeros(n, 1, dtype=torch.int64)
-            high = stepper.cdf_at(means, weights, torch.full((n, 1), 256))
+            high = mix.total
             for level in range(levels):
-                ext = torch.cat([low, stepper.cdf_at(means, weights, _interior(v, level, digit_bits)), high], 1)
+                ext = torch.cat([low, stepper.cdf(mix, _interior(v, level, digit_bits)), high], 1)
                 try:
                     digit = decoder.decode(_CATEGORICAL, _digit_frequencies(ext, digit_bits))
                 except Exception as err:  # constriction reports inconsistent data in its own types

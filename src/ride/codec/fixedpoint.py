@@ -16,7 +16,8 @@ Every number that decides a symbol's frequency is an integer computed identicall
   implementation in `fixedpoint_ref` (raster order, integer dot products, no floats) is the reference; tests hold
   the two identical.
 
-Fixed-point conventions (all shifts round half up: rshift(x, s) = (x + 2^(s-1)) >> s, arithmetic shift):
+Fixed-point conventions (shifts of GEMM results round half to even, as float round() of x 2^-s does exactly; the
+int64 shifts of the cell update and the gate logits round half up: rshift(x, s) = (x + 2^(s-1)) >> s):
 - pixel codes p = 2v + 1 in [1, 511] (the context value (v + 1/2)/256 = p/512);
 - gate pre-activations at 2^-PRE_BITS, gates and cells at 2^-15, hidden states h as integers in [-A, A]
   (A = `hidden_levels`, h = h_int / A);
@@ -45,6 +46,7 @@ FEAT_CLIP = (1 << 15) - 1  # |feature| < 128
 Q_BITS = 20  # component means on the [0,1) scale at 2^-20 (a bin is 2^12 units)
 LOG_BITS = 12  # gate logits in log2 units at 2^-12
 ENERGY_CLIP = 1 << 40
+Z0_CLIP = 1 << 22  # layer 1's input projection at 2^-PRE_BITS, so that float32 sums with it stay exact
 MEAN_CLIP = 1 << 29  # |M_c| < 512 on the [0,1) scale, so that |d r_cs| < 2^62
 Z_BITS = 10  # standardised edges at 2^-10
 Z_RANGE = 8  # PHI covers z in [-8, 8]
@@ -57,11 +59,39 @@ F64_EXACT = 1 << 53
 MAX_SHIFT = 62
 
 
-def rshift(x: Tensor, s: Tensor | int) -> Tensor:
-    """Round-half-up arithmetic right shift of int64 x by s >= 0 (per column when s is a tensor)."""
+def rshift(x: Tensor, s: Tensor | int, half: Tensor | None = None) -> Tensor:
+    """Round-half-up arithmetic right shift of int64 x by s >= 0 (per column when s is a tensor; `half`, if
+    given, is (1 << s) >> 1 precomputed)."""
     if isinstance(s, int):
         return (x + ((1 << s) >> 1)) >> s
-    return (x + ((torch.ones_like(s) << s) >> 1)) >> s
+    if half is None:
+        half = (torch.ones_like(s) << s) >> 1
+    return (x + half) >> s
+
+
+class _Shift:
+    """A per-column right shift with its rounding constant."""
+
+    def __init__(self, s: np.ndarray) -> None:
+        self.s = torch.from_numpy(np.asarray(s, dtype=np.int64))
+        self.half = (torch.ones_like(self.s) << self.s) >> 1
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """rshift of a fresh int64 tensor x (modified in place)."""
+        return x.add_(self.half).bitwise_right_shift_(self.s)
+
+
+@dataclass
+class Mixture:
+    """Per-cell constants of the CDF: offset [N, C*S] (z index of edge k = (k R + offset) >> R_SHIFT before the
+    clamp), weights [N, C*S, 1] as float64, total mass Cq(256) [N, 1]."""
+
+    offset: Tensor
+    weights: Tensor
+    total: Tensor
+
+    def select(self, rows: Tensor) -> Mixture:
+        return Mixture(self.offset[rows], self.weights[rows], self.total[rows])
 
 
 # ---------------------------------------------------------------------------------------------- quantisation
@@ -95,12 +125,12 @@ def _column_scales(weights: np.ndarray, budget: int, limit: int = 40) -> np.ndar
     return s
 
 
-def _quantise_columns(weights: np.ndarray, budget: int, out_bits: int, limit: int = 40) -> tuple[np.ndarray,
-                                                                                              np.ndarray]:
+def _quantise_columns(weights: np.ndarray, budget: int, out_bits: int, limit: int = 40,
+                      min_shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Integer weights [K, N] (column n at scale 2^s_n) and the right shifts s_n - out_bits that bring the exact
     product sums to 2^-out_bits; the L1 budget makes the GEMM exact."""
     s = _column_scales(weights, budget, limit)
-    if (s < out_bits).any():
+    if (s < out_bits + min_shift).any():
         raise ValueError(f"weights too large for exact integer GEMMs: a column needs scale 2^{int(s.min())} < "
                          f"2^{out_bits}")
     w_int = np.rint(weights * np.exp2(s.astype(np.float64))).astype(np.int64)
@@ -208,7 +238,8 @@ def quantise(model, hidden_levels: int = 255) -> IntRIDE:  # noqa: ANN001 - a ri
     for k, layer in enumerate(model.layers):
         rec = arr(layer.weight_rec) / a_levels  # rows: h_up (D), h_left (D)
         w = rec if k == 0 else np.concatenate([arr(layer.weight_in) / a_levels, rec], 0)
-        w_int, shift = _quantise_columns(w, budget32, PRE_BITS)
+        # shifts >= 2: the rounded sums stay below 2^22, so adding the input projection keeps float32 exact
+        w_int, shift = _quantise_columns(w, budget32, PRE_BITS, min_shift=2)
         layer_weights.append(w_int)
         layer_shifts.append(shift)
         bias = np.zeros(5 * d) if k == 0 else arr(layer.bias)
@@ -291,11 +322,29 @@ class FrontStepper:
         t64 = torch.from_numpy
         self.in_weight = t64(im.in_weight).double()
         self.in_bias = t64(im.in_bias).double()
-        self.in_shift = t64(im.in_shift)
-        self.layers = [(t64(w).float(), t64(sh), t64(bias)) for w, sh, bias in
-                       zip(im.layer_weights, im.layer_shifts, im.layer_biases, strict=True)]
+        r = PRE_RANGE << PRE_BITS
+
+        def scale(shift: np.ndarray, dtype: torch.dtype) -> Tensor:  # 2^-s, exact in float
+            return torch.from_numpy(np.ldexp(1.0, -np.asarray(shift))).to(dtype)
+
+        self.in_scale = scale(im.in_shift, torch.float64)
+        # one table for the gates: tanh for the first D columns, sigmoid (at offset 2R + 1) for the others; the
+        # offset and +R ride on the bias (z0 for layer 0), the clamp keeps each column in its own table
+        d = im.dims[0]
+        gate_offset = torch.cat([torch.zeros(d), torch.full((4 * d,), 2.0 * r + 1)])
+        self.gate_lo, self.gate_hi = gate_offset, gate_offset + 2 * r
+        self.gate_shift = gate_offset + r
+        self.layers = [(t64(w).float(), scale(sh, torch.float32), t64(bias).float() + self.gate_shift)
+                       for w, sh, bias in zip(im.layer_weights, im.layer_shifts, im.layer_biases, strict=True)]
         self.out_weight = t64(im.out_weight).float()
-        self.out_shift = t64(im.out_shift)
+        self.out_scale = scale(im.out_shift, torch.float32)
+        self.energy_scale = float(np.ldexp(1.0, -im.energy_shift))
+        self.gate_table = torch.cat([t64(im.tanh), t64(im.sigmoid)])
+        self.tanh_h32 = t64(im.tanh_h).float()
+        zr = Z_RANGE << Z_BITS
+        self.edge_step = (t64(im.precision) << (Q_BITS - 8)).view(1, 1, -1)  # [1, 1, C*S]
+        self.offset_base = (1 << (R_SHIFT - 1)) + (zr << R_SHIFT)
+        self.phi64 = t64(im.phi).double()
         self.beta2 = t64(im.beta2).double()
         self.eta, self.slope = t64(im.eta), t64(im.slope)
         self.precision = t64(im.precision)
@@ -319,30 +368,29 @@ class FrontStepper:
         (2^-Q_BITS, [0,1) scale) and gate weights w [N, C, S] in [0, 2^15]; advances the LSTM states."""
         lo, hi = self.rows(t)
         b, n, d = self.batch, hi - lo + 1, self.d
+        r = PRE_RANGE << PRE_BITS
         window = (self._window_base[lo : hi + 1] + t).view(-1)
         codes = self.flat.index_select(1, window).view(b * n, -1).double()
-        acc = torch.addmm(self.in_bias, codes, self.in_weight).long()  # exact: < 2^53
-        mapped = rshift(acc, self.in_shift)
-        z0, base = mapped[:, : 5 * d], mapped[:, 5 * d :]
+        mapped = torch.addmm(self.in_bias, codes, self.in_weight).mul_(self.in_scale).round_()  # exact: < 2^53
+        z0 = mapped[:, : 5 * d].clamp(-Z0_CLIP, Z0_CLIP).float().add_(self.gate_shift)
+        base = mapped[:, 5 * d :].long()
         here = self._here_base[lo : hi + 1] + t
         both = (self._past_base[lo : hi + 1] + t).view(-1)
         below = None
-        for k, (w, shift, bias) in enumerate(self.layers):
+        for k, (w, scale, bias) in enumerate(self.layers):
             hs, cs = self.h[k], self.c[k]
             h_past = hs.index_select(1, both).view(b * n, 2 * d)  # [h_up | h_left]
             c_past = cs.index_select(1, both).view(b * n, 2, d)
             gemm_in = h_past if k == 0 else torch.cat([below, h_past], 1)
-            pre = rshift(torch.mm(gemm_in, w).long(), shift)  # exact: < 2^24
-            pre = pre + z0 if k == 0 else pre + bias
-            idx = pre.clamp_(-(PRE_RANGE << PRE_BITS), PRE_RANGE << PRE_BITS).add_(PRE_RANGE << PRE_BITS)
-            cand = self.tanh[idx[:, :d]]
-            gates = self.sigmoid[idx[:, d:]]
-            out_g, in_g, f_up, f_left = gates.split(d, 1)
-            cell = cand * in_g + c_past[:, 1] * f_left + c_past[:, 0] * f_up
+            pre = torch.mm(gemm_in, w).mul_(scale).round_()  # exact: products and sums < 2^24, shifts by 2^-s
+            idx = torch.clamp(pre.add_(z0 if k == 0 else bias), self.gate_lo, self.gate_hi).int()  # exact: < 2^24
+            gates = self.gate_table.index_select(0, idx.view(-1)).view(b * n, 5 * d)
+            cand, out_g, in_g, f_up, f_left = gates.split(d, 1)
+            cell = cand * in_g
+            cell.addcmul_(c_past[:, 1], f_left).addcmul_(c_past[:, 0], f_up)
             cell = rshift(cell, UNIT_BITS).clamp_(-CELL_CLIP_INT, CELL_CLIP_INT)
-            x = rshift(cell * out_g, 2 * UNIT_BITS - PRE_BITS)
-            h = self.tanh_h[x.clamp_(-(PRE_RANGE << PRE_BITS), PRE_RANGE << PRE_BITS).add_(PRE_RANGE << PRE_BITS)]
-            below = h.float()
+            x = rshift(cell * out_g, 2 * UNIT_BITS - PRE_BITS).clamp_(-r, r).add_(r)
+            below = self.tanh_h32.index_select(0, x.view(-1)).view(b * n, d)
             hs.index_copy_(1, here, below.view(b, n, d))
             cs.index_copy_(1, here, cell.view(b, n, d))
         return self.mixture(below, base)
@@ -351,16 +399,31 @@ class FrontStepper:
         """Component means M [N, C] and gate weights [N, C, S] from top hidden states h [N, D] (float32 holding
         integers) and the linear prediction base [N, 1] at 2^-Q_BITS."""
         f = self.num_features
-        acc = rshift(torch.mm(h, self.out_weight).long(), self.out_shift)
-        feat = acc[:, :f].clamp_(-FEAT_CLIP, FEAT_CLIP)
-        means = (acc[:, f:] + base).clamp_(-MEAN_CLIP, MEAN_CLIP)
-        energy = rshift(torch.mm(feat.square().double(), self.beta2).long(), self.im.energy_shift)
-        energy = energy.clamp_(max=self.im.energy_clip)
+        acc = torch.mm(h, self.out_weight).mul_(self.out_scale).round_()  # exact: < 2^24
+        feat = acc[:, :f].clamp(-FEAT_CLIP, FEAT_CLIP).double()
+        means = (acc[:, f:].long() + base).clamp_(-MEAN_CLIP, MEAN_CLIP)
+        energy = torch.mm(feat.square_(), self.beta2).mul_(self.energy_scale).round_()  # exact: < 2^53
+        energy = energy.clamp_(max=self.im.energy_clip).long()
         logits = self.eta - rshift(energy[:, :, None] * self.slope, LOG_BITS)  # [N, C, S]
         n = logits.shape[0]
         gap = logits.view(n, -1).amax(1).view(n, 1, 1) - logits
-        weights = self.exp2[gap & ((1 << LOG_BITS) - 1)] >> (gap >> LOG_BITS).clamp_(max=MAX_SHIFT)
+        frac = self.exp2.index_select(0, (gap & ((1 << LOG_BITS) - 1)).view(-1)).view(gap.shape)
+        weights = frac >> (gap >> LOG_BITS).clamp_(max=MAX_SHIFT)
         return means, weights
+
+    def prepare(self, means: Tensor, weights: Tensor) -> Mixture:
+        """The per-cell constants of `cdf` from means [N, C] and weights [N, C, S]."""
+        n = means.shape[0]
+        offset = self.offset_base - (means[:, :, None] * self.precision).view(n, -1)
+        return Mixture(offset, weights.view(n, -1, 1).double(), weights.view(n, -1).sum(1, keepdim=True) * PHI_ONE)
+
+    def cdf(self, mix: Mixture, edges: Tensor) -> Tensor:
+        """Cq at bin edges [N, E] (1..255, or 256 for the total) -> int64 [N, E]; equals `cdf_at`."""
+        z = torch.addcmul(mix.offset[:, None, :], edges[:, :, None], self.edge_step)  # [N, E, C*S]
+        z = z.bitwise_right_shift_(R_SHIFT).clamp_(0, 2 * (Z_RANGE << Z_BITS))
+        gathered = self.phi64.index_select(0, z.view(-1)).view(z.shape)
+        cq = torch.bmm(gathered, mix.weights)[:, :, 0].long()  # exact: < 2^53
+        return torch.where(edges >= 256, mix.total, cq)
 
     def cdf_at(self, means: Tensor, weights: Tensor, edges: Tensor) -> Tensor:
         """Cq at bin edges: means [N, C], weights [N, C, S], edges int64 [N, E] in 0..256 -> int64 [N, E]."""
