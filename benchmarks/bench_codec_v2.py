@@ -136,6 +136,21 @@ def rate(args: argparse.Namespace, model) -> None:  # noqa: ANN001
           f"{100 * (sums[2] - sums[0]) / sums[0]:+.3f}% over the ideal float code length")
 
 
+def nblic(binary: str, image: np.ndarray) -> bytes:
+    """NBLIC -e3's stream of a grey image (the program built outside the repository; see
+    shared/tools/nblic/README.md), checked to decode exactly."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        Image.fromarray(image, mode="L").save(os.path.join(tmp, "in.pgm"))
+        subprocess.run([binary, "-c", "-n0", "-e3", "in.pgm", "out.nblic"], cwd=tmp, check=True, capture_output=True)
+        subprocess.run([binary, "-d", "out.nblic", "back.pgm"], cwd=tmp, check=True, capture_output=True)
+        assert np.array_equal(np.asarray(Image.open(os.path.join(tmp, "back.pgm"))), image)
+        with open(os.path.join(tmp, "out.nblic"), "rb") as f:
+            return f.read()
+
+
 def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
     import imagecodecs as ic
 
@@ -145,6 +160,8 @@ def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
         "JPEG XL lossless e7": (lambda x: ic.jpegxl_encode(x, lossless=True, effort=7), ic.jpegxl_decode),
         "JPEG XL lossless e9": (lambda x: ic.jpegxl_encode(x, lossless=True, effort=9), ic.jpegxl_decode),
     }
+    if args.nblic:
+        codecs["NBLIC -e3"] = (lambda x: nblic(args.nblic, x), None)
     sets = {"BSDS300 test (grey)": bsds_test(args.limit), "wikipedia photos (grey, whole)": wikipedia_whole(
         args.wiki_limit)}
     results = {}
@@ -162,7 +179,8 @@ def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
             secs["ride dec"] += dec
             for cname, (e, d) in codecs.items():
                 blob = e(image)
-                assert np.array_equal(np.asarray(d(blob)).reshape(image.shape), image)
+                if d is not None:
+                    assert np.array_equal(np.asarray(d(blob)).reshape(image.shape), image)
                 bits[cname] += 8 * len(blob)
             pixels += image.size
             print(f"[{set_name} {k + 1}/{len(images)}] {name} ride {8 * len(stream) / image.size:.3f} bits/px, "
@@ -196,6 +214,7 @@ def main() -> None:
     parser.add_argument("--digits-list", default="1,2,4")
     parser.add_argument("--bsds", action="store_true", help="settings: a BSDS300 test image instead")
     parser.add_argument("--json")
+    parser.add_argument("--nblic", help="compare: path of an NBLIC binary built outside the repository")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load_wall = time.perf_counter()

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
         if name == "compress":
             p.add_argument("--stripes", type=int, default=None, metavar="K",
-                           help="code the image as K horizontal stripes side by side (default: one per ~96 rows; "
+                           help="code the image as K horizontal stripes side by side (default: one per ~128 rows; "
                                 "more stripes are faster, and their top rows lose the context above them)")
             p.add_argument("--exact", action="store_true",
                            help="one stripe: every pixel coded with its full causal context, exactly the model's "

@@ -44,7 +44,7 @@ _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 
 Progress = Callable[[int, int], None]
 
-STRIPE_ROWS = 96  # default: stripes of about this many rows (fewer, longer fronts; see `default_stripes`)
+STRIPE_ROWS = 128  # default: stripes of about this many rows (more pixels per front; see `default_stripes`)
 DIGIT_BITS_DEFAULT = 2
 _INT_MODELS: dict[bytes, IntRIDE] = {}
 
