@@ -24,9 +24,9 @@ from PIL import Image
 
 import ride
 from ride.codec import compress, decompress, integer_model
-from ride.codec.format import unpack_header
 from ride.codec.fixedpoint import F32_EXACT, F64_EXACT, FrontStepper, quantise
 from ride.codec.fixedpoint_ref import reference_cdf_tables
+from ride.codec.format import unpack_header
 
 GOLDEN = Path(__file__).parent / "golden"
 

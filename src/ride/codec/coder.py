@@ -4,8 +4,8 @@
 (`fixedpoint.quantise`, cached per model), so that a stream decodes on any machine, under any kernel set, BLAS or
 thread count; the engine is `codec.engine`. `decompress` also reads version-1 streams with the float path below.
 
-Version 1 (float, read only). The image is placed in a frame of constant value (its rounded mean, stored in the header): `top` rows above and
-`left`/`right` columns beside it, so that every image pixel is a predicted pixel of the framed canvas and is coded
+Version 1 (float, read only). The image is placed in a frame of constant value (its rounded mean, stored in the
+header): `top` rows above and `left`/`right` columns beside it, so that every image pixel is a predicted pixel of the framed canvas and is coded
 with the model's conditional distribution; the frame is context only. Pixels are coded along the skewed front
 (`front.SkewedFront`), one range-coder call per front. For each pixel the model's discrete distribution over the
 256 values is the MCGSM's CDF at the bin edges k/256 of the [0,1) scale (the first and last bins extended to
@@ -34,8 +34,17 @@ from torch import Tensor, nn
 from ..front import MCGSMTables, SkewedFront
 from . import engine
 from .fixedpoint import IntRIDE, quantise
-from .format import (DIGIT_BITS, MODE_CODED, MODE_STORED, VERSION_1, Header, Header2, model_fingerprint,
-                     pixel_checksum, unpack_header)
+from .format import (
+    DIGIT_BITS,
+    MODE_CODED,
+    MODE_STORED,
+    VERSION_1,
+    Header,
+    Header2,
+    model_fingerprint,
+    pixel_checksum,
+    unpack_header,
+)
 
 SPAN = 64  # bins around each pixel's predicted mean where the mixture's CDF is evaluated exactly
 TAIL_DECAY = 0.9  # outside the window, each bin further away gets this fraction of its neighbour's probability

@@ -131,7 +131,7 @@ def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, strip
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     pixels = np.zeros(height * width, dtype=np.uint8)
     flat = grid.canvas.view(grid.count, -1)
-    levels, radix = 8 // digit_bits, 1 << digit_bits
+    levels = 8 // digit_bits
     for t in range(stepper.num_fronts):
         lo_row, hi_row, valid, index = grid.cells(t)
         if lo_row <= hi_row:

@@ -9,8 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixedpoint import (CELL_CLIP_INT, FEAT_CLIP, LOG_BITS, MAX_SHIFT, MEAN_CLIP, PHI_ONE, PRE_BITS, PRE_RANGE,
-                         Q_BITS, R_SHIFT, UNIT_BITS, Z0_CLIP, Z_BITS, Z_RANGE, IntRIDE)
+from .fixedpoint import (
+    CELL_CLIP_INT,
+    FEAT_CLIP,
+    LOG_BITS,
+    MAX_SHIFT,
+    MEAN_CLIP,
+    PHI_ONE,
+    PRE_BITS,
+    PRE_RANGE,
+    Q_BITS,
+    R_SHIFT,
+    UNIT_BITS,
+    Z0_CLIP,
+    Z_BITS,
+    Z_RANGE,
+    IntRIDE,
+)
 
 
 def _rshift(x, s):  # noqa: ANN001, ANN202 - int or int64 array
