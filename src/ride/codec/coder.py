@@ -5,14 +5,14 @@
 thread count; the engine is `codec.engine`. `decompress` also reads version-1 streams with the float path below.
 
 Version 1 (float, read only). The image is placed in a frame of constant value (its rounded mean, stored in the
-header): `top` rows above and `left`/`right` columns beside it, so that every image pixel is a predicted pixel of the framed canvas and is coded
-with the model's conditional distribution; the frame is context only. Pixels are coded along the skewed front
-(`front.SkewedFront`), one range-coder call per front. For each pixel the model's discrete distribution over the
-256 values is the MCGSM's CDF at the bin edges k/256 of the [0,1) scale (the first and last bins extended to
--inf and +inf, as in `RIDE.log_prob_discrete_pixels`), all mixture components, evaluated exactly on a window of
-`span` bins around the pixel's predicted mean; the exact mass of each tail outside the window is spread
-geometrically over its bins (the gate of a trained MCGSM spreads over most of its components, so keeping only the
-top few costs ~0.1 bit/px, while the window costs ~1e-3 bit/px and a quarter of the work of all 256 bins).
+header): `top` rows above and `left`/`right` columns beside it, so that every image pixel is a predicted pixel of
+the framed canvas and is coded with the model's conditional distribution; the frame is context only. Pixels are
+coded along the skewed front (`front.SkewedFront`), one range-coder call per front. For each pixel the model's
+discrete distribution over the 256 values is the MCGSM's CDF at the bin edges k/256 of the [0,1) scale (the first
+and last bins extended to -inf and +inf, as in `RIDE.log_prob_discrete_pixels`), all mixture components, evaluated
+exactly on a window of `span` bins around the pixel's predicted mean; the exact mass of each tail outside the window
+is spread geometrically over its bins (the gate of a trained MCGSM spreads over most of its components, so keeping
+only the top few costs ~0.1 bit/px, while the window costs ~1e-3 bit/px and a quarter of the work of all 256 bins).
 `constriction`'s leaky quantisation turns the table into integer frequencies, every value at least one.
 
 The decoder recomputes each front's probabilities from pixels it has already decoded, so encoder and decoder run
