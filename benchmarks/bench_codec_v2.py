@@ -177,14 +177,16 @@ def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
             bits["ideal"] += ideal_code_length_bits(model, image)
             secs["ride enc"] += enc
             secs["ride dec"] += dec
+            sizes = {}
             for cname, (e, d) in codecs.items():
                 blob = e(image)
                 if d is not None:
                     assert np.array_equal(np.asarray(d(blob)).reshape(image.shape), image)
                 bits[cname] += 8 * len(blob)
+                sizes[cname] = 8 * len(blob) / image.size
             pixels += image.size
             print(f"[{set_name} {k + 1}/{len(images)}] {name} ride {8 * len(stream) / image.size:.3f} bits/px, "
-                  f"JPEG XL e9 {8 * len(codecs['JPEG XL lossless e9'][0](image)) / image.size:.3f}, "
+                  + ", ".join(f"{c} {b:.3f}" for c, b in sizes.items()) + ", ride "
                   f"{image.size / enc:,.0f} / {image.size / dec:,.0f} px/s", file=sys.stderr, flush=True)
         results[set_name] = (bits, secs, pixels, len(images))
     for set_name, (bits, secs, pixels, count) in results.items():

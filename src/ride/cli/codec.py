@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--checkpoint", default=DEFAULT_CODEC_MODEL, metavar="M",
                        help=f"model file or shipped model name (default {DEFAULT_CODEC_MODEL}); decoding needs the "
                             "model that encoded")
-        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 1)")
+        p.add_argument("--threads", type=int, default=0,
+                       help="torch CPU threads (default: torch's, all cores; format-2 streams do not depend on it)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
         if name == "compress":
             p.add_argument("--stripes", type=int, default=None, metavar="K",
