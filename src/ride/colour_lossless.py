@@ -6,13 +6,13 @@ transform of (R, G, B) (`TRANSFORMS`), in that order. Channel values are integer
 u = 1/2 for discrete probabilities).
 
 Model (the grey RIDE's trunk with three channel blocks, plus three small heads):
-- the causal windows of all three channels (3K inputs, spec §2) are whitened and feed one spatial LSTM stack
-  (spec §4); its top state h_ij summarises the causal past of the pixel;
+- the causal windows of all three channels (3K inputs, design §2) are whitened and feed one spatial LSTM stack
+  (design §4); its top state h_ij summarises the causal past of the pixel;
 - one preconditioner whitens the three outputs given the window with a triangular map (`Preconditioner.fit(...,
   triangular=True)`): y~_k = (x_k - m_k - P_k x~ - sum_{j<k} L_kj y~_j) / L_kk, the standardised residual of
   x_k's linear regression on the window and on the channels already coded at the same pixel (so that, e.g.,
   G's mean follows R linearly);
-- head k, a univariate MCGSM (spec §5), models y~_k given [h_ij, y~_0 .. y~_(k-1)] (k = 0, 1, 2 extra inputs).
+- head k, a univariate MCGSM (design §5), models y~_k given [h_ij, y~_0 .. y~_(k-1)] (k = 0, 1, 2 extra inputs).
 
     ln P(c_ij | c_<ij) = sum_k ln P_k(c_k,ij | h_ij, c_0..c_(k-1),ij)     (nats per RGB pixel)
 
@@ -300,7 +300,7 @@ class LosslessColourRIDE(nn.Module):
 
     def fit_preconditioner(self, images: Tensor | Sequence[Tensor], num_pairs: int = 500_000,
                            generator: torch.Generator | None = None) -> None:
-        """Fit the input whitening and the triangular output whitening (spec §3) on up to `num_pairs` random
+        """Fit the input whitening and the triangular output whitening (design §3) on up to `num_pairs` random
         pixels of dequantised RGB images [B, 3, H, W] or a list of [3, H, W]."""
         self.preconditioner.fit(*self.training_pairs(images, num_pairs, generator), triangular=True)
 
