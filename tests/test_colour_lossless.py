@@ -301,3 +301,65 @@ def test_bad_values_raise_value_error(values: object, fragment: str) -> None:
     codes[0, 1, 0, 0] = 300
     with pytest.raises(ValueError, match=r"channel 1 \(G\) must lie in 0..255"):
         model.log_prob_discrete_channels(codes)
+
+
+# ---------------------------------------------------------------------------------------------- ride eval, ride map
+
+
+@pytest.fixture
+def colour_checkpoint(tiny_lossless, tmp_path: Path) -> tuple[Path, LosslessColourRIDE, Path]:
+    """A saved tiny model (nb_size 5) and a folder with two RGB PNGs (70x130 and 64x64)."""
+    model = tiny_lossless("ycocg_r", nb_size=5, seed=30)
+    path = tmp_path / "colour.pt"
+    ride.save(model, path)
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    from PIL import Image
+
+    for k, (h, w) in enumerate([(70, 130), (64, 64)]):
+        rgb = smooth_values(1, h, w, seed=31 + k)[0].permute(1, 2, 0).numpy()
+        Image.fromarray(rgb).save(folder / f"{k}.png")
+    return path, model, folder
+
+
+def test_ride_eval_reports_the_exact_code_length_per_subpixel(colour_checkpoint, capsys) -> None:
+    import json
+
+    from ride.cli import main
+    from ride.data import load_image
+
+    path, model, folder = colour_checkpoint
+    assert main(["eval", "--checkpoint", str(path), "--images", str(folder), "--json", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["exact_discrete"] and result["num_tiles"] == 3 and result["num_pixels"] == 3 * 62 * 60
+    first = load_image(folder / "0.png", grey=False)
+    tiles = [first[:, :64, :64], first[:, :64, 64:128], load_image(folder / "1.png", grey=False)]
+    expected = torch.cat([model.bits_per_subpixel(t[None]) for t in tiles]).mean()
+    assert abs(result["code_length_bits_per_subpixel"] - float(expected)) < 1e-9
+    assert main(["eval", "--checkpoint", str(path), "--images", str(folder), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "bits per sub-pixel" in out and "not a bound" in out
+    assert main(["eval", "--checkpoint", str(path), "--images", str(folder), "--ensemble", "--no-progress"]) == 2
+    assert "no ensemble version" in capsys.readouterr().err
+
+
+def test_ride_map_of_a_colour_image(colour_checkpoint, tmp_path: Path, capsys) -> None:
+    from ride.cli import main
+    from ride.data import load_image
+    from ride.maps import colour_code_length_map
+
+    path, model, folder = colour_checkpoint
+    npy = tmp_path / "map.npy"
+    assert main(["map", str(folder / "1.png"), "--checkpoint", str(path), "--npy", str(npy)]) == 0
+    out = capsys.readouterr().out
+    assert "bits per sub-pixel" in out and "exact" in out
+    bits = np.load(npy)
+    values = load_image(folder / "1.png", grey=False)
+    assert bits.shape == (64, 64) and np.isnan(bits[:2]).all() and np.isnan(bits[:, :2]).all()
+    np.testing.assert_allclose(bits, colour_code_length_map(model, values).numpy())
+    expected = -model.log_prob_discrete_pixels(values[None]).detach().sum(-1)[0] / LN2
+    np.testing.assert_allclose(bits[2:, 2:62], expected.numpy(), rtol=1e-12)
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "map.png"
+    assert main(["map", str(folder / "0.png"), "--checkpoint", str(path), "-o", str(png)]) == 0
+    assert png.stat().st_size > 0
