@@ -79,7 +79,8 @@ def code_length(model: LosslessColourRIDE, tiles: torch.Tensor) -> dict:
     per_tile = -lp.sum(-1).flatten(1).mean(1) / (3 * math.log(2))
     return {"bits_per_subpixel": float(per_tile.mean()),
             "stderr": float(per_tile.std() / math.sqrt(len(per_tile))),
-            "bits_per_channel": (-lp.flatten(0, 2).mean(0) / math.log(2)).tolist()}
+            "bits_per_channel": (-lp.flatten(0, 2).mean(0) / math.log(2)).tolist(),
+            "per_tile": per_tile.tolist()}
 
 
 def main() -> None:
@@ -138,6 +139,16 @@ def main() -> None:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)
+    first = args.variants[0]
+    for variant in args.variants[1:]:  # paired differences over the same tiles (mean of the two sets' means)
+        diffs = []
+        for name in tiles:
+            a = torch.tensor(results["variants"][variant]["held_out"][name]["per_tile"])
+            b = torch.tensor(results["variants"][first]["held_out"][name]["per_tile"])
+            diffs.append(((a - b).mean(), (a - b).std() / math.sqrt(len(a))))
+        mean = sum(d for d, _ in diffs) / len(diffs)
+        stderr = math.sqrt(sum(float(e) ** 2 for _, e in diffs)) / len(diffs)
+        print(f"{variant} - {first}: {float(mean):+.4f} ± {stderr:.4f} bits/sub-pixel (paired over the tiles)")
 
 
 def every(source) -> list[torch.Tensor]:
