@@ -75,7 +75,8 @@ def test_transforms_are_reversible_within_their_ranges(transform: str) -> None:
 def test_config_validates_and_is_the_constructor() -> None:
     model = LosslessColourRIDE()
     assert model.config == LosslessColourConfig()
-    assert model.config.num_channels == 3 and model.channel_names == ("Y", "Co", "Cg")
+    assert model.config.num_channels == 3 and model.channel_names == ("R", "G", "B")
+    assert LosslessColourRIDE("ycocg_r").channel_names == ("Y", "Co", "Cg")
     assert [head.dim_in for head in model.heads] == [64, 65, 66]
     with pytest.raises(ValueError, match="transform must be one of"):
         LosslessColourConfig(transform="xyz")

@@ -46,6 +46,8 @@ from .slstm import SpatialLSTM, run_layers
 
 _BYTE, _CHROMA = (0, 255), (-255, 255)
 # name -> (channel names, value range of each channel)
+# "rgb" is the default: coded in sequence with the triangular whitening, native R, G, B beat the integer
+# transforms (experiments/colour_lossless.md), whose 9-bit chroma and rounding only add structure to model.
 TRANSFORMS: dict[str, tuple[tuple[str, str, str], tuple[tuple[int, int], ...]]] = {
     "rgb": (("R", "G", "B"), (_BYTE, _BYTE, _BYTE)),  # R, then G given R, then B given R and G
     "grb": (("G", "R", "B"), (_BYTE, _BYTE, _BYTE)),  # G first
@@ -109,7 +111,7 @@ def from_channels(channels: Tensor, transform: str) -> Tensor:
 class LosslessColourConfig:
     """Constructor arguments of `LosslessColourRIDE`; the network's defaults are RIDE's."""
 
-    transform: str = "ycocg_r"
+    transform: str = "rgb"  # measured best (experiments/colour_lossless.md)
     num_hiddens: int = 64
     num_layers: int = 1
     num_components: int = 32
@@ -132,7 +134,7 @@ class LosslessColourConfig:
 class LosslessColourRIDE(nn.Module):
     """Exact discrete probabilities of 8-bit RGB images, channel by channel (see the module notes)."""
 
-    def __init__(self, transform: str = "ycocg_r", num_hiddens: int = 64, num_layers: int = 1,
+    def __init__(self, transform: str = "rgb", num_hiddens: int = 64, num_layers: int = 1,
                  num_components: int = 32, num_scales: int = 4, num_features: int = 32, nb_size: int = 5) -> None:
         super().__init__()
         self.config = LosslessColourConfig(transform, num_hiddens, num_layers, num_components, num_scales,

@@ -48,7 +48,7 @@ class TrainConfig:
     # --- model (ignored when `init` names a checkpoint to start from)
     # ride | colour (ColourRIDE, real-valued YCbCr) | colour_lossless (LosslessColourRIDE: exact discrete RGB)
     model: str = "ride"
-    colour_transform: str = "ycocg_r"  # model="colour_lossless": the coded channels (rgb, grb, ycocg_r, rct)
+    colour_transform: str = "rgb"  # model="colour_lossless": the coded channels (rgb, grb, ycocg_r, rct)
     num_hiddens: int = 64
     num_layers: int = 1
     num_components: int = 32
