@@ -240,7 +240,7 @@ class LosslessColourRIDE(nn.Module):
         for k, head in enumerate(self.heads):
             inputs = self._head_input(hidden, y, k)
             if not discrete:
-                out.append(head._log_prob(inputs, y[:, k : k + 1]) + whiten[k, k].log())
+                out.append(head.log_prob_unchecked(inputs, y[:, k : k + 1]) + whiten[k, k].log())
                 continue
             # y~_k = whiten_kk x_k + shift, increasing in x_k: the bin of x_k maps to an interval of y~_k
             lo, hi = self.channel_ranges[k]
