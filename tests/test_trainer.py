@@ -358,6 +358,25 @@ def test_colour_model_trains_through_the_same_trainer(tmp_path):
         tiny_config(folder, colour=True, model="colour", finetune_iter=5)
 
 
+def test_lossless_colour_model_trains_through_the_same_trainer(tmp_path):
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    grey = ride.dead_leaves_images(6, 32, seed=5).astype(np.float64)
+    for k, img in enumerate(grey):
+        rgb = np.stack([img, 0.6 * img + 60, 255 - 0.8 * img], -1).clip(0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / f"{k}.png")
+    config = tiny_config(folder, colour=True, model="colour_lossless", colour_transform="rct", init_mcgsm=False,
+                         val_fraction=0.2, max_steps_per_epoch=15, patch_sizes=(8, 12), val_tile=16, batch_size=6)
+    summary = Trainer(config, tmp_path / "c", progress=False).run()
+    model = ride.load(tmp_path / "c" / "model.pt")
+    assert isinstance(model, ride.LosslessColourRIDE) and model.config.transform == "rct"
+    assert summary["best_val_bits_per_dim"] > summary["history"][0]["val_bits_per_dim"]
+    for bad, message in (({"finetune_iter": 5}, "finetune_iter = 0"), ({"colour": False}, "colour=true"),
+                         ({"colour_transform": "xyz"}, "colour_transform must be one of")):
+        with pytest.raises(ValueError, match=message):
+            tiny_config(folder, **{"colour": True, "model": "colour_lossless", "init_mcgsm": False, **bad})
+
+
 def test_tensorboard_event_files_when_installed(image_dir, tmp_path):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install "
                                               "'ride[tensorboard]')")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .colour import ColourRIDE
+from .colour_lossless import LosslessColourRIDE
 from .mcgsm import MCGSM
 from .model import RIDE, RIDEConfig
 from .patch_models import PatchChainMCGSM
@@ -24,11 +25,12 @@ from .patch_ride import PatchRIDE
 FORMAT = "ride-checkpoint"
 VERSION = 1
 _MODELS: dict[str, type[nn.Module]] = {"RIDE": RIDE, "MCGSM": MCGSM, "PatchChainMCGSM": PatchChainMCGSM,
-                                       "ColourRIDE": ColourRIDE, "PatchRIDE": PatchRIDE}
+                                       "ColourRIDE": ColourRIDE, "PatchRIDE": PatchRIDE,
+                                       "LosslessColourRIDE": LosslessColourRIDE}
 
 
 def _config_of(model: nn.Module) -> dict[str, Any]:
-    if isinstance(model, (RIDE, ColourRIDE)):
+    if isinstance(model, (RIDE, ColourRIDE, LosslessColourRIDE)):
         return asdict(model.config)
     if isinstance(model, (MCGSM, PatchChainMCGSM, PatchRIDE)):
         return dict(model.config)

@@ -35,7 +35,7 @@ from .mcgsm import MCGSM
 from .model import RIDE, RIDEConfig, check_images, draw_pairs
 from .neighbourhood import Neighbourhood, extract_pairs
 from .preconditioner import Preconditioner
-from .sampling import front_schedule, raster_schedule
+from .sampling import sample_outputs
 from .slstm import SpatialLSTM, run_layers
 from .units import bits_per_pixel, dequantize
 
@@ -263,7 +263,8 @@ class ColourRIDE(nn.Module):
 
         mask: bool [H, W] or [B, H, W] (default: every predicted pixel); other pixels are kept (the boundary
         condition). Y is drawn for the whole image first (the luma model never looks at chroma), then (Cb, Cr)
-        along the skewed front (order="raster": one pixel per step, the reference). Samples are not clipped.
+        along the skewed front, both on the shared front step (`front.SkewedFront`); order="front_reference" (the
+        plain front loop) and "raster" (one pixel per step) are the references. Samples are not clipped.
         With return_log_prob, also returns ln p(rgb_ij | rgb_<ij) [B, Hp, Wp] of the returned image, recorded
         while sampling (equal to `log_prob_pixels` of the result up to the rounding of the colour transform).
         """
@@ -293,44 +294,9 @@ class ColourRIDE(nn.Module):
     def _sample_chroma(self, ycbcr: Tensor, grid_mask: Tensor, generator: torch.Generator | None,
                        order: str) -> tuple[Tensor, Tensor]:
         """Draw (Cb, Cr) where grid_mask [B, Hp, Wp] is True, given all of Y: YCbCr [B, 3, H, W] ->
-        (a copy with the drawn chroma, ln p(Cb, Cr | .) [B, Hp, Wp] of the returned chroma, Jacobian included)."""
-        b, _, h, w = ycbcr.shape
-        nb, model = self.neighbourhood, self.chroma
-        pre, mcgsm = model.preconditioner, model.mcgsm
-        top, left, right = self.margin
-        hp, wp = nb.grid_shape(h, w)
-        device = ycbcr.device
-        # The chroma inputs reach `right` columns right in the rows above, like the luma's: the same front.
-        schedule = front_schedule(hp, wp, right, device) if order == "front" else raster_schedule(hp, wp, device)
-        out = ycbcr.clone()
-        flat = out.view(b, 3, h * w)
-        offsets = nb.offsets().to(device)  # (K, 2)
-        log_probs = ycbcr.new_zeros(b, hp, wp)
-        # LSTM states on a grid padded by one zero row on top and one zero column on the left (the boundary).
-        stride = wp + 1
-        hs = [ycbcr.new_zeros(b, (hp + 1) * stride, model.num_hiddens) for _ in model.layers]
-        cs = [ycbcr.new_zeros(b, (hp + 1) * stride, model.num_hiddens) for _ in model.layers]
-        for rows, cols in schedule:
-            n = rows.numel()
-            window = ((rows + top)[:, None] + offsets[:, 0]) * w + (cols + left)[:, None] + offsets[:, 1]
-            pixel = (rows + top) * w + cols + left
-            # (B, n, 3K + 1): the windows of Y, Cb, Cr as they are now, then the current Y (already drawn)
-            inputs = torch.cat([flat[:, :, window].permute(0, 2, 1, 3).reshape(b, n, -1), flat[:, 0, pixel, None]],
-                               dim=-1)
-            x = pre.whiten_inputs(inputs)
-            hidden = x
-            here, up, lft = (rows + 1) * stride + cols + 1, rows * stride + cols + 1, (rows + 1) * stride + cols
-            for layer, h_grid, c_grid in zip(model.layers, hs, cs, strict=True):
-                z = hidden @ layer.weight_in + layer.bias
-                hidden, c_new = layer.step(z, h_grid[:, up], h_grid[:, lft], c_grid[:, up], c_grid[:, lft])
-                h_grid[:, here] = hidden
-                c_grid[:, here] = c_new
-            hidden = hidden.reshape(b * n, -1)
-            y_tilde = mcgsm.sample(hidden, generator=generator).to(x.dtype).view(b, n, 2)
-            drawn = pre.inverse(x, y_tilde)  # (B, n, 2)
-            kept = flat[:, 1:, pixel].permute(0, 2, 1)
-            value = torch.where(grid_mask[:, rows, cols, None], drawn, kept)
-            flat[:, 1:, pixel] = value.permute(0, 2, 1)
-            lp = mcgsm.log_prob_unchecked(hidden, pre.whiten_outputs(x, value).reshape(b * n, 2)).view(b, n)
-            log_probs[:, rows, cols] = lp.to(log_probs.dtype) + pre.log_jacobian
-        return out, log_probs
+        (a copy with the drawn chroma, ln p(Cb, Cr | .) [B, Hp, Wp] of the returned chroma, Jacobian included).
+
+        The chroma inputs (windows of Y, Cb, Cr, then the current Y) reach `right` columns right in the rows above,
+        like the luma's: the same skewed front, on the shared step (`front.SkewedFront` with current=1,
+        outputs Cb, Cr); order="raster" runs the plain reference loop."""
+        return sample_outputs(self.chroma, ycbcr, grid_mask, generator, order, current=1, outputs=slice(1, 3))

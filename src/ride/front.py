@@ -11,6 +11,11 @@ does not depend on pixel values once per canvas size and model, so that a step i
   bounds it for large images;
 - the MCGSM's shared products (features and means in one matrix, beta^2, -exp(alpha)/2) are computed once.
 The plain loop in `sampling.ancestral_sample_reference` is the reference; tests hold the two equal.
+
+Besides RIDE, the step drives any model with the same trunk (`neighbourhood`, `preconditioner`, `layers`): the
+chroma model of `ColourRIDE` (inputs: the windows of all canvas channels plus the current pixel's first channels,
+`current`; outputs: some of the canvas channels, `outputs`) and `LosslessColourRIDE` (one univariate MCGSM head per
+channel, `heads`, instead of one `mcgsm`).
 """
 
 from __future__ import annotations
@@ -52,14 +57,20 @@ class SkewedFront:
 
     Usage: for t in range(num_fronts): front = sf.front(t); hidden, base = sf.hidden(front); ...; sf.write(front,
     values). `hidden` must be called for every front in order (it advances the LSTM states).
+    The model's inputs are the causal windows of all C canvas channels (channel blocks), followed by the values of
+    the first `current` channels at the pixel itself (drawn before the model's outputs); its outputs are the canvas
+    channels `outputs` (default: all), which `write` and `read` address.
     """
 
-    def __init__(self, model: RIDE, canvas: Tensor) -> None:
+    def __init__(self, model: RIDE, canvas: Tensor, current: int = 0, outputs: slice | None = None) -> None:
         b, ch, h, w = canvas.shape
         nb, pre = model.neighbourhood, model.preconditioner
-        top, left, right = model.margin
+        top, left, right = nb.rows - 1, nb.column, nb.right
         self.model, self.canvas = model, canvas
-        self.batch, self.channels, self.width = b, ch, w
+        self.outputs = outputs if outputs is not None else slice(0, ch)
+        self.current = current
+        self.batch, self.channels, self.width = b, len(range(ch)[self.outputs]), w
+        self.inputs = ch  # canvas channels whose windows are read
         self.hp, self.wp = nb.grid_shape(h, w)
         self.skew = right + 1
         self.num_fronts = self.skew * (self.hp - 1) + self.wp
@@ -78,7 +89,7 @@ class SkewedFront:
         stride = self.wp + 1
         self._here_base = (i % 2) * stride + 1 - self.skew * i
         self._past_base = torch.stack([((i + 1) % 2) * stride + 1 - self.skew * i, self._here_base - 1], 1)
-        dim = model.config.num_hiddens
+        dim = model.layers[0].hidden_size if model.layers else 0
         self.states = [canvas.new_zeros(b, 2 * stride, 2 * dim) for _ in model.layers]
 
         # folded input map: x [N, C*K] -> [x~ | z of layer 1 | my + P x~]
@@ -96,10 +107,13 @@ class SkewedFront:
             biases.append(shift @ predictor + pre.mean_out.to(wide))
             self._in_weight = torch.cat(blocks, 1).to(dtype)
             self._in_bias = torch.cat(biases).to(dtype)
-            self._split = (whiten.shape[1], blocks[1].shape[1] if model.layers else 0, ch)
+            self._split = (whiten.shape[1], blocks[1].shape[1] if model.layers else 0, self.channels)
             self._layers = [(layer.weight_in.detach().to(dtype), layer.bias.detach().to(dtype),
                              layer.weight_rec.detach().to(dtype)) for layer in model.layers]
-            self.mcgsm = MCGSMTables(model.mcgsm, dtype)
+            # one MCGSM (RIDE) or one univariate head per output channel (LosslessColourRIDE)
+            heads = getattr(model, "heads", None)
+            self.heads = [MCGSMTables(head, dtype) for head in heads] if heads is not None else None
+            self.mcgsm = MCGSMTables(model.mcgsm, dtype) if heads is None else None
             self.whiten_out = pre.whiten_out.detach().to(dtype)
             self.colour_out = pre.colour_out.detach().to(dtype)
             self.log_jacobian = pre.log_jacobian.detach().to(dtype)
@@ -114,11 +128,14 @@ class SkewedFront:
     def hidden(self, front: Front) -> tuple[Tensor, Tensor]:
         """Top-layer states [B*n, D] (x~ when the model has no layers) and the linear prediction my + P x~
         [B*n, C] of the front's cells, from the canvas as it is now; advances the LSTM states."""
-        b, ch, n = self.batch, self.channels, front.size
+        b, ch, n = self.batch, self.inputs, front.size
         rows = slice(front.lo, front.hi + 1)
         index = (self._window_base[rows] + front.t).view(-1)
         x = self.flat.index_select(2, index).view(b, ch, n, -1)
         x = x.view(b * n, -1) if ch == 1 else x.permute(0, 2, 1, 3).reshape(b * n, -1)  # channel blocks
+        if self.current:  # the pixel's own channels drawn before the outputs
+            here = self.flat[:, : self.current].index_select(2, front.pixels)  # [B, current, n]
+            x = torch.cat([x, here.permute(0, 2, 1).reshape(b * n, self.current)], 1)
         mapped = torch.addmm(self._in_bias, x, self._in_weight)
         k, dz, _ = self._split
         base = mapped[:, k + dz :]
@@ -153,12 +170,12 @@ class SkewedFront:
     def write(self, front: Front, values: Tensor) -> None:
         """Store the front's pixel values [B*n, C] in the canvas."""
         b, ch, n = self.batch, self.channels, front.size
-        self.flat.index_copy_(2, front.pixels, values.view(b, n, ch).permute(0, 2, 1))
+        self.flat[:, self.outputs].index_copy_(2, front.pixels, values.view(b, n, ch).permute(0, 2, 1))
 
     def read(self, front: Front) -> Tensor:
         """The canvas values [B*n, C] of the front's cells."""
         b, ch, n = self.batch, self.channels, front.size
-        return self.flat.index_select(2, front.pixels).permute(0, 2, 1).reshape(b * n, ch)
+        return self.flat[:, self.outputs].index_select(2, front.pixels).permute(0, 2, 1).reshape(b * n, ch)
 
 
 class MCGSMTables:

@@ -1,4 +1,5 @@
-"""Likelihood maps: each pixel's code length -log2 P(v_ij | v_<ij) in bits, the picture of what a model finds hard."""
+"""Likelihood maps: each pixel's code length -log2 P(v_ij | v_<ij) in bits, the picture of what a model finds hard
+(grey: one value per pixel; colour: the three sub-pixels of an RGB pixel together)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,29 @@ import math
 import torch
 from torch import Tensor
 
+from .colour_lossless import LosslessColourRIDE
 from .model import RIDE
+
+
+@torch.no_grad()
+def colour_code_length_map(model: LosslessColourRIDE, values: Tensor) -> Tensor:
+    """-log2 P(rgb_ij | rgb_<ij) in bits of each 8-bit RGB pixel, summed over its three coded channels:
+    values uint8 [3, H, W] -> float64 [H, W] (NaN at the border the model does not predict).
+
+    P is the model's exact discrete probability (`LosslessColourRIDE.log_prob_discrete_pixels`); the mean over the
+    finite entries divided by 3 is the image's code length in bits per sub-pixel.
+    """
+    if not isinstance(model, LosslessColourRIDE):
+        raise ValueError(f"a colour code-length map needs a LosslessColourRIDE, found {type(model).__name__}")
+    if not isinstance(values, Tensor) or values.dtype != torch.uint8 or values.dim() != 3 or values.shape[0] != 3:
+        found = f"{values.dtype} {tuple(values.shape)}" if isinstance(values, Tensor) else type(values).__name__
+        raise ValueError(f"values must be a uint8 tensor [3, H, W] of an RGB image, found {found}")
+    device = next(model.parameters()).device
+    log_p = model.log_prob_discrete_pixels(values[None].to(device))[0].sum(-1).double().cpu()  # [Hp, Wp] nats
+    top, left, _ = model.margin
+    out = torch.full(values.shape[-2:], math.nan, dtype=torch.float64)
+    out[top: top + log_p.shape[0], left: left + log_p.shape[1]] = -log_p / math.log(2)
+    return out
 
 
 @torch.no_grad()

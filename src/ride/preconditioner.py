@@ -5,6 +5,10 @@
 
 The map y -> y~ is affine given x, so a density of y~ becomes a density of y by adding
 ln|det (Syy - P P^T)^(-1/2)| (nats) per predicted pixel. A fresh preconditioner is the identity.
+
+With `fit(..., triangular=True)` the output whitening is L^(-1) instead, L the lower Cholesky factor of
+Syy - P P^T: then y~_k depends on y_1..y_k only (the linear regression of y_k on x and the earlier outputs,
+standardised), which is what models that code the outputs of a pixel one after another need.
 """
 
 from __future__ import annotations
@@ -35,8 +39,12 @@ class Preconditioner(nn.Module):
         self.register_buffer("log_jacobian", torch.zeros(()))  # ln|det whiten_out|, nats per pixel
 
     @torch.no_grad()
-    def fit(self, inputs: Tensor, outputs: Tensor, eps: float = 1e-10) -> None:
-        """Fit the statistics on pairs: inputs [N, K], outputs [N, M] (computed in float64)."""
+    def fit(self, inputs: Tensor, outputs: Tensor, eps: float = 1e-10, triangular: bool = False) -> None:
+        """Fit the statistics on pairs: inputs [N, K], outputs [N, M] (computed in float64).
+
+        triangular: whiten the outputs with L^(-1) (L the lower Cholesky factor of the residual covariance)
+        instead of its symmetric inverse square root, so that y~_k depends on outputs 1..k only.
+        """
         if inputs.dim() != 2 or outputs.dim() != 2 or inputs.shape[0] != outputs.shape[0]:
             raise ValueError(f"expected inputs [N, K] and outputs [N, M], found {tuple(inputs.shape)} and "
                              f"{tuple(outputs.shape)}")
@@ -53,8 +61,14 @@ class Preconditioner(nn.Module):
         whiten_in = _sym_power(sxx, -0.5, eps)
         predictor = syx @ whiten_in
         residual = syy - predictor @ predictor.T
-        whiten_out = _sym_power(residual, -0.5, eps)
-        colour_out = _sym_power(residual, 0.5, eps)
+        if triangular:
+            # eigenvalues floored as in the symmetric case, so that rank-deficient residuals stay factorisable
+            colour_out = torch.linalg.cholesky(_sym_power(residual, 1.0, eps))
+            whiten_out = torch.linalg.solve_triangular(colour_out, torch.eye(len(residual), dtype=residual.dtype),
+                                                       upper=False)
+        else:
+            whiten_out = _sym_power(residual, -0.5, eps)
+            colour_out = _sym_power(residual, 0.5, eps)
         dtype = self.whiten_in.dtype
         self.mean_in.copy_(mx.to(dtype))
         self.mean_out.copy_(my.to(dtype))

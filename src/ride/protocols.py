@@ -150,9 +150,9 @@ def counted_pixels(model: torch.nn.Module, height: int, width: int, ensemble: bo
 
 
 def _tile_batches(images: Iterable[Tensor], tile_size: int, seed: int, batch_size: int,
-                  shard: tuple[int, int]) -> Iterable[tuple[Tensor, Tensor]]:
+                  shard: tuple[int, int], discrete: bool = False) -> Iterable[tuple[Tensor, Tensor]]:
     """Dequantised tiles [b, C, size, size] of this shard in batches of at most batch_size, with the index of the
-    image each tile comes from (int64 [b])."""
+    image each tile comes from (int64 [b]); with `discrete`, the uint8 tiles themselves."""
     rank, world = shard
     pending: list[Tensor] = []
     owners: list[Tensor] = []
@@ -171,7 +171,8 @@ def _tile_batches(images: Iterable[Tensor], tile_size: int, seed: int, batch_siz
         mine = (ids % world) == rank
         if not bool(mine.any()):
             continue
-        x = tiles(dequantize(image, torch.Generator().manual_seed(image_seed(seed, image))), tile_size)
+        x = t if discrete else tiles(dequantize(image, torch.Generator().manual_seed(image_seed(seed, image))),
+                                     tile_size)
         pending.append(x[mine])
         owners.append(torch.full((int(mine.sum()),), index, dtype=torch.int64))
         num_pending += int(mine.sum())
@@ -197,9 +198,12 @@ def _check_uint8_image(image: object, index: int) -> None:
 def tile_sums(model: torch.nn.Module, images: Iterable[Tensor], tile_size: int = 64, ensemble: bool = False,
               seed: int = 0, batch_size: int = 32, device: str | torch.device | None = None,
               progress: Progress | None = None, shard: tuple[int, int] = (0, 1),
-              per_image: Tensor | None = None) -> Tensor:
+              per_image: Tensor | None = None, discrete: bool = False) -> Tensor:
     """Sums over this shard's tiles, float64 [5]: (num_tiles, num_pixels, sum ln p (nats), sum of per-tile
     rates (bit/px), sum of squared per-tile rates). See `evaluate_tiles`.
+
+    discrete: ln P of the 8-bit values themselves (`model.log_prob_discrete_pixels` of the uint8 tiles, summed over
+    a pixel's channels: an exact code length, no dequantisation noise, no seed); not with `ensemble`.
 
     `per_image`, a float64 tensor [num_images, 3], receives in place each image's (num_tiles, num_pixels,
     sum ln p in nats) over this shard's tiles (rows of images without tiles stay 0); sum it over shards like the
@@ -216,10 +220,14 @@ def tile_sums(model: torch.nn.Module, images: Iterable[Tensor], tile_size: int =
                          f"(margin {tuple(model.margin)}{', under every transform' if ensemble else ''})")
     pixels_per_tile = int(mask.sum())
     top, left, right = model.margin
+    if discrete and ensemble:
+        raise ValueError("discrete code lengths are not available for the ensemble (a mixture of 8 models)")
     sums = torch.zeros(5, dtype=torch.float64)
-    for batch, owner in _tile_batches(images, tile_size, seed, batch_size, shard):
+    for batch, owner in _tile_batches(images, tile_size, seed, batch_size, shard, discrete):
         batch = batch.to(device)
-        if ensemble:
+        if discrete:
+            per_tile_nats = model.log_prob_discrete_pixels(batch).double().flatten(1).sum(1)
+        elif ensemble:
             per_tile_nats = ensemble_log_prob(model, batch, TRANSFORMS)
         else:
             per_tile_nats = model.log_prob_pixels(batch).double().flatten(1).sum(1)

@@ -43,8 +43,9 @@ def raster_schedule(height: int, width: int, device: torch.device) -> list[tuple
 def _grid_mask(mask: Tensor | None, images: Tensor, model: RIDE) -> Tensor:
     """The sampling mask cropped to the predicted grid: bool [B, Hp, Wp]."""
     b, _, h, w = images.shape
-    top, left, right = model.margin
-    hp, wp = model.neighbourhood.grid_shape(h, w)
+    nb = model.neighbourhood
+    top, left = nb.rows - 1, nb.column
+    hp, wp = nb.grid_shape(h, w)
     if mask is None:
         return torch.ones(b, hp, wp, dtype=torch.bool, device=images.device)
     if not isinstance(mask, Tensor) or mask.shape not in ((h, w), (b, h, w)):
@@ -63,20 +64,40 @@ def ancestral_sample(model: RIDE, images: Tensor, mask: Tensor | None = None,
     returned pixels (drawn or kept), Jacobian included. order: "front" (fast), "front_reference" (the plain front
     loop, same draws up to rounding) or "raster". `progress(done_steps, total_steps)` is called after every step.
     """
+    grid_mask = None if mask is None else _grid_mask(mask, images, model)
+    return sample_outputs(model, images, grid_mask, generator, order, progress)
+
+
+def sample_outputs(model: RIDE, canvas: Tensor, grid_mask: Tensor | None = None,
+                   generator: torch.Generator | None = None, order: str = "front",
+                   progress: Callable[[int, int], None] | None = None, current: int = 0,
+                   outputs: slice | None = None) -> tuple[Tensor, Tensor]:
+    """`ancestral_sample` for models whose inputs are the windows of all canvas channels plus the pixel's first
+    `current` channels and whose outputs are the canvas channels `outputs` (see `front.SkewedFront`; the
+    chroma model of `ColourRIDE`: current 1, outputs slice(1, 3)).
+
+    canvas [B, C, H, W]; grid_mask bool [B, Hp, Wp] (None: every predicted pixel). Returns (a copy of the canvas
+    with the drawn outputs, ln p [B, Hp, Wp] of the returned outputs, Jacobian included).
+    """
     if order == "front":
-        return _sample_front(model, images, mask, generator, progress)
-    return ancestral_sample_reference(model, images, mask, generator, order, progress)
+        return _sample_front(model, canvas, grid_mask, generator, progress, current, outputs)
+    if order not in ("front_reference", "raster"):
+        raise ValueError(f"order must be 'front', 'front_reference' or 'raster', found {order!r}")
+    if grid_mask is None:
+        grid_mask = _grid_mask(None, canvas, model)
+    return _sample_reference(model, canvas, grid_mask, generator, order, progress, current, outputs)
 
 
 @torch.no_grad()
-def _sample_front(model: RIDE, images: Tensor, mask: Tensor | None, generator: torch.Generator | None,
-                  progress: Callable[[int, int], None] | None) -> tuple[Tensor, Tensor]:
+def _sample_front(model: RIDE, images: Tensor, grid_mask: Tensor | None, generator: torch.Generator | None,
+                  progress: Callable[[int, int], None] | None, current: int = 0,
+                  outputs: slice | None = None) -> tuple[Tensor, Tensor]:
     """The skewed-front sampler on `SkewedFront`: the same draws as the reference loop, up to rounding."""
     b = images.shape[0]
     hp, wp = model.neighbourhood.grid_shape(*images.shape[2:])
-    grid_mask = None if mask is None else _grid_mask(mask, images, model).reshape(b, hp * wp)
+    grid_mask = None if grid_mask is None else grid_mask.reshape(b, hp * wp)
     out = images.clone()
-    sf = SkewedFront(model, out)
+    sf = SkewedFront(model, out, current, outputs)
     tables, mcgsm = sf.mcgsm, model.mcgsm
     log_probs = images.new_zeros(b, hp * wp)
     for t in range(sf.num_fronts):
@@ -110,33 +131,46 @@ def ancestral_sample_reference(model: RIDE, images: Tensor, mask: Tensor | None 
                                progress: Callable[[int, int], None] | None = None) -> tuple[Tensor, Tensor]:
     """The plain loops: order "front_reference" (one batched step per front, the baseline of the fast front
     sampler) or "raster" (one pixel per step). Same arguments and results as `ancestral_sample`."""
+    if order not in ("front_reference", "raster"):
+        raise ValueError(f"order must be 'front', 'front_reference' or 'raster', found {order!r}")
+    return _sample_reference(model, images, _grid_mask(mask, images, model), generator, order, progress)
+
+
+@torch.no_grad()
+def _sample_reference(model: RIDE, images: Tensor, grid_mask: Tensor, generator: torch.Generator | None,
+                      order: str, progress: Callable[[int, int], None] | None, current: int = 0,
+                      outputs: slice | None = None) -> tuple[Tensor, Tensor]:
+    """The plain loops behind `ancestral_sample_reference` and `sample_outputs` (arguments as there)."""
     b, ch, h, w = images.shape
     nb, pre, mcgsm = model.neighbourhood, model.preconditioner, model.mcgsm
-    top, left, right = model.margin
+    top, left, right = nb.rows - 1, nb.column, nb.right
     hp, wp = nb.grid_shape(h, w)
     device = images.device
-    grid_mask = _grid_mask(mask, images, model)
+    outputs = outputs if outputs is not None else slice(0, ch)
+    m = pre.dim_out
     if order == "front_reference":
         schedule = front_schedule(hp, wp, right, device)
-    elif order == "raster":
-        schedule = raster_schedule(hp, wp, device)
     else:
-        raise ValueError(f"order must be 'front', 'front_reference' or 'raster', found {order!r}")
+        schedule = raster_schedule(hp, wp, device)
 
     out = images.clone()
     flat = out.view(b, ch, h * w)
     offsets = nb.offsets().to(device)  # (K, 2)
     log_probs = images.new_zeros(b, hp, wp)
     # States on a grid padded by one zero row on top and one zero column on the left (the boundary states).
-    dim = model.config.num_hiddens
+    dim = model.layers[0].hidden_size if model.layers else 0
     stride = wp + 1
     hs = [images.new_zeros(b, (hp + 1) * stride, dim) for _ in model.layers]
     cs = [images.new_zeros(b, (hp + 1) * stride, dim) for _ in model.layers]
     for step, (rows, cols) in enumerate(schedule):
         n = rows.numel()
-        # Neighbourhoods of the front, gathered from the image as it is now: (B, n, C*K), channel blocks.
+        pixel = (rows + top) * w + cols + left
+        # Neighbourhoods of the front, gathered from the image as it is now: (B, n, C*K), channel blocks, then
+        # the pixel's first `current` channels.
         pix = (rows + top)[:, None] + offsets[:, 0], (cols + left)[:, None] + offsets[:, 1]
         x = flat[:, :, pix[0] * w + pix[1]].permute(0, 2, 1, 3).reshape(b, n, -1)
+        if current:
+            x = torch.cat([x, flat[:, :current, pixel].permute(0, 2, 1)], -1)
         x = pre.whiten_inputs(x)
         hidden = x
         here, up, lft = (rows + 1) * stride + cols + 1, rows * stride + cols + 1, (rows + 1) * stride + cols
@@ -146,13 +180,12 @@ def ancestral_sample_reference(model: RIDE, images: Tensor, mask: Tensor | None 
             h_grid[:, here] = hidden
             c_grid[:, here] = c_new
         hidden = hidden.reshape(b * n, -1)
-        y_tilde = mcgsm.sample(hidden, generator=generator).to(x.dtype).view(b, n, ch)
-        drawn = pre.inverse(x, y_tilde)  # (B, n, C)
-        pixel = (rows + top) * w + cols + left
-        kept = flat[:, :, pixel].permute(0, 2, 1)  # (B, n, C)
+        y_tilde = mcgsm.sample(hidden, generator=generator).to(x.dtype).view(b, n, m)
+        drawn = pre.inverse(x, y_tilde)  # (B, n, M)
+        kept = flat[:, outputs, pixel].permute(0, 2, 1)  # (B, n, M)
         value = torch.where(grid_mask[:, rows, cols, None], drawn, kept)
-        flat[:, :, pixel] = value.permute(0, 2, 1)
-        y = pre.whiten_outputs(x, value).reshape(b * n, ch)
+        flat[:, outputs, pixel] = value.permute(0, 2, 1)
+        y = pre.whiten_outputs(x, value).reshape(b * n, m)
         lp = mcgsm.log_prob_unchecked(hidden, y).view(b, n)
         log_probs[:, rows, cols] = lp.to(log_probs.dtype) + pre.log_jacobian
         if progress is not None:

@@ -1,7 +1,9 @@
 """`ride eval`: a saved model on a data set under a named protocol of design §9, with labelled units.
 
 Protocols:
-    tiles64    whole images cut into 64x64 tiles (design §9.1); a RIDE checkpoint (num_layers=0: the MCGSM baseline)
+    tiles64    whole images cut into 64x64 tiles (design §9.1); a RIDE checkpoint (num_layers=0: the MCGSM baseline),
+               or a colour model; a LosslessColourRIDE reports its exact discrete code length in bits per
+               sub-pixel (-log2 P of the 8-bit RGB values / 3; no dequantisation, so no bound and no seed)
     patches63  8x8 patches, centred, bottom-right pixel dropped (design §9.2); a 63-dim patch model checkpoint
     patches64  the same plus the DC model and the -ln 64 Jacobian (bit/px)
 `--ensemble` averages the density over the 8 dihedral transforms (design §7) under any protocol.
@@ -165,6 +167,10 @@ def _eval_tiles(args: argparse.Namespace, model: torch.nn.Module, device: torch.
         raise ValueError(f"--protocol tiles64 needs an image model (RIDE; num_layers=0 for the MCGSM baseline), "
                          f"the checkpoint holds a {type(model).__name__}")
     channels = model.config.num_channels
+    # exact discrete code lengths where the model has them for colour images (LosslessColourRIDE)
+    discrete = channels == 3 and hasattr(model, "log_prob_discrete_pixels")
+    if discrete and args.ensemble:
+        raise ValueError("--ensemble: the lossless colour model's exact code length has no ensemble version")
     dataset, description = _image_source(args, channels)
     count = _limited(len(dataset), args.limit)
     if count == 0:
@@ -195,7 +201,7 @@ def _eval_tiles(args: argparse.Namespace, model: torch.nn.Module, device: torch.
     per_image = torch.zeros(count, 3, dtype=torch.float64)
     try:
         sums = protocols.tile_sums(model, images(), TILE_SIZE, args.ensemble, args.seed, args.batch_size or 32,
-                                   device, None, shard, per_image)
+                                   device, None, shard, per_image, discrete=discrete)
     finally:
         bar.close()
     if reduce is not None:
@@ -210,6 +216,15 @@ def _eval_tiles(args: argparse.Namespace, model: torch.nn.Module, device: torch.
     if skipped and shard[0] == 0:
         print(f"ride eval: skipped {len(skipped)} unreadable image(s) of {count} (--strict to stop at the first)",
               file=sys.stderr)
+    if discrete:  # code length per sub-pixel: -log2 P / 3 per counted RGB pixel
+        rows = [{"image": name, "num_tiles": int(t), "num_pixels": int(n),
+                 "code_length_bits_per_subpixel": -protocols.bits_per_pixel_from_nats(float(nats), int(n)) / 3
+                 if n else None} for name, (t, n, nats) in zip(names, per_image.tolist(), strict=False)]
+        return {"protocol": args.protocol, "exact_discrete": True,
+                "code_length_bits_per_subpixel": -result.bits_per_pixel / 3, "stderr": result.stderr / 3,
+                "num_pixels": result.num_pixels, "num_subpixels": 3 * result.num_pixels,
+                "num_tiles": result.num_tiles, "pixels_per_tile": result.pixels_per_tile, "num_images": len(names),
+                "num_skipped": len(skipped), "data": description, "per_image": rows}
     rows = [{"image": name, "num_tiles": int(t), "num_pixels": int(n),
              "bits_per_pixel": protocols.bits_per_pixel_from_nats(float(nats), int(n)) if n else None}
             for name, (t, n, nats) in zip(names, per_image.tolist(), strict=False)]
@@ -223,7 +238,7 @@ def _write_per_image(rows: list[dict[str, Any]], target: str) -> None:
     """Each image's rate as CSV (target ends in .csv) or JSON lines (any other file; "-": standard output)."""
     import csv
 
-    columns = ("image", "num_tiles", "num_pixels", "bits_per_pixel")
+    columns = tuple(rows[0]) if rows else ("image", "num_tiles", "num_pixels", "bits_per_pixel")
     out = sys.stdout if target == "-" else open(target, "w", newline="")  # noqa: SIM115 (closed below)
     try:
         if target.lower().endswith(".csv"):
@@ -267,7 +282,15 @@ def _eval_patches(args: argparse.Namespace, model: torch.nn.Module, extra: dict[
 def _print_human(r: dict[str, Any]) -> None:
     rows = [("protocol", r["protocol"] + (" (ensemble of 8 dihedral transforms)" if r["ensemble"] else "")),
             ("checkpoint", r["checkpoint"]), ("data", r["data"])]
-    if r["protocol"] == "tiles64":
+    if r.get("exact_discrete"):
+        rows += [
+            ("exact code length", f"{r['code_length_bits_per_subpixel']:.4f} ± {r['stderr']:.4f} bits per sub-pixel "
+                                  "(-log2 P of the 8-bit R, G, B values / 3, the model's exact discrete "
+                                  "probabilities, not a bound; lower is better; ± standard error over tiles)"),
+            ("counted pixels", f"{r['num_pixels']} RGB pixels ({r['num_subpixels']} sub-pixels) in {r['num_tiles']} "
+                               f"tiles of {TILE_SIZE}x{TILE_SIZE} ({r['pixels_per_tile']} per tile) from "
+                               f"{r['num_images']} images")]
+    elif r["protocol"] == "tiles64":
         rows += [
             ("log-likelihood rate", f"{r['bits_per_pixel']:.4f} ± {r['stderr']:.4f} bit/px (higher is better; mean "
                                     "log2 p over counted pixels, [0,1) scale; ± standard error over tiles)"),

@@ -23,7 +23,8 @@ except ModuleNotFoundError:  # Python 3.10: JSON configs only
 DATA_SOURCES = ("bsds300", "photos", "deadleaves", "images", "brodatz")
 MODES = ("images", "patches63")
 OPTIMIZERS = ("sgd", "adam")
-MODELS = ("ride", "colour")
+MODELS = ("ride", "colour", "colour_lossless")
+COLOUR_TRANSFORMS = ("rgb", "grb", "ycocg_r", "rct")  # ride.colour_lossless.TRANSFORMS
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,15 @@ class TrainConfig:
     data_root: str | None = None  # folder holding bsds300/ and brodatz_usc_sipi/ (default: $RIDE_DATA)
     images: str | None = None  # folder or glob for data="images"
     plate: str | None = None  # USC-SIPI plate for data="brodatz", e.g. "1.1.01"
-    colour: bool = False  # read images as RGB (for model="colour")
+    colour: bool = False  # read images as RGB (for model="colour" or "colour_lossless")
     limit: int = 0  # use at most this many training images (0: all)
     val_fraction: float = 0.1  # held-out share of the training images where the data set has no validation split
     data_size: int = 256  # dead-leaves image size
     mode: str = "images"  # images: whole-image model trained on patches | patches63: the 63-dim patch model
     # --- model (ignored when `init` names a checkpoint to start from)
+    # ride | colour (ColourRIDE, real-valued YCbCr) | colour_lossless (LosslessColourRIDE: exact discrete RGB)
     model: str = "ride"
+    colour_transform: str = "rgb"  # model="colour_lossless": the coded channels (rgb, grb, ycocg_r, rct)
     num_hiddens: int = 64
     num_layers: int = 1
     num_components: int = 32
@@ -122,10 +125,17 @@ class TrainConfig:
         need(self.widen_to >= 0, f"widen_to must be >= 0, found {self.widen_to}")
         need(not self.widen_to or self.init is not None, "widen_to needs init (the model to widen)")
         need(self.mode != "patches63" or self.data == "bsds300", "mode='patches63' needs data='bsds300'")
-        need(self.model != "colour" or self.colour, "model='colour' needs colour=true (RGB images)")
+        need(self.model == "ride" or self.colour, f"model={self.model!r} needs colour=true (RGB images)")
         need(self.model != "colour" or (self.finetune_iter == 0 and not self.init_mcgsm),
              "model='colour' has two MCGSMs; L-BFGS fine-tuning and the least-squares MCGSM start are not "
              "implemented for it: set finetune_iter = 0 and init_mcgsm = false")
+        need(self.model != "colour_lossless" or (self.finetune_iter == 0 and not self.init_mcgsm),
+             "model='colour_lossless' has three MCGSM heads; L-BFGS fine-tuning and the least-squares MCGSM start "
+             "are not implemented for it: set finetune_iter = 0 and init_mcgsm = false")
+        need(self.model != "colour_lossless" or not (self.add_layer or self.widen_to),
+             "model='colour_lossless': add_layer and widen_to are not implemented for it")
+        need(self.colour_transform in COLOUR_TRANSFORMS,
+             f"colour_transform must be one of {COLOUR_TRANSFORMS}, found {self.colour_transform!r}")
         need(0 <= self.top_layer_only_stages <= len(self.patch_sizes),
              f"top_layer_only_stages must be in 0..{len(self.patch_sizes)} (the number of stages), found "
              f"{self.top_layer_only_stages}")

@@ -64,7 +64,7 @@ def _report(label: str, val: dict[str, Any], outcome: str) -> None:
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """A fresh model for `config` (RIDE, or PatchRIDE in patches63 mode, or the colour model)."""
+    """A fresh model for `config` (RIDE, or PatchRIDE in patches63 mode, or a colour model)."""
     fields = {"num_hiddens": config.num_hiddens, "num_layers": config.num_layers,
               "num_components": config.num_components, "num_scales": config.num_scales,
               "num_features": config.num_features, "nb_size": config.nb_size}
@@ -74,6 +74,10 @@ def build_model(config: TrainConfig) -> nn.Module:
         from ..colour import ColourRIDE
 
         return ColourRIDE(**fields)
+    if config.model == "colour_lossless":
+        from ..colour_lossless import LosslessColourRIDE
+
+        return LosslessColourRIDE(config.colour_transform, **fields)
     return RIDE(**fields)
 
 
