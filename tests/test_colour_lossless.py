@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from conftest import make_smooth_images, randomize
 
 import ride
 from ride.colour_lossless import TRANSFORMS, LosslessColourConfig, LosslessColourRIDE, from_channels, to_channels
 from ride.units import dequantize
-
-from conftest import make_smooth_images, randomize
 
 F64 = torch.float64
 LN2 = math.log(2)
