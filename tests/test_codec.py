@@ -210,3 +210,23 @@ def test_unknown_versions_are_refused_by_number(model, smooth_images) -> None:
 def test_models_without_layers_are_refused(tiny_ride) -> None:
     with pytest.raises(ValueError, match="at least one spatial LSTM layer"):
         compress(tiny_ride(num_layers=0).float(), np.zeros((4, 4), dtype=np.uint8))
+
+
+def test_cli_decompress_finds_the_shipped_model_that_made_the_stream(smooth_images, tmp_path, capsys) -> None:
+    """Without --checkpoint, a stream of a shipped model that is not the default (an earlier default) decodes."""
+    from ride.model_zoo import DEFAULT_CODEC_MODEL
+
+    image = smooth_uint8(smooth_images, 9, 11, seed=3)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    other = "bsds300_ride2_long2"
+    assert other != DEFAULT_CODEC_MODEL
+    assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.ride"), "--checkpoint", other,
+                 "--no-progress"]) == 0
+    assert main(["decompress", str(tmp_path / "a.ride"), "-o", str(tmp_path / "a2.png"), "--no-progress"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a2.png")), image)
+    ride.save(ride.RIDE(num_hiddens=3, num_components=2, num_scales=2, num_features=2, nb_size=3), tmp_path / "m.pt")
+    assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.ride"), "--checkpoint",
+                 str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["decompress", str(tmp_path / "b.ride"), "-o", str(tmp_path / "b2.png"), "--no-progress"]) == 2
+    assert "not shipped with this version of ride" in capsys.readouterr().err

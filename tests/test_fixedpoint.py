@@ -85,7 +85,7 @@ def test_fast_path_equals_numpy_reference_shipped_model(smooth_images) -> None:
         assert np.array_equal(_fast_tables(im, canvas), reference_cdf_tables(im, canvas.numpy()))
 
 
-@pytest.mark.parametrize("name", ["bsds300_ride2_long2", "bsds300_ride2"])
+@pytest.mark.parametrize("name", ["photo_grey", "bsds300_ride2_long2", "bsds300_ride2"])
 def test_exactness_bounds_of_the_shipped_models(name: str) -> None:
     im = quantise(ride.pretrained(name))
     a = im.hidden_levels

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import load
-from ..model_zoo import DEFAULT_CODEC_MODEL, resolve_checkpoint
+from ..model_zoo import DEFAULT_CODEC_MODEL, pretrained_models, resolve_checkpoint
 from ..runtime import check_threads
 
 _MODES = {"RGB": "a colour (RGB) image", "RGBA": "a colour image with alpha (RGBA)", "P": "a palette image",
@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         out = p.add_mutually_exclusive_group(required=True)
         out.add_argument("-o", "--out", metavar=f"OUT{dst}", help="output file (one input)")
         out.add_argument("--out-dir", dest="out_dir", metavar="DIR", help=f"folder for the outputs (NAME{dst})")
-        p.add_argument("--checkpoint", default=DEFAULT_CODEC_MODEL, metavar="M",
-                       help=f"model file or shipped model name (default {DEFAULT_CODEC_MODEL}); decoding needs the "
+        p.add_argument("--checkpoint", default=None, metavar="M",
+                       help=f"model file or shipped model name (compress: default {DEFAULT_CODEC_MODEL}; decompress: "
+                            "default the shipped model whose fingerprint the stream carries); decoding needs the "
                             "model that encoded")
         p.add_argument("--threads", type=int, default=0,
                        help="torch CPU threads (default: torch's, all cores; format-2 streams do not depend on it)")
@@ -84,9 +85,28 @@ def _outputs(args: argparse.Namespace) -> list[Path]:
 
 
 def _model(args: argparse.Namespace) -> torch.nn.Module:
+    """The model `--checkpoint` names (the codec's default when none); sets `--threads` first."""
     if check_threads(args.threads):
         torch.set_num_threads(args.threads)
-    return load(resolve_checkpoint(args.checkpoint))
+    return load(resolve_checkpoint(args.checkpoint or DEFAULT_CODEC_MODEL))
+
+
+def _shipped_model_of(data: bytes, cache: dict[str, torch.nn.Module]) -> torch.nn.Module:
+    """The shipped grey RIDE that made a stream (the codec's default first), found by its fingerprint; ValueError
+    naming the fix when none did."""
+    from ..codec import made_with
+    from ..model import RIDE
+
+    names = [DEFAULT_CODEC_MODEL] + [e.name for e in pretrained_models() if e.name != DEFAULT_CODEC_MODEL]
+    for name in names:
+        if name not in cache:
+            cache[name] = load(resolve_checkpoint(name))
+        model = cache[name]
+        codable = isinstance(model, RIDE) and model.config.num_channels == 1 and len(model.layers) > 0
+        if codable and made_with(model, data):
+            return model
+    raise ValueError("the stream was made with a model that is not shipped with this version of ride: give it with "
+                     "--checkpoint FILE")
 
 
 def _bar(args: argparse.Namespace, desc: str):  # noqa: ANN202 - a tqdm bar
@@ -132,7 +152,9 @@ def run_decompress(args: argparse.Namespace) -> int:
     for dst in outputs:
         if dst.suffix.lower() != ".png":
             raise ValueError(f"outputs must be .png files, found {str(dst)!r}")
-    model = _model(args)
+    # without --checkpoint, each stream finds the shipped model that made it (the default first)
+    shipped: dict[str, torch.nn.Module] = {DEFAULT_CODEC_MODEL: _model(args)}
+    given = shipped.pop(DEFAULT_CODEC_MODEL) if args.checkpoint is not None else None
     for src, dst in zip(args.inputs, outputs, strict=True):
         try:
             data = Path(src).read_bytes()
@@ -141,6 +163,7 @@ def run_decompress(args: argparse.Namespace) -> int:
         start = time.monotonic()
         with _bar(args, Path(src).name) as bar:
             try:
+                model = given if given is not None else _shipped_model_of(data, shipped)
                 image = decompress(model, data, progress=_progress(bar))
             except ValueError as err:
                 raise ValueError(f"{src}: {err}") from None

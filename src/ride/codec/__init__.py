@@ -8,8 +8,8 @@ docs/codec_format.md).
     pixels = ride.codec.decompress(model, data)    # bytes -> uint8 [H, W]
 """
 
-from .coder import SPAN, compress, compress_v1, decompress, ideal_code_length_bits, integer_model
+from .coder import SPAN, compress, compress_v1, decompress, ideal_code_length_bits, integer_model, made_with
 from .format import HEADER_BYTES
 
 __all__ = ["HEADER_BYTES", "SPAN", "compress", "compress_v1", "decompress", "ideal_code_length_bits",
-           "integer_model"]
+           "integer_model", "made_with"]

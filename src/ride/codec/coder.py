@@ -139,6 +139,19 @@ def _encode(model: nn.Module, pixels: np.ndarray, pad: int, span: int, progress:
     return np.ascontiguousarray(encoder.get_compressed(), dtype="<u4").tobytes()
 
 
+def _fingerprint(model: nn.Module, version: int) -> bytes:
+    """The fingerprint a stream of `version` made with `model` carries (float weights for 1, integer tables for 2)."""
+    return model_fingerprint(model) if version == VERSION_1 else integer_model(model).fingerprint
+
+
+def made_with(model: nn.Module, data: bytes) -> bool:
+    """Whether the stream `data` was made with `model` (its header's fingerprint is the model's); ValueError for a
+    foreign, truncated or damaged header."""
+    _check_model(model)
+    header, _ = unpack_header(data)
+    return header.fingerprint == _fingerprint(model, header.version)
+
+
 def decompress(model: nn.Module, data: bytes, progress: Progress | None = None) -> np.ndarray:
     """The grey image uint8 [H, W] of a stream made by `compress` (format 2, or 1) with the same `model`.
 
@@ -146,10 +159,7 @@ def decompress(model: nn.Module, data: bytes, progress: Progress | None = None) 
     """
     _check_model(model)
     header, payload = unpack_header(data)
-    if header.version == VERSION_1:
-        fingerprint = model_fingerprint(model)
-    else:
-        fingerprint = integer_model(model).fingerprint
+    fingerprint = _fingerprint(model, header.version)
     if header.fingerprint != fingerprint:
         raise ValueError(f"the stream was made with another model (fingerprint {header.fingerprint.hex()}), not "
                          f"this one ({fingerprint.hex()}); decode it with the model that encoded it")
