@@ -96,12 +96,9 @@ def encode(im: IntRIDE, pixels: np.ndarray, pad: int, stripes: int, digit_bits: 
     encoder = constriction.stream.queue.RangeEncoder()
     levels, radix = 8 // digit_bits, 1 << digit_bits
     for t in range(stepper.num_fronts):
-        lo_row, hi_row, valid, index = grid.cells(t)
-        if lo_row <= hi_row:
-            mix = stepper.prepare(*stepper.step(t))
-            keep = valid.nonzero()[:, 0]
-            if keep.shape[0] < valid.shape[0]:
-                mix = mix.select(keep)
+        front = _front(grid, t)
+        if front is not None:
+            mix, keep, index = front
             v = values[index[keep]]
             n = v.shape[0]
             starts = [(v >> (8 - digit_bits * level)) << (8 - digit_bits * level) for level in range(levels)]
@@ -122,6 +119,19 @@ def encode(im: IntRIDE, pixels: np.ndarray, pad: int, stripes: int, digit_bits: 
     return np.ascontiguousarray(encoder.get_compressed(), dtype="<u4").tobytes()
 
 
+def _front(grid: _Canvases, t: int):  # noqa: ANN202 - (mixture, kept cells [n], raster indices) or None
+    """Front t's mixture for its cells inside the image (the stripes' padding cells dropped), or None when the
+    front has no cell."""
+    lo_row, hi_row, valid, index = grid.cells(t)
+    if lo_row > hi_row:
+        return None
+    mix = grid.stepper.prepare(*grid.stepper.step(t))
+    keep = valid.nonzero()[:, 0]
+    if keep.shape[0] < valid.shape[0]:
+        mix = mix.select(keep)
+    return mix, keep, index
+
+
 @torch.no_grad()
 def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, stripes: int, digit_bits: int,
            progress: Progress | None = None) -> np.ndarray:
@@ -133,12 +143,9 @@ def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, strip
     flat = grid.canvas.view(grid.count, -1)
     levels = 8 // digit_bits
     for t in range(stepper.num_fronts):
-        lo_row, hi_row, valid, index = grid.cells(t)
-        if lo_row <= hi_row:
-            mix = stepper.prepare(*stepper.step(t))
-            keep = valid.nonzero()[:, 0]
-            if keep.shape[0] < valid.shape[0]:
-                mix = mix.select(keep)
+        front = _front(grid, t)
+        if front is not None:
+            mix, keep, index = front
             n = keep.shape[0]
             v = torch.zeros(n, dtype=torch.int64)
             low = torch.zeros(n, 1, dtype=torch.int64)
@@ -153,7 +160,7 @@ def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, strip
                 v += digit << (8 - digit_bits * (level + 1))
                 low, high = ext.gather(1, digit[:, None]), ext.gather(1, digit[:, None] + 1)
             pixels[index[keep].numpy()] = v.numpy().astype(np.uint8)
-            codes = torch.full((valid.shape[0],), 2 * pad + 1, dtype=torch.int64)
+            codes = torch.full((index.shape[0],), 2 * pad + 1, dtype=torch.int64)  # every cell, padding too
             codes[keep] = 2 * v + 1
             flat.index_copy_(1, stepper.pixel_index(t), codes.view(grid.count, -1))
         if progress is not None:

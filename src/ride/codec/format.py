@@ -106,13 +106,7 @@ def unpack_header(data: bytes) -> tuple[Header, bytes]:
         raise ValueError("corrupted ride codec stream: the header checksum does not match")
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= span <= 256) or mode > MODE_STORED:
         raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, span {span}")
-    expected = HEADER_BYTES_1 + num_bytes
-    if len(data) != expected:
-        kind = "truncated" if len(data) < expected else "corrupted (trailing bytes)"
-        raise ValueError(f"{kind} ride codec stream: expected {expected} bytes, found {len(data)}")
-    bad_size = num_bytes % 4 if mode == MODE_CODED else num_bytes != height * width
-    if bad_size:
-        raise ValueError(f"corrupted ride codec stream: a payload of {num_bytes} bytes for mode {mode}")
+    _check_payload_size(data, HEADER_BYTES_1, num_bytes, mode, height * width)
     return Header(mode, height, width, pad, span, fingerprint, pixel_crc, num_bytes), data[HEADER_BYTES_1:]
 
 
@@ -169,12 +163,17 @@ def _unpack_header_2(data: bytes) -> tuple[Header2, bytes]:
             or bits not in DIGIT_BITS:
         raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, {stripes} stripes, "
                          f"{bits} bits per digit")
-    expected = HEADER_BYTES_2 + num_bytes
+    _check_payload_size(data, HEADER_BYTES_2, num_bytes, mode, height * width)
+    header = Header2(mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes)
+    return header, data[HEADER_BYTES_2:]
+
+
+def _check_payload_size(data: bytes, header_bytes: int, num_bytes: int, mode: int, num_pixels: int) -> None:
+    """ValueError unless the stream holds exactly header + payload bytes and the payload fits its mode (32-bit
+    range-coder words, or one byte per pixel when stored)."""
+    expected = header_bytes + num_bytes
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "corrupted (trailing bytes)"
         raise ValueError(f"{kind} ride codec stream: expected {expected} bytes, found {len(data)}")
-    bad_size = num_bytes % 4 if mode == MODE_CODED else num_bytes != height * width
-    if bad_size:
+    if (num_bytes % 4) if mode == MODE_CODED else num_bytes != num_pixels:
         raise ValueError(f"corrupted ride codec stream: a payload of {num_bytes} bytes for mode {mode}")
-    header = Header2(mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes)
-    return header, data[HEADER_BYTES_2:]
