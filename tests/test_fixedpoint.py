@@ -1,6 +1,7 @@
 """Portability of the codec's integer model (`ride.codec.fixedpoint`, format version 2):
-- the torch fast path and the independent NumPy reference give identical integer CDF tables (all 257 bin edges of
-  every pixel) on several images, stripe batches and models (random small ones and the shipped 2 x 64);
+- the torch fast path, the compiled (numba) kernels and the independent NumPy reference give identical integer CDF
+  tables (all 257 bin edges of every pixel) on several images, stripe batches and models (random small ones and
+  shipped ones); the kernel and torch backends write identical streams and read each other's;
 - the exactness bounds of the float GEMMs hold for the shipped models;
 - streams made with torch's native kernels decode under ATEN_CPU_CAPABILITY=default and vice versa, at 1 and 2
   threads, and both encoders write identical bytes;
@@ -23,7 +24,7 @@ import torch
 from PIL import Image
 
 import ride
-from ride.codec import compress, decompress, integer_model
+from ride.codec import compress, decompress, integer_model, kernels
 from ride.codec.fixedpoint import F32_EXACT, F64_EXACT, FrontStepper, quantise
 from ride.codec.fixedpoint_ref import reference_cdf_tables
 from ride.codec.format import unpack_header
@@ -60,6 +61,22 @@ def _fast_tables(im, canvas: torch.Tensor) -> np.ndarray:
     return out
 
 
+def _kernel_tables(im, canvas: torch.Tensor) -> np.ndarray:
+    """Cq at all 257 edges of every cell [B, Hp, Wp, 257] with the compiled (numba) front stepper."""
+    stepper = kernels.KernelStepper(im, canvas.numpy().astype(np.int32))
+    b = canvas.shape[0]
+    out = np.zeros((b, stepper.hp, stepper.wp, 257), dtype=np.int64)
+    for t in range(stepper.num_fronts):
+        lo, hi = stepper.rows(t)
+        if lo > hi:
+            continue
+        mix = stepper.step(t)
+        edges = np.broadcast_to(np.arange(1, 257), (mix.total.shape[0], 256))
+        rows = np.arange(lo, hi + 1)
+        out[:, rows, t - stepper.skew * rows, 1:] = stepper.cdf(mix, edges).reshape(b, hi - lo + 1, 256)
+    return out
+
+
 def _grey(smooth_images, b: int, h: int, w: int, seed: int) -> np.ndarray:
     return (smooth_images(b, 1, h, w, seed=seed, noise=0.03)[:, 0] * 256).clamp(0, 255).to(torch.uint8).numpy()
 
@@ -73,6 +90,8 @@ def test_fast_path_equals_numpy_reference_small_models(tiny_ride, smooth_images,
         canvas = _canvas(im, _grey(smooth_images, b, h, w, seed), pad=90 + seed)
         ref = reference_cdf_tables(im, canvas.numpy())
         assert np.array_equal(_fast_tables(im, canvas), ref)
+        if kernels.available():
+            assert np.array_equal(_kernel_tables(im, canvas), ref)
         assert (np.diff(ref, axis=-1) >= 0).all() and (ref[..., -1] > 0).all()  # a CDF with mass
 
 
@@ -82,7 +101,43 @@ def test_fast_path_equals_numpy_reference_shipped_model(smooth_images) -> None:
     golden = np.asarray(Image.open(GOLDEN / "image_24x32.png"))
     for images, pad in ((golden[None, 4:14, 6:20], 120), (_grey(smooth_images, 2, 6, 9, seed=3), 40)):
         canvas = _canvas(im, images, pad)
-        assert np.array_equal(_fast_tables(im, canvas), reference_cdf_tables(im, canvas.numpy()))
+        ref = reference_cdf_tables(im, canvas.numpy())
+        assert np.array_equal(_fast_tables(im, canvas), ref)
+        if kernels.available():
+            assert np.array_equal(_kernel_tables(im, canvas), ref)
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed: the compiled kernels are not used")
+def test_kernels_equal_numpy_reference_photo_grey(smooth_images) -> None:
+    """The codec's default model on a frame with two stripes: compiled kernels against the NumPy reference."""
+    im = integer_model(ride.pretrained("photo_grey"))
+    canvas = _canvas(im, _grey(smooth_images, 2, 7, 12, seed=5), pad=77)
+    assert np.array_equal(_kernel_tables(im, canvas), reference_cdf_tables(im, canvas.numpy()))
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed: the compiled kernels are not used")
+@pytest.mark.parametrize("digit_bits", [1, 2, 4, 8])
+def test_kernel_and_torch_backends_write_and_read_the_same_streams(smooth_images, digit_bits: int) -> None:
+    model = ride.load(GOLDEN / "tiny.pt")
+    image = _grey(smooth_images, 1, 13, 17, seed=digit_bits)[0]
+    streams = {b: compress(model, image, stripes=2, digit_bits=digit_bits, backend=b) for b in ("kernels", "torch")}
+    assert streams["kernels"] == streams["torch"]
+    for backend in ("kernels", "torch"):
+        assert np.array_equal(decompress(model, streams["kernels"], backend=backend), image)
+
+
+def test_without_numba_the_torch_backend_codes(monkeypatch, smooth_images) -> None:
+    model = ride.load(GOLDEN / "tiny.pt")
+    image = _grey(smooth_images, 1, 9, 10, seed=1)[0]
+    stream = compress(model, image, backend="torch")
+    monkeypatch.setattr(kernels, "numba", None)
+    assert not kernels.available()
+    assert compress(model, image) == stream
+    assert np.array_equal(decompress(model, stream), image)
+    with pytest.raises(RuntimeError, match="numba"):
+        compress(model, image, backend="kernels")
+    with pytest.raises(ValueError, match="backend"):
+        compress(model, image, backend="gpu")
 
 
 @pytest.mark.parametrize("name", ["photo_grey", "bsds300_ride2_long2", "bsds300_ride2"])

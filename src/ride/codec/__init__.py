@@ -1,7 +1,8 @@
 """Lossless compression of 8-bit grey images with a RIDE model: `coder` (compress / decompress, and the
 version-1 float path), `engine` (format 2: the range coder driven by the integer model along the skewed front,
-stripes side by side), `fixedpoint` (the model in exact integer arithmetic; `fixedpoint_ref` its plain NumPy
-reference) and `format` (the stream's byte layout, the fingerprints and the pixel checksum;
+stripes side by side), `fixedpoint` (the model in exact integer arithmetic and its torch front stepper;
+`fixedpoint_ref` its plain NumPy reference), `kernels` (the same integers from compiled numba loops, the default
+when numba is installed) and `format` (the stream's byte layout, the fingerprints and the pixel checksum;
 docs/codec_format.md).
 
     data = ride.codec.compress(model, pixels)      # uint8 [H, W] -> bytes

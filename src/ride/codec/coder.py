@@ -73,7 +73,7 @@ def default_stripes(height: int) -> int:
 
 
 def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | None = None,
-             stripes: int | None = None, digit_bits: int = DIGIT_BITS_DEFAULT) -> bytes:
+             stripes: int | None = None, digit_bits: int = DIGIT_BITS_DEFAULT, backend: str = "auto") -> bytes:
     """Lossless stream (format version 2) of a grey image uint8 [H, W] (any size from 1x1) under a one-channel
     RIDE `model` with at least one layer.
 
@@ -82,7 +82,8 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     `digit_bits` (1, 2, 4 or 8) bits of each pixel are coded per range-coder symbol. Returns the bytes of the
     stream (header included, the model excluded: decoding needs the same model). Where the model would need more
     than 8 bits per pixel (noise), the pixels are stored as they are. The result does not depend on the machine,
-    the torch kernels or the number of threads.
+    the torch kernels or the number of threads. `backend`: "kernels" (compiled with numba), "torch", or "auto"
+    (the kernels when numba can be imported): the same integers, the same stream.
     """
     im = integer_model(model)
     pixels = _check_image(image)
@@ -94,7 +95,7 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
         raise ValueError(f"digit_bits must be one of {DIGIT_BITS}, found {digit_bits!r}")
     stripes = engine.stripe_layout(height, stripes)[1]
     pad = int(round(float(pixels.mean())))
-    payload = engine.encode(im, pixels, pad, stripes, digit_bits, progress)
+    payload = engine.encode(im, pixels, pad, stripes, digit_bits, progress, backend)
     mode = MODE_CODED
     if len(payload) >= pixels.size:
         mode, payload = MODE_STORED, pixels.tobytes()
@@ -152,10 +153,11 @@ def made_with(model: nn.Module, data: bytes) -> bool:
     return header.fingerprint == _fingerprint(model, header.version)
 
 
-def decompress(model: nn.Module, data: bytes, progress: Progress | None = None) -> np.ndarray:
+def decompress(model: nn.Module, data: bytes, progress: Progress | None = None, backend: str = "auto") -> np.ndarray:
     """The grey image uint8 [H, W] of a stream made by `compress` (format 2, or 1) with the same `model`.
 
     ValueError for a foreign, truncated or corrupted stream, a stream of another model, or a checksum mismatch.
+    `backend` as for `compress` (format 2 only).
     """
     _check_model(model)
     header, payload = unpack_header(data)
@@ -170,7 +172,7 @@ def decompress(model: nn.Module, data: bytes, progress: Progress | None = None) 
             image = _decode(model, header, payload, progress)
     else:
         image = engine.decode(integer_model(model), payload, header.height, header.width, header.pad_value,
-                                 header.stripes, header.digit_bits, progress)
+                                 header.stripes, header.digit_bits, progress, backend)
     if pixel_checksum(image) != header.pixel_crc:
         cause = ("it was encoded on hardware or software whose arithmetic differs from this one's (format version 1 "
                  "streams decode only there)" if header.version == VERSION_1 else "or made by another program")

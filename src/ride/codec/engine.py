@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .fixedpoint import FrontStepper, IntRIDE
+from . import kernels
+from .fixedpoint import FrontStepper, IntRIDE, Mixture
 
 PRECISION = 24  # constriction's default range coder: frequencies sum to 2^24
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
@@ -37,32 +38,100 @@ def stripe_layout(height: int, stripes: int) -> tuple[int, int]:
 
 
 class _Canvases:
-    """The stripes' framed canvases of pixel codes 2v + 1 [B, top + rows, left + W + right] and the front stepper."""
+    """The stripes' framed canvases of pixel codes 2v + 1 [B, top + rows, left + W + right] and the front stepper
+    (the compiled kernels' when numba is there, else the torch one: the same integers, the same stream)."""
 
-    def __init__(self, im: IntRIDE, height: int, width: int, pad: int, stripes: int) -> None:
+    def __init__(self, im: IntRIDE, height: int, width: int, pad: int, stripes: int, backend: str) -> None:
         top, left, right = im.margin
         self.rows, self.count = stripe_layout(height, stripes)
         self.height, self.width, self.top, self.left = height, width, top, left
-        self.canvas = torch.full((self.count, top + self.rows, left + width + right), 2 * pad + 1, dtype=torch.int64)
-        self.stepper = FrontStepper(im, self.canvas)
+        shape = (self.count, top + self.rows, left + width + right)
+        if backend == "auto":
+            backend = "kernels" if kernels.available() else "torch"
+        if backend == "kernels":
+            self.stepper = kernels.KernelStepper(im, np.full(shape, 2 * pad + 1, dtype=np.int32))
+        elif backend == "torch":
+            self.stepper = TorchCoding(im, torch.full(shape, 2 * pad + 1, dtype=torch.int64))
+        else:
+            raise ValueError(f"unknown codec backend {backend!r}: auto, kernels or torch")
+        self.canvas = self.stepper.canvas
         # stripe b's grid row i is image row b * rows + i (dummy rows past the image's end are never coded)
-        self.stripe_rows = torch.tensor([min(self.rows, height - b * self.rows) for b in range(self.count)])
+        self.stripe_rows = np.array([min(self.rows, height - b * self.rows) for b in range(self.count)])
 
     def fill(self, pixels: np.ndarray) -> None:
-        codes = 2 * torch.from_numpy(pixels.astype(np.int64)) + 1
+        codes = 2 * pixels.astype(np.int64) + 1
         for b in range(self.count):
             part = codes[b * self.rows : (b + 1) * self.rows]
-            self.canvas[b, self.top : self.top + part.shape[0], self.left : self.left + self.width] = part
+            self.canvas[b, self.top : self.top + part.shape[0], self.left : self.left + self.width] = (
+                torch.from_numpy(part) if isinstance(self.canvas, Tensor) else part)
 
-    def cells(self, t: int) -> tuple[int, int, Tensor, Tensor]:
-        """Front t: grid rows lo..hi, the valid mask [B * n] (rows inside the image) and the image raster index
-        [B * n] of every cell (0 for invalid ones)."""
+    def cells(self, t: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Front t's cells inside the image (kept, indices into the front's B * n cells) and the image raster
+        index of each kept cell; None when the front is empty."""
         lo, hi = self.stepper.rows(t)
-        rows = torch.arange(lo, hi + 1)
+        if lo > hi:
+            return None
+        rows = np.arange(lo, hi + 1)
         valid = (rows[None, :] < self.stripe_rows[:, None]).reshape(-1)
-        image_rows = (torch.arange(self.count)[:, None] * self.rows + rows[None, :]).reshape(-1)
-        cols = (t - self.stepper.skew * rows).repeat(self.count)
-        return lo, hi, valid, torch.where(valid, image_rows * self.width + cols, 0)
+        image_rows = (np.arange(self.count)[:, None] * self.rows + rows[None, :]).reshape(-1)
+        cols = np.tile(t - self.stepper.skew * rows, self.count)
+        keep = np.flatnonzero(valid)
+        return keep, (image_rows * self.width + cols)[keep]
+
+
+class TorchCoding(FrontStepper):
+    """The torch stepper with the coding interface of `kernels.KernelStepper` (front, encode_digits, decoder,
+    write)."""
+
+    def front(self, t: int) -> Mixture:
+        return self.prepare(*self.step(t))
+
+    def encode_digits(self, mix: Mixture, keep: np.ndarray, values: np.ndarray,
+                      digit_bits: int) -> tuple[np.ndarray, np.ndarray]:
+        mix = mix.select(torch.from_numpy(keep))
+        v = torch.from_numpy(values.astype(np.int64))
+        n, levels, radix = v.shape[0], 8 // digit_bits, 1 << digit_bits
+        starts = [(v >> (8 - digit_bits * level)) << (8 - digit_bits * level) for level in range(levels)]
+        edges = torch.cat([_interior(s, level, digit_bits) for level, s in enumerate(starts)], 1)
+        inner = self.cdf(mix, edges).view(n, levels, radix - 1)
+        low, high = torch.zeros(n, 1, dtype=torch.int64), mix.total
+        freqs, symbols = [], []
+        for level in range(levels):
+            ext = torch.cat([low, inner[:, level], high], 1)
+            digit = (v >> (8 - digit_bits * (level + 1))) & (radix - 1)
+            freqs.append(_digit_frequencies(ext, digit_bits))
+            symbols.append(digit.numpy().astype(np.int32))
+            low, high = ext.gather(1, digit[:, None]), ext.gather(1, digit[:, None] + 1)
+        return np.concatenate(symbols), np.concatenate(freqs)
+
+    def decoder(self, mix: Mixture, keep: np.ndarray, digit_bits: int) -> _TorchDigits:
+        return _TorchDigits(self, mix.select(torch.from_numpy(keep)), digit_bits)
+
+    def write(self, t: int, codes: np.ndarray) -> None:
+        """Store front t's pixel codes [B * n] (cell order) in the canvases."""
+        self.flat.index_copy_(1, self.pixel_index(t), torch.from_numpy(codes.astype(np.int64)).view(self.batch, -1))
+
+
+class _TorchDigits:
+    def __init__(self, stepper: TorchCoding, mix: Mixture, digit_bits: int) -> None:
+        n = mix.total.shape[0]
+        self.stepper, self.mix, self.digit_bits = stepper, mix, digit_bits
+        self.start = torch.zeros(n, dtype=torch.int64)
+        self.low, self.high = torch.zeros(n, 1, dtype=torch.int64), mix.total
+
+    def frequencies(self, level: int) -> np.ndarray:
+        self.ext = torch.cat([self.low, self.stepper.cdf(self.mix, _interior(self.start, level, self.digit_bits)),
+                              self.high], 1)
+        return _digit_frequencies(self.ext, self.digit_bits)
+
+    def advance(self, digits: np.ndarray, level: int) -> None:
+        digit = torch.from_numpy(digits.astype(np.int64))
+        self.start += digit << (8 - self.digit_bits * (level + 1))
+        self.low, self.high = self.ext.gather(1, digit[:, None]), self.ext.gather(1, digit[:, None] + 1)
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.start.numpy()
 
 
 def _digit_frequencies(ext: Tensor, digit_bits: int) -> np.ndarray:
@@ -86,83 +155,52 @@ def _interior(lo: Tensor, level: int, digit_bits: int) -> Tensor:
 
 @torch.no_grad()
 def encode(im: IntRIDE, pixels: np.ndarray, pad: int, stripes: int, digit_bits: int,
-           progress: Progress | None = None) -> bytes:
+           progress: Progress | None = None, backend: str = "auto") -> bytes:
     """The range coder's 32-bit words (little-endian bytes) of uint8 pixels [H, W]."""
     height, width = pixels.shape
-    grid = _Canvases(im, height, width, pad, stripes)
+    grid = _Canvases(im, height, width, pad, stripes, backend)
     grid.fill(pixels)
     stepper = grid.stepper
-    values = torch.from_numpy(pixels.astype(np.int64)).view(-1)
+    values = pixels.reshape(-1)
     encoder = constriction.stream.queue.RangeEncoder()
-    levels, radix = 8 // digit_bits, 1 << digit_bits
     for t in range(stepper.num_fronts):
-        front = _front(grid, t)
-        if front is not None:
-            mix, keep, index = front
-            v = values[index[keep]]
-            n = v.shape[0]
-            starts = [(v >> (8 - digit_bits * level)) << (8 - digit_bits * level) for level in range(levels)]
-            edges = torch.cat([_interior(s, level, digit_bits) for level, s in enumerate(starts)], 1)
-            inner = stepper.cdf(mix, edges).view(n, levels, radix - 1)
-            low = torch.zeros(n, 1, dtype=torch.int64)
-            high = mix.total
-            freqs, symbols = [], []
-            for level in range(levels):
-                ext = torch.cat([low, inner[:, level], high], 1)
-                digit = (v >> (8 - digit_bits * (level + 1))) & (radix - 1)
-                freqs.append(_digit_frequencies(ext, digit_bits))
-                symbols.append(digit.numpy().astype(np.int32))
-                low, high = ext.gather(1, digit[:, None]), ext.gather(1, digit[:, None] + 1)
-            encoder.encode(np.concatenate(symbols), _CATEGORICAL, np.concatenate(freqs))
+        cells = grid.cells(t)
+        if cells is not None:
+            keep, index = cells
+            symbols, freqs = stepper.encode_digits(stepper.front(t), keep, values[index].astype(np.int64),
+                                                   digit_bits)
+            encoder.encode(symbols, _CATEGORICAL, freqs)
         if progress is not None:
             progress(t + 1, stepper.num_fronts)
     return np.ascontiguousarray(encoder.get_compressed(), dtype="<u4").tobytes()
 
 
-def _front(grid: _Canvases, t: int):  # noqa: ANN202 - (mixture, kept cells [n], raster indices) or None
-    """Front t's mixture for its cells inside the image (the stripes' padding cells dropped), or None when the
-    front has no cell."""
-    lo_row, hi_row, valid, index = grid.cells(t)
-    if lo_row > hi_row:
-        return None
-    mix = grid.stepper.prepare(*grid.stepper.step(t))
-    keep = valid.nonzero()[:, 0]
-    if keep.shape[0] < valid.shape[0]:
-        mix = mix.select(keep)
-    return mix, keep, index
-
-
 @torch.no_grad()
 def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, stripes: int, digit_bits: int,
-           progress: Progress | None = None) -> np.ndarray:
+           progress: Progress | None = None, backend: str = "auto") -> np.ndarray:
     """uint8 pixels [H, W] of a payload made by `encode` (not yet checked against the checksum)."""
-    grid = _Canvases(im, height, width, pad, stripes)
+    grid = _Canvases(im, height, width, pad, stripes, backend)
     stepper = grid.stepper
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     pixels = np.zeros(height * width, dtype=np.uint8)
-    flat = grid.canvas.view(grid.count, -1)
-    levels = 8 // digit_bits
     for t in range(stepper.num_fronts):
-        front = _front(grid, t)
-        if front is not None:
-            mix, keep, index = front
-            n = keep.shape[0]
-            v = torch.zeros(n, dtype=torch.int64)
-            low = torch.zeros(n, 1, dtype=torch.int64)
-            high = mix.total
-            for level in range(levels):
-                ext = torch.cat([low, stepper.cdf(mix, _interior(v, level, digit_bits)), high], 1)
+        cells = grid.cells(t)
+        if cells is not None:
+            keep, index = cells
+            digits = stepper.decoder(stepper.front(t), keep, digit_bits)
+            for level in range(8 // digit_bits):
+                freqs = digits.frequencies(level)
                 try:
-                    digit = decoder.decode(_CATEGORICAL, _digit_frequencies(ext, digit_bits))
+                    digit = decoder.decode(_CATEGORICAL, freqs)
                 except Exception as err:  # constriction reports inconsistent data in its own types
                     raise ValueError(f"corrupted ride codec stream: the range decoder failed ({err})") from err
-                digit = torch.from_numpy(digit.astype(np.int64))
-                v += digit << (8 - digit_bits * (level + 1))
-                low, high = ext.gather(1, digit[:, None]), ext.gather(1, digit[:, None] + 1)
-            pixels[index[keep].numpy()] = v.numpy().astype(np.uint8)
-            codes = torch.full((index.shape[0],), 2 * pad + 1, dtype=torch.int64)  # every cell, padding too
+                digits.advance(digit, level)
+            v = digits.values
+            pixels[index] = v
+            codes = np.full(stepper.batch * (stepper.rows(t)[1] - stepper.rows(t)[0] + 1), 2 * pad + 1,
+                            dtype=np.int64)  # every cell, the stripes' padding too
             codes[keep] = 2 * v + 1
-            flat.index_copy_(1, stepper.pixel_index(t), codes.view(grid.count, -1))
+            stepper.write(t, codes)
         if progress is not None:
             progress(t + 1, stepper.num_fronts)
     return pixels.reshape(height, width)

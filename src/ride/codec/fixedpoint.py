@@ -291,7 +291,37 @@ def quantise(model, hidden_levels: int = 255) -> IntRIDE:  # noqa: ANN001 - a ri
 
 # ---------------------------------------------------------------------------------------------- fast path (torch)
 
-class FrontStepper:
+class FrontGeometry:
+    """Where the cells of front t = (right+1) i + j of B framed canvases [B, Hc, Wc] are (design §8), as NumPy
+    index arrays shared by the torch and the compiled steppers: grid rows, causal windows, and the LSTM states'
+    two-row ring buffers [B, 2 (Wp + 1), D] (a zero column first, so that the left state of column 0 is zero)."""
+
+    def __init__(self, im: IntRIDE, shape: tuple[int, int, int]) -> None:
+        self.im = im
+        b, hc, wc = shape
+        top, left, right = im.margin
+        self.batch, self.canvas_width = b, wc
+        self.hp, self.wp = hc - top, wc - left - right
+        self.skew = right + 1
+        self.num_fronts = self.skew * (self.hp - 1) + self.wp
+        d, layers, c, s, f = im.dims
+        self.d, self.num_components, self.num_scales, self.num_features = d, c, s, f
+        # each at front 0; front t's cells add t
+        i = np.arange(self.hp, dtype=np.int64)
+        self.pixel_start = (i + top) * wc + left - self.skew * i
+        self.window_start = self.pixel_start[:, None] + (im.offsets[:, 0] * wc + im.offsets[:, 1])[None, :]
+        stride = self.wp + 1
+        self.here_start = (i % 2) * stride + 1 - self.skew * i
+        self.past_start = np.stack([((i + 1) % 2) * stride + 1 - self.skew * i, self.here_start - 1], 1)
+
+    def rows(self, t: int) -> tuple[int, int]:
+        """Grid rows lo..hi (inclusive) of front t; lo > hi when empty."""
+        lo = max(0, -(-(t - self.wp + 1) // self.skew))
+        hi = min(self.hp - 1, t // self.skew)
+        return lo, hi
+
+
+class FrontStepper(FrontGeometry):
     """Steps an `IntRIDE` along the skewed front t = (right+1) i + j of B framed canvases of pixel codes.
 
     canvas: int64 [B, Hc, Wc] of pixel codes p = 2v + 1 (updated by the caller between fronts, e.g. the decoder).
@@ -300,24 +330,16 @@ class FrontStepper:
     """
 
     def __init__(self, im: IntRIDE, canvas: Tensor) -> None:
-        self.im = im
+        super().__init__(im, tuple(canvas.shape))
         b, hc, wc = canvas.shape
-        top, left, right = im.margin
-        self.batch, self.canvas_width = b, wc
-        self.hp, self.wp = hc - top, wc - left - right
-        self.skew = right + 1
-        self.num_fronts = self.skew * (self.hp - 1) + self.wp
-        d, layers, c, s, f = im.dims
-        self.d, self.num_components, self.num_scales, self.num_features = d, c, s, f
+        d, layers = im.dims[:2]
         self.canvas = canvas
         self.flat = canvas.view(b, hc * wc)
-        i = torch.arange(self.hp)
-        pixel_base = (i + top) * wc + left - self.skew * i
-        self._window_base = pixel_base[:, None] + torch.from_numpy(im.offsets[:, 0] * wc + im.offsets[:, 1])
-        self.pixel_base = pixel_base
+        self._window_base = torch.from_numpy(self.window_start)
+        self.pixel_base = torch.from_numpy(self.pixel_start)
+        self._here_base = torch.from_numpy(self.here_start)
+        self._past_base = torch.from_numpy(self.past_start)
         stride = self.wp + 1
-        self._here_base = (i % 2) * stride + 1 - self.skew * i
-        self._past_base = torch.stack([((i + 1) % 2) * stride + 1 - self.skew * i, self._here_base - 1], 1)
         self.h = [torch.zeros(b, 2 * stride, d, dtype=torch.float32) for _ in range(layers)]
         self.c = [torch.zeros(b, 2 * stride, d, dtype=torch.int64) for _ in range(layers)]
         t64 = torch.from_numpy
@@ -351,12 +373,6 @@ class FrontStepper:
         self.precision = t64(im.precision)
         self.sigmoid, self.tanh, self.tanh_h = t64(im.sigmoid), t64(im.tanh), t64(im.tanh_h)
         self.exp2, self.phi = t64(im.exp2), t64(im.phi)
-
-    def rows(self, t: int) -> tuple[int, int]:
-        """Grid rows lo..hi (inclusive) of front t; lo > hi when empty."""
-        lo = max(0, -(-(t - self.wp + 1) // self.skew))
-        hi = min(self.hp - 1, t // self.skew)
-        return lo, hi
 
     def pixel_index(self, t: int) -> Tensor:
         """Flat canvas index [n] of front t's cells (same for every canvas)."""

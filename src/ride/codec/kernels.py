@@ -1,0 +1,376 @@
+"""Compiled (numba) kernels of the integer RIDE: one front's element-wise work and the digits' frequencies, fused.
+
+The torch `fixedpoint.FrontStepper` spends its time in ~450 small tensor operations per front (index selects, int64
+element-wise passes, table gathers), not in its GEMMs. `KernelStepper` computes the same integers with the same
+float GEMMs on integers (exact whatever the BLAS, design §13) and a few compiled loops per front: the LSTM cell
+update, the mixture's weights and offsets, and the CDF at each digit's edges together with the digit frequencies.
+Everything in the loops is int64 (round-half-even shifts of the GEMM results done on integers, which is what
+float `round(x 2^-s)` gives exactly), so a thread count or a CPU cannot change a symbol. Tests hold it equal to
+`FrontStepper` and to the NumPy reference `fixedpoint_ref`, and the golden streams decode through it.
+
+numba compiles the kernels on first use and caches them beside this file (`cache=True`); `available()` is False
+when numba is missing, and the codec then uses the torch stepper (same streams, slower).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .fixedpoint import (
+    CELL_CLIP_INT,
+    FEAT_CLIP,
+    LOG_BITS,
+    MAX_SHIFT,
+    MEAN_CLIP,
+    PHI_ONE,
+    PRE_BITS,
+    PRE_RANGE,
+    Q_BITS,
+    R_SHIFT,
+    UNIT_BITS,
+    Z0_CLIP,
+    Z_BITS,
+    Z_RANGE,
+    FrontGeometry,
+    IntRIDE,
+)
+
+try:
+    import numba
+except ImportError:  # the torch stepper codes the same streams
+    numba = None
+
+
+def available() -> bool:
+    """Whether the compiled kernels can be used (numba importable)."""
+    return numba is not None
+
+
+def _jit(fn):  # noqa: ANN001, ANN202
+    return numba.njit(cache=True, nogil=True, boundscheck=False)(fn) if numba is not None else fn
+
+
+@_jit
+def _shift_even(x, s):  # noqa: ANN001, ANN202 - int64 scalars
+    """x 2^-s rounded half to even (s >= 0), without branches on x: adding 2^(s-1) - 1 plus the parity of
+    floor(x 2^-s) carries exactly when the remainder is above half, or at half with an odd quotient."""
+    if s == 0:  # the same for every cell of a column: predictable
+        return x
+    return (x + ((np.int64(1) << (s - 1)) - 1) + ((x >> s) & 1)) >> s
+
+
+@_jit
+def _gather_codes(flat, window, out):  # noqa: ANN001, ANN202
+    """out[b n + r, k] = flat[b, window[r, k]]: the causal windows of the front's cells, float64 for the GEMM."""
+    batch, n, k_count = flat.shape[0], window.shape[0], window.shape[1]
+    for b in range(batch):
+        for r in range(n):
+            for k in range(k_count):
+                out[b * n + r, k] = flat[b, window[r, k]]
+
+
+@_jit
+def _input_map(mapped, shift, d5, z0_out, base_out):  # noqa: ANN001, ANN202
+    """The input map's exact sums [N, 5D + 1] -> layer 1's gate inputs z0 [N, 5D] and the prediction base [N]."""
+    for i in range(mapped.shape[0]):
+        for j in range(d5):
+            v = _shift_even(np.int64(mapped[i, j]), shift[j])
+            z0_out[i, j] = min(max(v, -Z0_CLIP), Z0_CLIP)
+        base_out[i] = _shift_even(np.int64(mapped[i, d5]), shift[d5])
+
+
+@_jit
+def _gather_hidden(h_buf, past, below, out):  # noqa: ANN001, ANN202
+    """The layer's GEMM input [N, (2 or 3) D]: [h_below,] h_up, h_left from the state buffer [B, 2 stride, D]."""
+    batch, n, d = h_buf.shape[0], past.shape[0], h_buf.shape[2]
+    first = below.shape[1]  # 0 for layer 1
+    for b in range(batch):
+        for r in range(n):
+            i = b * n + r
+            for u in range(first):
+                out[i, u] = below[i, u]
+            up, left = past[r, 0], past[r, 1]
+            for u in range(d):
+                out[i, first + u] = h_buf[b, up, u]
+                out[i, first + d + u] = h_buf[b, left, u]
+
+
+@_jit
+def _gate_index(pre, shift, add, i, a, col):  # noqa: ANN001, ANN202
+    """Table index of gate pre-activation (i, col): the GEMM sum shifted, plus the input or bias, clamped."""
+    r_max = PRE_RANGE << PRE_BITS
+    x = _shift_even(np.int64(pre[i, col]), shift[col]) + add[a, col]
+    return min(max(x, -r_max), r_max) + r_max
+
+
+@_jit
+def _lstm_cells(pre, shift, add, add_rows, gate_tanh, gate_sigmoid, tanh_h, c_buf, h_buf, past, here,  # noqa: ANN001, ANN202
+                below):
+    """Gates, cells and hidden states of one layer from its exact GEMM sums pre [N, 5D] (design §13 step 2);
+    writes the states at `here` and the hidden states [N, D] (float32 holding integers) into `below`."""
+    batch, n, d = c_buf.shape[0], past.shape[0], c_buf.shape[2]
+    r_max = PRE_RANGE << PRE_BITS
+    for b in range(batch):
+        for r in range(n):
+            i = b * n + r
+            a = i if add_rows else 0
+            up, left, at = past[r, 0], past[r, 1], here[r]
+            for u in range(d):
+                cand = gate_tanh[_gate_index(pre, shift, add, i, a, u)]
+                out_g = gate_sigmoid[_gate_index(pre, shift, add, i, a, d + u)]
+                in_g = gate_sigmoid[_gate_index(pre, shift, add, i, a, 2 * d + u)]
+                f_up = gate_sigmoid[_gate_index(pre, shift, add, i, a, 3 * d + u)]
+                f_left = gate_sigmoid[_gate_index(pre, shift, add, i, a, 4 * d + u)]
+                cell = cand * in_g + c_buf[b, left, u] * f_left + c_buf[b, up, u] * f_up
+                cell = (cell + (np.int64(1) << (UNIT_BITS - 1))) >> UNIT_BITS
+                cell = min(max(cell, -CELL_CLIP_INT), CELL_CLIP_INT)
+                shift_h = 2 * UNIT_BITS - PRE_BITS
+                x = (cell * out_g + (np.int64(1) << (shift_h - 1))) >> shift_h
+                x = min(max(x, -r_max), r_max) + r_max
+                h = tanh_h[x]
+                c_buf[b, at, u] = cell
+                h_buf[b, at, u] = h
+                below[i, u] = h
+
+
+@_jit
+def _mixture(acc, out_shift, base, num_features, num_scales, beta2, energy_shift, energy_clip, eta, slope, exp2,  # noqa: ANN001, ANN202
+             precision, offset_base, offset_out, weights_out, total_out):
+    """Design §13 step 3 from the MCGSM GEMM's exact sums acc [N, F + C]: the CDF's per-component offsets
+    [N, C S] (z index of edge k = (offset + k step) >> R_SHIFT before the clamp), weights [N, C S], Cq(256) [N]."""
+    n, f_count, s_count = acc.shape[0], num_features, num_scales
+    c_count = acc.shape[1] - f_count
+    feat2 = np.empty(f_count, dtype=np.int64)
+    logits = np.empty(c_count * s_count, dtype=np.int64)
+    for i in range(n):
+        for f in range(f_count):
+            v = _shift_even(np.int64(acc[i, f]), out_shift[f])
+            v = min(max(v, -FEAT_CLIP), FEAT_CLIP)
+            feat2[f] = v * v
+        top = np.int64(-(1 << 62))
+        for c in range(c_count):
+            m = _shift_even(np.int64(acc[i, f_count + c]), out_shift[f_count + c]) + base[i]
+            m = min(max(m, -MEAN_CLIP), MEAN_CLIP)
+            e = np.int64(0)
+            for f in range(f_count):
+                e += feat2[f] * beta2[f, c]
+            e = min(_shift_even(e, energy_shift), energy_clip)
+            for s in range(s_count):
+                k = c * s_count + s
+                lg = eta[c, s] - ((e * slope[c, s] + (np.int64(1) << (LOG_BITS - 1))) >> LOG_BITS)
+                logits[k] = lg
+                top = max(top, lg)
+                offset_out[i, k] = offset_base - m * precision[c, s]
+        total = np.int64(0)
+        for k in range(c_count * s_count):
+            gap = top - logits[k]
+            w = exp2[gap & ((1 << LOG_BITS) - 1)] >> min(gap >> LOG_BITS, MAX_SHIFT)
+            weights_out[i, k] = w
+            total += w
+        total_out[i] = total * PHI_ONE
+
+
+@_jit
+def _cdf(offset, weights, step, phi, i, edge):  # noqa: ANN001, ANN202
+    """Cq(edge) of cell i for 1 <= edge <= 255 (design §13 step 4)."""
+    z_max = 2 * (Z_RANGE << Z_BITS)
+    acc = np.int64(0)
+    for k in range(offset.shape[1]):
+        z = (offset[i, k] + edge * step[k]) >> R_SHIFT
+        z = min(max(z, 0), z_max)
+        acc += weights[i, k] * phi[z]
+    return acc
+
+
+@_jit
+def _frequencies(ext, digit_bits, out, row):  # noqa: ANN001, ANN202
+    """Frequencies g [2^b] (sum 2^24 - 2^b) of a digit from Cq at its interval's 2^b + 1 edges ext; into out[row]."""
+    radix = 1 << digit_bits
+    free = (np.int64(1) << 24) - radix
+    total = ext[radix] - ext[0]
+    previous = np.int64(0)
+    for j in range(1, radix + 1):
+        if total == 0:
+            cum = (j * free) >> digit_bits
+        else:
+            cum = ((ext[j] - ext[0]) * free) // total
+        out[row, j - 1] = cum - previous
+        previous = cum
+
+
+@_jit
+def _encode_cells(offset, weights, total, step, phi, keep, values, digit_bits, symbols, freqs):  # noqa: ANN001, ANN202
+    """Every digit of the kept cells (values [n]): symbols [levels, n] and frequencies [levels n, 2^b] in the
+    stream's order (level, then cell)."""
+    radix, levels = 1 << digit_bits, 8 // digit_bits
+    ext = np.empty(radix + 1, dtype=np.int64)
+    n = keep.shape[0]
+    for q in range(n):
+        i, v = keep[q], values[q]
+        low, high, start = np.int64(0), total[i], np.int64(0)
+        for level in range(levels):
+            width = 8 - digit_bits * (level + 1)
+            ext[0], ext[radix] = low, high
+            for j in range(1, radix):
+                ext[j] = _cdf(offset, weights, step, phi, i, start + (j << width))
+            digit = (v >> width) & (radix - 1)
+            _frequencies(ext, digit_bits, freqs, level * n + q)
+            symbols[level, q] = digit
+            low, high = ext[digit], ext[digit + 1]
+            start += digit << width
+
+
+@_jit
+def _decode_level(offset, weights, step, phi, keep, level, digit_bits, start, ext, freqs):  # noqa: ANN001, ANN202
+    """Digit `level` of the kept cells: Cq at the interior edges of each cell's interval (start [n]; ext [n, 2^b
+    + 1] holds low and high in its first and last column) and the digit frequencies [n, 2^b]."""
+    radix = 1 << digit_bits
+    width = 8 - digit_bits * (level + 1)
+    for q in range(keep.shape[0]):
+        for j in range(1, radix):
+            ext[q, j] = _cdf(offset, weights, step, phi, keep[q], start[q] + (j << width))
+        _frequencies(ext[q], digit_bits, freqs, q)
+
+
+@_jit
+def _decode_advance(digits, level, digit_bits, start, ext):  # noqa: ANN001, ANN202
+    """After a level's digits: the values' next interval (start, and low / high into ext's end columns)."""
+    radix = 1 << digit_bits
+    width = 8 - digit_bits * (level + 1)
+    for q in range(digits.shape[0]):
+        d = digits[q]
+        start[q] += np.int64(d) << width
+        low, high = ext[q, d], ext[q, d + 1]
+        ext[q, 0], ext[q, radix] = low, high
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b with torch's GEMM (its thread setting; NumPy's BLAS would start its own threads)."""
+    return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+
+
+class KernelMixture:
+    """A front's mixture constants for all its cells: offsets [N, C S], weights [N, C S], totals [N]."""
+
+    def __init__(self, n: int, cs: int) -> None:
+        self.offset = np.empty((n, cs), dtype=np.int64)
+        self.weights = np.empty((n, cs), dtype=np.int64)
+        self.total = np.empty(n, dtype=np.int64)
+
+
+class KernelStepper(FrontGeometry):
+    """`fixedpoint.FrontStepper`'s integers from compiled kernels: steps the integer model along the skewed front
+    of B framed canvases of pixel codes (int32 [B, Hc, Wc], NumPy, updated by the caller between fronts)."""
+
+    def __init__(self, im: IntRIDE, canvas: np.ndarray) -> None:
+        if not available():
+            raise RuntimeError("the compiled codec kernels need numba (pip install numba)")
+        super().__init__(im, canvas.shape)
+        b, hc, wc = canvas.shape
+        d, _, c, s, f = im.dims
+        self.canvas = canvas
+        self.flat = canvas.reshape(b, hc * wc)
+        stride = self.wp + 1
+        self.h = [np.zeros((b, 2 * stride, d), dtype=np.float32) for _ in range(im.dims[1])]
+        self.c = [np.zeros((b, 2 * stride, d), dtype=np.int64) for _ in range(im.dims[1])]
+        self.in_weight = im.in_weight.astype(np.float64)
+        self.in_bias = im.in_bias.astype(np.float64)
+        self.layers = [(w.astype(np.float32), sh.astype(np.int64), bias.astype(np.int64)[None, :])
+                       for w, sh, bias in zip(im.layer_weights, im.layer_shifts, im.layer_biases, strict=True)]
+        self.out_weight = im.out_weight.astype(np.float32)
+        self.step_cs = (im.precision.astype(np.int64) << (Q_BITS - 8)).reshape(-1)
+        self.offset_base = (1 << (R_SHIFT - 1)) + ((Z_RANGE << Z_BITS) << R_SHIFT)
+        self.num_cs = c * s
+
+    def step(self, t: int) -> KernelMixture:
+        """The mixture constants of front t's cells (ordered canvas, grid row) from the canvas as it is now;
+        advances the LSTM states."""
+        im = self.im
+        lo, hi = self.rows(t)
+        b, n = self.batch, hi - lo + 1
+        d = self.d
+        window = self.window_start[lo : hi + 1] + t
+        codes = np.empty((b * n, window.shape[1]), dtype=np.float64)
+        _gather_codes(self.flat, window, codes)
+        mapped = _mm(codes, self.in_weight)
+        mapped += self.in_bias  # exact: every sum < 2^53
+        z0 = np.empty((b * n, 5 * d), dtype=np.int64)
+        base = np.empty(b * n, dtype=np.int64)
+        _input_map(mapped, im.in_shift, 5 * d, z0, base)
+        here = self.here_start[lo : hi + 1] + t
+        past = self.past_start[lo : hi + 1] + t
+        below = np.empty((b * n, 0), dtype=np.float32)
+        for k, (w, shift, bias) in enumerate(self.layers):
+            gemm_in = np.empty((b * n, w.shape[0]), dtype=np.float32)
+            _gather_hidden(self.h[k], past, below, gemm_in)
+            pre = _mm(gemm_in, w)  # exact: products and sums < 2^24
+            below = np.empty((b * n, d), dtype=np.float32)
+            _lstm_cells(pre, shift, z0 if k == 0 else bias, k == 0, im.tanh, im.sigmoid, im.tanh_h, self.c[k],
+                        self.h[k], past, here, below)
+        acc = _mm(below, self.out_weight)  # exact: < 2^24
+        mix = KernelMixture(b * n, self.num_cs)
+        _mixture(acc, im.out_shift, base, self.num_features, self.num_scales, im.beta2, im.energy_shift,
+                 im.energy_clip, im.eta, im.slope, im.exp2, im.precision, self.offset_base, mix.offset, mix.weights,
+                 mix.total)
+        return mix
+
+    front = step
+
+    def write(self, t: int, codes: np.ndarray) -> None:
+        """Store front t's pixel codes [B * n] (cell order) in the canvases."""
+        lo, hi = self.rows(t)
+        self.flat[:, self.pixel_start[lo : hi + 1] + t] = codes.reshape(self.batch, -1)
+
+    def cdf(self, mix: KernelMixture, edges: np.ndarray) -> np.ndarray:
+        """Cq at bin edges [N, E] (1..255, or 256 for the total) -> int64 [N, E] (for tests; the coder uses
+        `encode_digits` and `decode_level`)."""
+        out = np.empty(edges.shape, dtype=np.int64)
+        for i in range(edges.shape[0]):
+            for e in range(edges.shape[1]):
+                k = int(edges[i, e])
+                out[i, e] = mix.total[i] if k >= 256 else _cdf(mix.offset, mix.weights, self.step_cs, self.im.phi,
+                                                                 i, k)
+        return out
+
+    def encode_digits(self, mix: KernelMixture, keep: np.ndarray, values: np.ndarray,
+                      digit_bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """Symbols [levels n] (int32) and frequencies [levels n, 2^b] (float64 holding integers) of the kept
+        cells' values [n], in the stream's order."""
+        n, levels, radix = keep.shape[0], 8 // digit_bits, 1 << digit_bits
+        symbols = np.empty((levels, n), dtype=np.int32)
+        freqs = np.empty((levels * n, radix), dtype=np.float64)
+        _encode_cells(mix.offset, mix.weights, mix.total, self.step_cs, self.im.phi, keep, values, digit_bits,
+                      symbols, freqs)
+        return symbols.reshape(-1), freqs
+
+    def decoder(self, mix: KernelMixture, keep: np.ndarray, digit_bits: int) -> KernelDigits:
+        return KernelDigits(self, mix, keep, digit_bits)
+
+
+class KernelDigits:
+    """The decoder's state for one front: each kept cell's interval, digit by digit."""
+
+    def __init__(self, stepper: KernelStepper, mix: KernelMixture, keep: np.ndarray, digit_bits: int) -> None:
+        n, radix = keep.shape[0], 1 << digit_bits
+        self.stepper, self.mix, self.keep, self.digit_bits = stepper, mix, keep, digit_bits
+        self.start = np.zeros(n, dtype=np.int64)
+        self.ext = np.empty((n, radix + 1), dtype=np.int64)
+        self.ext[:, 0] = 0
+        self.ext[:, radix] = mix.total[keep]
+        self.freqs = np.empty((n, radix), dtype=np.float64)
+
+    def frequencies(self, level: int) -> np.ndarray:
+        """float64 [n, 2^b]: the frequencies of digit `level` of every kept cell."""
+        s = self.stepper
+        _decode_level(self.mix.offset, self.mix.weights, s.step_cs, s.im.phi, self.keep, level, self.digit_bits,
+                      self.start, self.ext, self.freqs)
+        return self.freqs
+
+    def advance(self, digits: np.ndarray, level: int) -> None:
+        _decode_advance(digits, level, self.digit_bits, self.start, self.ext)
+
+    @property
+    def values(self) -> np.ndarray:
+        """int64 [n]: the decoded values once every level is done."""
+        return self.start
