@@ -72,7 +72,8 @@ def _gather_codes(flat, window, out):  # noqa: ANN001, ANN202
 
 @_jit
 def _input_map(mapped, shift, d5, z0_out, base_out):  # noqa: ANN001, ANN202
-    """The input map's exact sums [N, 5D + 1] -> layer 1's gate inputs z0 [N, 5D] and the prediction base [N]."""
+    """The input map's exact sums [N, 5D + 1] -> layer 1's gate inputs z0 [N, 5D] (int32) and the prediction
+    base [N]."""
     for i in range(mapped.shape[0]):
         for j in range(d5):
             v = _shift_even(np.int64(mapped[i, j]), shift[j])
@@ -97,90 +98,108 @@ def _gather_hidden(h_buf, past, below, out):  # noqa: ANN001, ANN202
 
 
 @_jit
-def _gate_index(pre, shift, add, i, a, col):  # noqa: ANN001, ANN202
-    """Table index of gate pre-activation (i, col): the GEMM sum shifted, plus the input or bias, clamped."""
-    r_max = PRE_RANGE << PRE_BITS
-    x = _shift_even(np.int64(pre[i, col]), shift[col]) + add[a, col]
-    return min(max(x, -r_max), r_max) + r_max
-
-
-@_jit
-def _lstm_cells(pre, shift, add, add_rows, gate_tanh, gate_sigmoid, tanh_h, c_buf, h_buf, past, here,  # noqa: ANN001, ANN202
+def _lstm_cells(pre, shift, half, odd, add, add_rows, gate_tanh, gate_sigmoid, tanh_h, c_buf, h_buf, past, here,  # noqa: ANN001, ANN202
                 below):
     """Gates, cells and hidden states of one layer from its exact GEMM sums pre [N, 5D] (design §13 step 2);
-    writes the states at `here` and the hidden states [N, D] (float32 holding integers) into `below`."""
+    writes the states at `here` and the hidden states [N, D] (float32 holding integers) into `below`.
+
+    The gate inputs are int32 (|sums| < 2^24, shifts <= 31): round half to even of x 2^-s is
+    (x + half + (floor(x 2^-s) & odd)) >> s with half = 2^(s-1) - 1 and odd = 1 for s > 0, 0 and 0 for s = 0,
+    so the column loop has no branch and vectorises; the tables are int32 (values below 2^16)."""
     batch, n, d = c_buf.shape[0], past.shape[0], c_buf.shape[2]
-    r_max = PRE_RANGE << PRE_BITS
+    d5 = 5 * d
+    r_max = np.int32(PRE_RANGE << PRE_BITS)
+    shift_h = 2 * UNIT_BITS - PRE_BITS
+    gates = np.empty(d5, dtype=np.int64)
+    index = np.empty(d5, dtype=np.int32)
     for b in range(batch):
         for r in range(n):
             i = b * n + r
             a = i if add_rows else 0
             up, left, at = past[r, 0], past[r, 1], here[r]
+            for col in range(d5):
+                x = np.int32(pre[i, col])
+                x = ((x + half[col] + ((x >> shift[col]) & odd[col])) >> shift[col]) + add[a, col]
+                index[col] = min(max(x, -r_max), r_max) + r_max
+            for col in range(d):
+                gates[col] = gate_tanh[index[col]]
+            for col in range(d, d5):
+                gates[col] = gate_sigmoid[index[col]]
             for u in range(d):
-                cand = gate_tanh[_gate_index(pre, shift, add, i, a, u)]
-                out_g = gate_sigmoid[_gate_index(pre, shift, add, i, a, d + u)]
-                in_g = gate_sigmoid[_gate_index(pre, shift, add, i, a, 2 * d + u)]
-                f_up = gate_sigmoid[_gate_index(pre, shift, add, i, a, 3 * d + u)]
-                f_left = gate_sigmoid[_gate_index(pre, shift, add, i, a, 4 * d + u)]
-                cell = cand * in_g + c_buf[b, left, u] * f_left + c_buf[b, up, u] * f_up
+                cell = (gates[u] * gates[2 * d + u] + c_buf[b, left, u] * gates[4 * d + u]
+                        + c_buf[b, up, u] * gates[3 * d + u])
                 cell = (cell + (np.int64(1) << (UNIT_BITS - 1))) >> UNIT_BITS
                 cell = min(max(cell, -CELL_CLIP_INT), CELL_CLIP_INT)
-                shift_h = 2 * UNIT_BITS - PRE_BITS
-                x = (cell * out_g + (np.int64(1) << (shift_h - 1))) >> shift_h
-                x = min(max(x, -r_max), r_max) + r_max
-                h = tanh_h[x]
                 c_buf[b, at, u] = cell
+                x = (cell * gates[d + u] + (np.int64(1) << (shift_h - 1))) >> shift_h
+                index[u] = min(max(x, -r_max), r_max) + r_max
+            for u in range(d):
+                h = np.float32(tanh_h[index[u]])
                 h_buf[b, at, u] = h
                 below[i, u] = h
 
 
 @_jit
-def _mixture(acc, out_shift, base, num_features, num_scales, beta2, energy_shift, energy_clip, eta, slope, exp2,  # noqa: ANN001, ANN202
-             precision, offset_base, offset_out, weights_out, total_out):
-    """Design §13 step 3 from the MCGSM GEMM's exact sums acc [N, F + C]: the CDF's per-component offsets
-    [N, C S] (z index of edge k = (offset + k step) >> R_SHIFT before the clamp), weights [N, C S], Cq(256) [N]."""
-    n, f_count, s_count = acc.shape[0], num_features, num_scales
-    c_count = acc.shape[1] - f_count
-    feat2 = np.empty(f_count, dtype=np.int64)
-    logits = np.empty(c_count * s_count, dtype=np.int64)
+def _features(acc, out_shift, base, num_features, feat2_out, means_out):  # noqa: ANN001, ANN202
+    """The MCGSM GEMM's exact sums acc [N, F + C] -> squared features [N, F] (float64 holding integers < 2^30,
+    for the energy GEMM) and component means [N, C] at 2^-Q_BITS."""
+    n, f_count = acc.shape[0], num_features
     for i in range(n):
         for f in range(f_count):
             v = _shift_even(np.int64(acc[i, f]), out_shift[f])
             v = min(max(v, -FEAT_CLIP), FEAT_CLIP)
-            feat2[f] = v * v
+            feat2_out[i, f] = np.float64(v * v)
+        for c in range(acc.shape[1] - f_count):
+            m = _shift_even(np.int64(acc[i, f_count + c]), out_shift[f_count + c]) + base[i]
+            means_out[i, c] = min(max(m, -MEAN_CLIP), MEAN_CLIP)
+
+
+@_jit
+def _mixture(energy, means, num_scales, energy_shift, energy_clip, eta, slope, exp2, precision, step,  # noqa: ANN001, ANN202
+             offset_base, count_out, offset_out, weights_out, step_out, total_out):
+    """Design §13 step 3 from the energies [N, C] (exact float64 sums) and means [N, C]: per cell the components
+    with non-zero weight, compacted (count [N]; offset [N, C S]: z index of edge k = (offset + k step) >> R_SHIFT
+    before the clamp; weights [N, C S]; step [N, C S]) and Cq(256) [N]. Components of zero weight add nothing to
+    any Cq, so leaving them out changes no integer."""
+    n, c_count, s_count = energy.shape[0], energy.shape[1], num_scales
+    logits = np.empty(c_count * s_count, dtype=np.int64)
+    for i in range(n):
         top = np.int64(-(1 << 62))
         for c in range(c_count):
-            m = _shift_even(np.int64(acc[i, f_count + c]), out_shift[f_count + c]) + base[i]
-            m = min(max(m, -MEAN_CLIP), MEAN_CLIP)
-            e = np.int64(0)
-            for f in range(f_count):
-                e += feat2[f] * beta2[f, c]
-            e = min(_shift_even(e, energy_shift), energy_clip)
+            e = min(_shift_even(np.int64(energy[i, c]), energy_shift), energy_clip)
+            for s in range(s_count):
+                lg = eta[c, s] - ((e * slope[c, s] + (np.int64(1) << (LOG_BITS - 1))) >> LOG_BITS)
+                logits[c * s_count + s] = lg
+                top = max(top, lg)
+        total = np.int64(0)
+        kept = 0
+        for c in range(c_count):
             for s in range(s_count):
                 k = c * s_count + s
-                lg = eta[c, s] - ((e * slope[c, s] + (np.int64(1) << (LOG_BITS - 1))) >> LOG_BITS)
-                logits[k] = lg
-                top = max(top, lg)
-                offset_out[i, k] = offset_base - m * precision[c, s]
-        total = np.int64(0)
-        for k in range(c_count * s_count):
-            gap = top - logits[k]
-            w = exp2[gap & ((1 << LOG_BITS) - 1)] >> min(gap >> LOG_BITS, MAX_SHIFT)
-            weights_out[i, k] = w
-            total += w
+                gap = top - logits[k]
+                w = exp2[gap & ((1 << LOG_BITS) - 1)] >> min(gap >> LOG_BITS, MAX_SHIFT)
+                if w != 0:
+                    weights_out[i, kept] = w
+                    offset_out[i, kept] = offset_base - means[i, c] * precision[c, s]
+                    step_out[i, kept] = step[k]
+                    kept += 1
+                    total += w
+        count_out[i] = kept
         total_out[i] = total * PHI_ONE
 
 
 @_jit
-def _cdf(offset, weights, step, phi, i, edge):  # noqa: ANN001, ANN202
-    """Cq(edge) of cell i for 1 <= edge <= 255 (design §13 step 4)."""
+def _cdf_edges(mix_count, offset, weights, step, phi, i, start, width, radix, ext):  # noqa: ANN001, ANN202
+    """Cq of cell i at the interior edges start + j 2^width, j = 1 .. radix - 1, into ext[1 : radix] (design §13
+    step 4)."""
     z_max = 2 * (Z_RANGE << Z_BITS)
-    acc = np.int64(0)
-    for k in range(offset.shape[1]):
-        z = (offset[i, k] + edge * step[k]) >> R_SHIFT
-        z = min(max(z, 0), z_max)
-        acc += weights[i, k] * phi[z]
-    return acc
+    for j in range(1, radix):
+        edge = start + (np.int64(j) << width)
+        acc = np.int64(0)
+        for k in range(mix_count[i]):  # independent iterations: vectorised
+            z = (offset[i, k] + edge * step[i, k]) >> R_SHIFT
+            acc += weights[i, k] * phi[min(max(z, 0), z_max)]
+        ext[j] = acc
 
 
 @_jit
@@ -200,7 +219,7 @@ def _frequencies(ext, digit_bits, out, row):  # noqa: ANN001, ANN202
 
 
 @_jit
-def _encode_cells(offset, weights, total, step, phi, keep, values, digit_bits, symbols, freqs):  # noqa: ANN001, ANN202
+def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_bits, symbols, freqs):  # noqa: ANN001, ANN202
     """Every digit of the kept cells (values [n]): symbols [levels, n] and frequencies [levels n, 2^b] in the
     stream's order (level, then cell)."""
     radix, levels = 1 << digit_bits, 8 // digit_bits
@@ -211,25 +230,23 @@ def _encode_cells(offset, weights, total, step, phi, keep, values, digit_bits, s
         low, high, start = np.int64(0), total[i], np.int64(0)
         for level in range(levels):
             width = 8 - digit_bits * (level + 1)
+            _cdf_edges(count, offset, weights, step, phi, i, start, width, radix, ext)
             ext[0], ext[radix] = low, high
-            for j in range(1, radix):
-                ext[j] = _cdf(offset, weights, step, phi, i, start + (j << width))
             digit = (v >> width) & (radix - 1)
             _frequencies(ext, digit_bits, freqs, level * n + q)
             symbols[level, q] = digit
             low, high = ext[digit], ext[digit + 1]
-            start += digit << width
+            start += np.int64(digit) << width
 
 
 @_jit
-def _decode_level(offset, weights, step, phi, keep, level, digit_bits, start, ext, freqs):  # noqa: ANN001, ANN202
+def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, start, ext, freqs):  # noqa: ANN001, ANN202
     """Digit `level` of the kept cells: Cq at the interior edges of each cell's interval (start [n]; ext [n, 2^b
     + 1] holds low and high in its first and last column) and the digit frequencies [n, 2^b]."""
     radix = 1 << digit_bits
     width = 8 - digit_bits * (level + 1)
     for q in range(keep.shape[0]):
-        for j in range(1, radix):
-            ext[q, j] = _cdf(offset, weights, step, phi, keep[q], start[q] + (j << width))
+        _cdf_edges(count, offset, weights, step, phi, keep[q], start[q], width, radix, ext[q])
         _frequencies(ext[q], digit_bits, freqs, q)
 
 
@@ -251,12 +268,24 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class KernelMixture:
-    """A front's mixture constants for all its cells: offsets [N, C S], weights [N, C S], totals [N]."""
+    """A front's mixture constants for all its cells, the components of non-zero weight first: count [N],
+    offsets, weights and edge steps [N, C S], totals Cq(256) [N]."""
 
     def __init__(self, n: int, cs: int) -> None:
+        self.count = np.empty(n, dtype=np.int64)
         self.offset = np.empty((n, cs), dtype=np.int64)
         self.weights = np.empty((n, cs), dtype=np.int64)
+        self.step = np.empty((n, cs), dtype=np.int64)
         self.total = np.empty(n, dtype=np.int64)
+
+
+def _rounding(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int32 (shift, half, odd) per column for `_lstm_cells`' branchless round-half-even."""
+    s = shift.astype(np.int64)
+    if s.min() < 0 or s.max() > 31:
+        raise ValueError("gate shifts outside 0..31: not an integer model of this codec")
+    half = np.where(s > 0, (np.int64(1) << np.maximum(s - 1, 0)) - 1, 0)
+    return s.astype(np.int32), half.astype(np.int32), (s > 0).astype(np.int32)
 
 
 class KernelStepper(FrontGeometry):
@@ -276,9 +305,12 @@ class KernelStepper(FrontGeometry):
         self.c = [np.zeros((b, 2 * stride, d), dtype=np.int64) for _ in range(im.dims[1])]
         self.in_weight = im.in_weight.astype(np.float64)
         self.in_bias = im.in_bias.astype(np.float64)
-        self.layers = [(w.astype(np.float32), sh.astype(np.int64), bias.astype(np.int64)[None, :])
+        self.layers = [(w.astype(np.float32), *_rounding(sh), bias.astype(np.int32)[None, :])
                        for w, sh, bias in zip(im.layer_weights, im.layer_shifts, im.layer_biases, strict=True)]
         self.out_weight = im.out_weight.astype(np.float32)
+        self.beta2 = im.beta2.astype(np.float64)  # exact: squared features < 2^30, column sums < 2^53 (tested)
+        self.gate_tanh, self.gate_sigmoid = im.tanh.astype(np.int32), im.sigmoid.astype(np.int32)
+        self.tanh_h, self.phi = im.tanh_h.astype(np.int32), im.phi.astype(np.int64)
         self.step_cs = (im.precision.astype(np.int64) << (Q_BITS - 8)).reshape(-1)
         self.offset_base = (1 << (R_SHIFT - 1)) + ((Z_RANGE << Z_BITS) << R_SHIFT)
         self.num_cs = c * s
@@ -295,23 +327,27 @@ class KernelStepper(FrontGeometry):
         _gather_codes(self.flat, window, codes)
         mapped = _mm(codes, self.in_weight)
         mapped += self.in_bias  # exact: every sum < 2^53
-        z0 = np.empty((b * n, 5 * d), dtype=np.int64)
+        z0 = np.empty((b * n, 5 * d), dtype=np.int32)
         base = np.empty(b * n, dtype=np.int64)
         _input_map(mapped, im.in_shift, 5 * d, z0, base)
         here = self.here_start[lo : hi + 1] + t
         past = self.past_start[lo : hi + 1] + t
         below = np.empty((b * n, 0), dtype=np.float32)
-        for k, (w, shift, bias) in enumerate(self.layers):
+        for k, (w, shift, half, odd, bias) in enumerate(self.layers):
             gemm_in = np.empty((b * n, w.shape[0]), dtype=np.float32)
             _gather_hidden(self.h[k], past, below, gemm_in)
             pre = _mm(gemm_in, w)  # exact: products and sums < 2^24
             below = np.empty((b * n, d), dtype=np.float32)
-            _lstm_cells(pre, shift, z0 if k == 0 else bias, k == 0, im.tanh, im.sigmoid, im.tanh_h, self.c[k],
-                        self.h[k], past, here, below)
+            _lstm_cells(pre, shift, half, odd, z0 if k == 0 else bias, k == 0, self.gate_tanh, self.gate_sigmoid,
+                        self.tanh_h, self.c[k], self.h[k], past, here, below)
         acc = _mm(below, self.out_weight)  # exact: < 2^24
+        feat2 = np.empty((b * n, self.num_features), dtype=np.float64)
+        means = np.empty((b * n, self.num_components), dtype=np.int64)
+        _features(acc, im.out_shift, base, self.num_features, feat2, means)
+        energy = _mm(feat2, self.beta2)  # exact: < 2^53
         mix = KernelMixture(b * n, self.num_cs)
-        _mixture(acc, im.out_shift, base, self.num_features, self.num_scales, im.beta2, im.energy_shift,
-                 im.energy_clip, im.eta, im.slope, im.exp2, im.precision, self.offset_base, mix.offset, mix.weights,
+        _mixture(energy, means, self.num_scales, im.energy_shift, im.energy_clip, im.eta, im.slope, im.exp2,
+                 im.precision, self.step_cs, self.offset_base, mix.count, mix.offset, mix.weights, mix.step,
                  mix.total)
         return mix
 
@@ -324,13 +360,17 @@ class KernelStepper(FrontGeometry):
 
     def cdf(self, mix: KernelMixture, edges: np.ndarray) -> np.ndarray:
         """Cq at bin edges [N, E] (1..255, or 256 for the total) -> int64 [N, E] (for tests; the coder uses
-        `encode_digits` and `decode_level`)."""
+        `encode_digits` and `decoder`)."""
         out = np.empty(edges.shape, dtype=np.int64)
+        ext = np.zeros(2, dtype=np.int64)
         for i in range(edges.shape[0]):
             for e in range(edges.shape[1]):
                 k = int(edges[i, e])
-                out[i, e] = mix.total[i] if k >= 256 else _cdf(mix.offset, mix.weights, self.step_cs, self.im.phi,
-                                                                 i, k)
+                if k >= 256:
+                    out[i, e] = mix.total[i]
+                else:  # one interior edge: start k - 1, width 0, radix 2
+                    _cdf_edges(mix.count, mix.offset, mix.weights, mix.step, self.phi, i, k - 1, 0, 2, ext)
+                    out[i, e] = ext[1]
         return out
 
     def encode_digits(self, mix: KernelMixture, keep: np.ndarray, values: np.ndarray,
@@ -340,7 +380,7 @@ class KernelStepper(FrontGeometry):
         n, levels, radix = keep.shape[0], 8 // digit_bits, 1 << digit_bits
         symbols = np.empty((levels, n), dtype=np.int32)
         freqs = np.empty((levels * n, radix), dtype=np.float64)
-        _encode_cells(mix.offset, mix.weights, mix.total, self.step_cs, self.im.phi, keep, values, digit_bits,
+        _encode_cells(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep, values, digit_bits,
                       symbols, freqs)
         return symbols.reshape(-1), freqs
 
@@ -362,9 +402,9 @@ class KernelDigits:
 
     def frequencies(self, level: int) -> np.ndarray:
         """float64 [n, 2^b]: the frequencies of digit `level` of every kept cell."""
-        s = self.stepper
-        _decode_level(self.mix.offset, self.mix.weights, s.step_cs, s.im.phi, self.keep, level, self.digit_bits,
-                      self.start, self.ext, self.freqs)
+        mix = self.mix
+        _decode_level(mix.count, mix.offset, mix.weights, mix.step, self.stepper.phi, self.keep, level,
+                      self.digit_bits, self.start, self.ext, self.freqs)
         return self.freqs
 
     def advance(self, digits: np.ndarray, level: int) -> None:
