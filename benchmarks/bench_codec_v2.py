@@ -1,7 +1,8 @@
 """Codec format 2 (portable integer model): speed, size against the float model's ideal code length, stripe and
 digit settings, and the same run's float32 GEMM rate.
 
-    python benchmarks/bench_codec_v2.py speed                 # 768x512 grey crops of wikipedia_photos ($RIDE_DATA)
+    python benchmarks/bench_codec_v2.py speed --baselines     # 768x512 grey crops of wikipedia_photos ($RIDE_DATA)
+    python benchmarks/bench_codec_v2.py speed --whole         # whole (~1.1 Mpx) grey wikipedia photographs
     python benchmarks/bench_codec_v2.py settings              # stripes x digit bits on one crop: bits and px/s
     python benchmarks/bench_codec_v2.py rate --limit 10       # BSDS300 test + wikipedia crops: file vs ideal bits
     python benchmarks/bench_codec_v2.py compare --limit 100   # against PNG, JPEG-LS, JPEG XL e7/e9 (imagecodecs)
@@ -26,7 +27,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import ride  # noqa: E402
-from ride.codec import compress, decompress, ideal_code_length_bits, integer_model  # noqa: E402
+from ride.codec import compress, compress_v1, decompress, ideal_code_length_bits, integer_model, kernels  # noqa: E402
 
 T_IMPORT = time.perf_counter() - T_IMPORT
 
@@ -86,16 +87,29 @@ def macs_per_pixel(model) -> int:  # noqa: ANN001
 
 
 def speed(args: argparse.Namespace, model) -> None:  # noqa: ANN001
+    """Per image: the default codec (compiled kernels when numba is there) and, with --baselines, the same
+    integer model through torch operations (the portable coder before the kernels, same stream) and the float
+    format-1 coder, all in this process."""
     rate = gemm_rate()
     macs = macs_per_pixel(model)
-    for name, image in wikipedia_crops(args.limit):
-        stream, enc_wall, enc_cpu = timed(compress, model, image, stripes=args.stripes, digit_bits=args.digit_bits)
-        out, dec_wall, dec_cpu = timed(decompress, model, stream)
-        assert np.array_equal(out, image)
-        px = image.size
-        print(f"| {name} {image.shape[1]}x{image.shape[0]} | {8 * len(stream) / px:.4f} | {px / enc_wall:,.0f} | "
-              f"{px / dec_wall:,.0f} | {px / enc_cpu:,.0f} | {px / dec_cpu:,.0f} | "
-              f"{px * macs / dec_wall / rate:.3f} |", flush=True)
+    images = wikipedia_whole(args.limit) if args.whole else wikipedia_crops(args.limit)
+    coders = [("format 2, " + ("kernels" if kernels.available() else "torch (numba missing)"), "auto")]
+    if args.baselines:
+        coders += [("format 2, torch backend", "torch"), ("format 1 (float)", "v1")]
+    for name, image in images:
+        for label, backend in coders:
+            if backend == "v1":
+                stream, enc_wall, enc_cpu = timed(compress_v1, model, image)
+                out, dec_wall, dec_cpu = timed(decompress, model, stream)
+            else:
+                stream, enc_wall, enc_cpu = timed(compress, model, image, stripes=args.stripes,
+                                                  digit_bits=args.digit_bits, backend=backend)
+                out, dec_wall, dec_cpu = timed(decompress, model, stream, backend=backend)
+            assert np.array_equal(out, image)
+            px = image.size
+            print(f"| {name} {image.shape[1]}x{image.shape[0]} | {label} | {8 * len(stream) / px:.4f} | "
+                  f"{px / enc_wall:,.0f} | {px / dec_wall:,.0f} | {px / enc_cpu:,.0f} | {px / dec_cpu:,.0f} | "
+                  f"{px * macs / dec_wall / rate:.3f} |", flush=True)
     print(f"\nsame-run float32 GEMM [512x192]@[192x320]: {rate / 1e9:.1f} G multiply-adds/s; network "
           f"{macs:,} multiply-adds per pixel; last column: the decoder's network multiply-adds per wall second as "
           f"a fraction of that GEMM rate")
@@ -206,7 +220,7 @@ def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["speed", "settings", "rate", "compare"])
-    parser.add_argument("--checkpoint", default="bsds300_ride2_long2")
+    parser.add_argument("--checkpoint", default="photo_grey")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=3)
     parser.add_argument("--wiki-limit", type=int, default=10)
@@ -216,6 +230,9 @@ def main() -> None:
     parser.add_argument("--digits-list", default="1,2,4")
     parser.add_argument("--bsds", action="store_true", help="settings: a BSDS300 test image instead")
     parser.add_argument("--json")
+    parser.add_argument("--whole", action="store_true", help="speed: whole wikipedia photographs, not 768x512 crops")
+    parser.add_argument("--baselines", action="store_true",
+                        help="speed: also the torch backend and the float format-1 coder, same images, same run")
     parser.add_argument("--nblic", help="compare: path of an NBLIC binary built outside the repository")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -223,12 +240,16 @@ def main() -> None:
     model = ride.load(args.checkpoint) if args.checkpoint.endswith(".pt") else ride.pretrained(args.checkpoint)
     load_wall = time.perf_counter() - load_wall
     _, quant_wall, _ = timed(integer_model, model)
+    tiny = np.full((2, 2), 128, dtype=np.uint8)  # the first call loads the compiled kernels (numba's cache)
+    _, first_wall, _ = timed(lambda: decompress(model, compress(model, tiny)))
     print(f"{platform.machine()}, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), "
           f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}; model {args.checkpoint}; start-up: "
-          f"import {T_IMPORT:.2f} s, model load {load_wall:.2f} s, integer model {quant_wall:.2f} s\n")
+          f"import {T_IMPORT:.2f} s, model load {load_wall:.2f} s, integer model {quant_wall:.2f} s, first "
+          f"2x2 round trip (kernels loaded or compiled) {first_wall:.2f} s\n")
     if args.what == "speed":
-        print("| image | bits/px | encode px/s | decode px/s | encode px/CPU-s | decode px/CPU-s | GEMM fraction |")
-        print("|---|---|---|---|---|---|---|")
+        print("| image | coder | bits/px | encode px/s | decode px/s | encode px/CPU-s | decode px/CPU-s | "
+              "GEMM fraction |")
+        print("|---|---|---|---|---|---|---|---|")
     {"speed": speed, "settings": settings, "rate": rate, "compare": compare}[args.what](args, model)
 
 

@@ -85,6 +85,17 @@ _ZOO: tuple[PretrainedModel, ...] = (
         figures={"tiles64 BSDS300 test": "3.695 ± 0.024 bit/px", "8-transform ensemble": "3.713 ± 0.024 bit/px"},
     ),
     PretrainedModel(
+        name="photo_mcgsm",
+        file="photo_mcgsm.pt",
+        sha256="b06224bc15532d127f05adcf5e91cca3d64564f9e2d3b624d3d50600a12ca37f",
+        description="MCGSM baseline (RIDE with 0 layers), 5x9 causal window, 64 components; grey photographs "
+                    "(BSDS300 train + the Wikimedia photographs' 39 training images, as photo_grey)",
+        use="the baseline of photo_grey on photographs, for comparisons; fastest",
+        source="ride fit-mcgsm --data photos (models/README.md, photo_mcgsm)",
+        figures={"tiles64 BSDS300 test": "3.665 ± 0.023 bit/px",
+                 "tiles64 wikipedia_photos val": "4.377 ± 0.027 bit/px"},
+    ),
+    PretrainedModel(
         name="bsds300_colour",
         file="bsds300_colour.pt",
         sha256="2d9e9eec1ec8d9871048abc2e6a296f6a9384c6965f039b202a6a122dece1f2b",

@@ -51,6 +51,14 @@ def _jit(fn):  # noqa: ANN001, ANN202
     return numba.njit(cache=True, nogil=True, boundscheck=False)(fn) if numba is not None else fn
 
 
+def _jit_parallel(fn):  # noqa: ANN001, ANN202
+    """Cells split over numba's threads (`prange`): each cell's integers are its own, so any split gives the same."""
+    return numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)(fn) if numba is not None else fn
+
+
+_prange = numba.prange if numba is not None else range
+
+
 @_jit
 def _shift_even(x, s):  # noqa: ANN001, ANN202 - int64 scalars
     """x 2^-s rounded half to even (s >= 0), without branches on x: adding 2^(s-1) - 1 plus the parity of
@@ -97,7 +105,7 @@ def _gather_hidden(h_buf, past, below, out):  # noqa: ANN001, ANN202
                 out[i, first + d + u] = h_buf[b, left, u]
 
 
-@_jit
+@_jit_parallel
 def _lstm_cells(pre, shift, half, odd, add, add_rows, gate_tanh, gate_sigmoid, tanh_h, c_buf, h_buf, past, here,  # noqa: ANN001, ANN202
                 below):
     """Gates, cells and hidden states of one layer from its exact GEMM sums pre [N, 5D] (design §13 step 2);
@@ -110,33 +118,33 @@ def _lstm_cells(pre, shift, half, odd, add, add_rows, gate_tanh, gate_sigmoid, t
     d5 = 5 * d
     r_max = np.int32(PRE_RANGE << PRE_BITS)
     shift_h = 2 * UNIT_BITS - PRE_BITS
-    gates = np.empty(d5, dtype=np.int64)
-    index = np.empty(d5, dtype=np.int32)
-    for b in range(batch):
-        for r in range(n):
-            i = b * n + r
-            a = i if add_rows else 0
-            up, left, at = past[r, 0], past[r, 1], here[r]
-            for col in range(d5):
-                x = np.int32(pre[i, col])
-                x = ((x + half[col] + ((x >> shift[col]) & odd[col])) >> shift[col]) + add[a, col]
-                index[col] = min(max(x, -r_max), r_max) + r_max
-            for col in range(d):
-                gates[col] = gate_tanh[index[col]]
-            for col in range(d, d5):
-                gates[col] = gate_sigmoid[index[col]]
-            for u in range(d):
-                cell = (gates[u] * gates[2 * d + u] + c_buf[b, left, u] * gates[4 * d + u]
-                        + c_buf[b, up, u] * gates[3 * d + u])
-                cell = (cell + (np.int64(1) << (UNIT_BITS - 1))) >> UNIT_BITS
-                cell = min(max(cell, -CELL_CLIP_INT), CELL_CLIP_INT)
-                c_buf[b, at, u] = cell
-                x = (cell * gates[d + u] + (np.int64(1) << (shift_h - 1))) >> shift_h
-                index[u] = min(max(x, -r_max), r_max) + r_max
-            for u in range(d):
-                h = np.float32(tanh_h[index[u]])
-                h_buf[b, at, u] = h
-                below[i, u] = h
+    for cell_index in _prange(batch * n):
+        i = np.int64(cell_index)  # prange's index may be unsigned: keep index arithmetic int64
+        b, r = i // n, i % n
+        gates = np.empty(d5, dtype=np.int64)
+        index = np.empty(d5, dtype=np.int32)
+        a = i if add_rows else np.int64(0)
+        up, left, at = past[r, 0], past[r, 1], here[r]
+        for col in range(d5):
+            x = np.int32(pre[i, col])
+            x = ((x + half[col] + ((x >> shift[col]) & odd[col])) >> shift[col]) + add[a, col]
+            index[col] = min(max(x, -r_max), r_max) + r_max
+        for col in range(d):
+            gates[col] = gate_tanh[index[col]]
+        for col in range(d, d5):
+            gates[col] = gate_sigmoid[index[col]]
+        for u in range(d):
+            cell = (gates[u] * gates[2 * d + u] + c_buf[b, left, u] * gates[4 * d + u]
+                    + c_buf[b, up, u] * gates[3 * d + u])
+            cell = (cell + (np.int64(1) << (UNIT_BITS - 1))) >> UNIT_BITS
+            cell = min(max(cell, -CELL_CLIP_INT), CELL_CLIP_INT)
+            c_buf[b, at, u] = cell
+            x = (cell * gates[d + u] + (np.int64(1) << (shift_h - 1))) >> shift_h
+            index[u] = min(max(x, -r_max), r_max) + r_max
+        for u in range(d):
+            h = np.float32(tanh_h[index[u]])
+            h_buf[b, at, u] = h
+            below[i, u] = h
 
 
 @_jit
@@ -154,7 +162,7 @@ def _features(acc, out_shift, base, num_features, feat2_out, means_out):  # noqa
             means_out[i, c] = min(max(m, -MEAN_CLIP), MEAN_CLIP)
 
 
-@_jit
+@_jit_parallel
 def _mixture(energy, means, num_scales, energy_shift, energy_clip, eta, slope, exp2, precision, step,  # noqa: ANN001, ANN202
              offset_base, count_out, offset_out, weights_out, step_out, total_out):
     """Design §13 step 3 from the energies [N, C] (exact float64 sums) and means [N, C]: per cell the components
@@ -162,8 +170,8 @@ def _mixture(energy, means, num_scales, energy_shift, energy_clip, eta, slope, e
     before the clamp; weights [N, C S]; step [N, C S]) and Cq(256) [N]. Components of zero weight add nothing to
     any Cq, so leaving them out changes no integer."""
     n, c_count, s_count = energy.shape[0], energy.shape[1], num_scales
-    logits = np.empty(c_count * s_count, dtype=np.int64)
-    for i in range(n):
+    for i in _prange(n):
+        logits = np.empty(c_count * s_count, dtype=np.int64)
         top = np.int64(-(1 << 62))
         for c in range(c_count):
             e = min(_shift_even(np.int64(energy[i, c]), energy_shift), energy_clip)
@@ -218,14 +226,14 @@ def _frequencies(ext, digit_bits, out, row):  # noqa: ANN001, ANN202
         previous = cum
 
 
-@_jit
+@_jit_parallel
 def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_bits, symbols, freqs):  # noqa: ANN001, ANN202
     """Every digit of the kept cells (values [n]): symbols [levels, n] and frequencies [levels n, 2^b] in the
     stream's order (level, then cell)."""
     radix, levels = 1 << digit_bits, 8 // digit_bits
-    ext = np.empty(radix + 1, dtype=np.int64)
     n = keep.shape[0]
-    for q in range(n):
+    for q in _prange(n):
+        ext = np.empty(radix + 1, dtype=np.int64)
         i, v = keep[q], values[q]
         low, high, start = np.int64(0), total[i], np.int64(0)
         for level in range(levels):
@@ -239,13 +247,13 @@ def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_
             start += np.int64(digit) << width
 
 
-@_jit
+@_jit_parallel
 def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, start, ext, freqs):  # noqa: ANN001, ANN202
     """Digit `level` of the kept cells: Cq at the interior edges of each cell's interval (start [n]; ext [n, 2^b
     + 1] holds low and high in its first and last column) and the digit frequencies [n, 2^b]."""
     radix = 1 << digit_bits
     width = 8 - digit_bits * (level + 1)
-    for q in range(keep.shape[0]):
+    for q in _prange(keep.shape[0]):
         _cdf_edges(count, offset, weights, step, phi, keep[q], start[q], width, radix, ext[q])
         _frequencies(ext[q], digit_bits, freqs, q)
 
@@ -260,6 +268,28 @@ def _decode_advance(digits, level, digit_bits, start, ext):  # noqa: ANN001, ANN
         start[q] += np.int64(d) << width
         low, high = ext[q, d], ext[q, d + 1]
         ext[q, 0], ext[q, radix] = low, high
+
+
+@_jit_parallel
+def _touch(out):  # noqa: ANN001, ANN202
+    for i in _prange(out.shape[0]):
+        out[i] = i
+
+
+_LAUNCHED = False
+
+
+def _follow_torch_threads() -> None:
+    """numba's threads follow torch's setting (the GEMMs'); any number gives the same integers. numba's OpenMP
+    layer resets the process's OpenMP thread count when it starts, which is torch's setting too: start it once
+    here and put torch's back."""
+    global _LAUNCHED
+    threads = torch.get_num_threads()
+    if not _LAUNCHED:
+        _touch(np.empty(2, dtype=np.int64))
+        _LAUNCHED = True
+        torch.set_num_threads(threads)
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
 def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -296,6 +326,7 @@ class KernelStepper(FrontGeometry):
         if not available():
             raise RuntimeError("the compiled codec kernels need numba (pip install numba)")
         super().__init__(im, canvas.shape)
+        _follow_torch_threads()
         b, hc, wc = canvas.shape
         d, _, c, s, f = im.dims
         self.canvas = canvas
