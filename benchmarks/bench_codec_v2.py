@@ -28,6 +28,7 @@ from PIL import Image  # noqa: E402
 
 import ride  # noqa: E402
 from ride.codec import compress, compress_v1, decompress, ideal_code_length_bits, integer_model, kernels  # noqa: E402
+from ride.data.photos import WIKIPEDIA_VAL_EVERY, WIKIPEDIA_VAL_FIRST, every_kth_split  # noqa: E402
 
 T_IMPORT = time.perf_counter() - T_IMPORT
 
@@ -49,8 +50,11 @@ def wikipedia_crops(limit: int, height: int = 512, width: int = 768) -> list[tup
     return out
 
 
-def wikipedia_whole(limit: int) -> list[tuple[str, np.ndarray]]:
-    paths = sorted(glob.glob(os.path.join(data_root(), "wikipedia_photos", "*.png")))[:limit]
+def wikipedia_whole(limit: int, split: str = "val") -> list[tuple[str, np.ndarray]]:
+    """Whole grey wikipedia photographs of `split` (val: the 10 that no shipped model trained on; all: 001, ...)."""
+    paths = sorted(glob.glob(os.path.join(data_root(), "wikipedia_photos", "*.png")))
+    paths = [paths[k] for k in every_kth_split([os.path.basename(p) for p in paths], split, WIKIPEDIA_VAL_EVERY,
+                                               WIKIPEDIA_VAL_FIRST)][:limit]
     return [(os.path.basename(p), np.asarray(Image.open(p).convert("L")).copy()) for p in paths]
 
 
@@ -176,8 +180,8 @@ def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
     }
     if args.nblic:
         codecs["NBLIC -e3"] = (lambda x: nblic(args.nblic, x), None)
-    sets = {"BSDS300 test (grey)": bsds_test(args.limit), "wikipedia photos (grey, whole)": wikipedia_whole(
-        args.wiki_limit)}
+    sets = {"BSDS300 test (grey)": bsds_test(args.limit),
+            "wikipedia photos, validation (grey, whole)": wikipedia_whole(args.wiki_limit)}
     results = {}
     for set_name, images in sets.items():
         bits = {name: 0 for name in ["ride", "ideal", *codecs]}
