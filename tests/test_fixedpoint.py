@@ -168,8 +168,8 @@ print(torch.backends.cpu.get_cpu_capability())
 
 def test_streams_cross_kernel_sets_and_threads(tmp_path) -> None:
     """Encode natively in this process (tiny model and the shipped 2 x 64); subprocesses with
-    ATEN_CPU_CAPABILITY=default (1 and 2 threads) and native (2 threads) decode those streams and encode the same
-    image, which must give the same bytes."""
+    ATEN_CPU_CAPABILITY=default and numba's kernels compiled for a generic CPU (1 and 2 threads), and native
+    (2 threads) decode those streams and encode the same image, which must give the same bytes."""
     image = np.asarray(Image.open(GOLDEN / "image_24x32.png"))
     np.save(tmp_path / "image.npy", image)
     torch.set_num_threads(1)
@@ -185,6 +185,9 @@ def test_streams_cross_kernel_sets_and_threads(tmp_path) -> None:
         env.pop("ATEN_CPU_CAPABILITY", None)
         if capability is not None:
             env["ATEN_CPU_CAPABILITY"] = capability
+            # the compiled codec kernels for a generic x86-64 / ARM CPU too (no AVX), compiled afresh
+            env["NUMBA_CPU_NAME"] = "generic"
+            env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba_generic")
         tag = f"{capability}_{threads}"
         jobs = [{"threads": threads, "model": path, "image": str(tmp_path / "image.npy"), "stripes": 2,
                  "stream": str(tmp_path / f"{name}.ride"), "out": str(tmp_path / f"{name}_{tag}.ride"),
