@@ -41,40 +41,45 @@ def _canvas(im, images: np.ndarray, pad: int) -> torch.Tensor:
     return canvas
 
 
-def _fast_tables(im, canvas: torch.Tensor) -> np.ndarray:
-    """Cq at all 257 edges of every cell [B, Hp, Wp, 257] with the torch front stepper."""
-    stepper = FrontStepper(im, canvas.clone())
-    b = canvas.shape[0]
+def _front_tables(stepper, front_tables) -> np.ndarray:
+    """Cq at all 257 edges of every cell [B, Hp, Wp, 257], front by front: front_tables(t) gives the front's
+    [B n, 257] tables."""
+    b = stepper.batch
     out = np.zeros((b, stepper.hp, stepper.wp, 257), dtype=np.int64)
     for t in range(stepper.num_fronts):
         lo, hi = stepper.rows(t)
         if lo > hi:
             continue
+        rows = np.arange(lo, hi + 1)
+        out[:, rows, t - stepper.skew * rows] = front_tables(t).reshape(b, hi - lo + 1, 257)
+    return out
+
+
+def _fast_tables(im, canvas: torch.Tensor) -> np.ndarray:
+    """The tables of the torch front stepper (its `cdf_at`, checked against the codec's `cdf` path)."""
+    stepper = FrontStepper(im, canvas.clone())
+
+    def front(t: int) -> np.ndarray:
         means, weights = stepper.step(t)
         edges = torch.arange(257).expand(means.shape[0], 257)
         tables = stepper.cdf_at(means, weights, edges)
         fast = stepper.cdf(stepper.prepare(means, weights), edges[:, 1:])  # the codec's path: edges 1..256
         assert torch.equal(fast, tables[:, 1:])
-        tables = tables.view(b, hi - lo + 1, 257).numpy()
-        rows = np.arange(lo, hi + 1)
-        out[:, rows, t - stepper.skew * rows] = tables
-    return out
+        return tables.numpy()
+
+    return _front_tables(stepper, front)
 
 
 def _kernel_tables(im, canvas: torch.Tensor) -> np.ndarray:
-    """Cq at all 257 edges of every cell [B, Hp, Wp, 257] with the compiled (numba) front stepper."""
+    """The tables of the compiled (numba) front stepper (Cq(0) = 0)."""
     stepper = kernels.KernelStepper(im, canvas.numpy().astype(np.int32))
-    b = canvas.shape[0]
-    out = np.zeros((b, stepper.hp, stepper.wp, 257), dtype=np.int64)
-    for t in range(stepper.num_fronts):
-        lo, hi = stepper.rows(t)
-        if lo > hi:
-            continue
+
+    def front(t: int) -> np.ndarray:
         mix = stepper.step(t)
         edges = np.broadcast_to(np.arange(1, 257), (mix.total.shape[0], 256))
-        rows = np.arange(lo, hi + 1)
-        out[:, rows, t - stepper.skew * rows, 1:] = stepper.cdf(mix, edges).reshape(b, hi - lo + 1, 256)
-    return out
+        return np.concatenate([np.zeros((edges.shape[0], 1), dtype=np.int64), stepper.cdf(mix, edges)], 1)
+
+    return _front_tables(stepper, front)
 
 
 def _grey(smooth_images, b: int, h: int, w: int, seed: int) -> np.ndarray:
