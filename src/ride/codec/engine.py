@@ -59,9 +59,8 @@ class _Canvases:
         self.stripe_rows = np.array([min(self.rows, height - b * self.rows) for b in range(self.count)])
 
     def fill(self, pixels: np.ndarray) -> None:
-        codes = 2 * pixels.astype(np.int64) + 1
-        for b in range(self.count):
-            part = codes[b * self.rows : (b + 1) * self.rows]
+        for b in range(self.count):  # stripe by stripe: no image-sized temporaries (large images)
+            part = 2 * pixels[b * self.rows : (b + 1) * self.rows].astype(np.int32) + 1
             self.canvas[b, self.top : self.top + part.shape[0], self.left : self.left + self.width] = (
                 torch.from_numpy(part) if isinstance(self.canvas, Tensor) else part)
 

@@ -333,7 +333,8 @@ class KernelStepper(FrontGeometry):
         self.flat = canvas.reshape(b, hc * wc)
         stride = self.wp + 1
         self.h = [np.zeros((b, 2 * stride, d), dtype=np.float32) for _ in range(im.dims[1])]
-        self.c = [np.zeros((b, 2 * stride, d), dtype=np.int64) for _ in range(im.dims[1])]
+        # cell states fit int32: |c| <= CELL_CLIP_INT < 2^31 (halves the buffers of wide images)
+        self.c = [np.zeros((b, 2 * stride, d), dtype=np.int32) for _ in range(im.dims[1])]
         self.in_weight = im.in_weight.astype(np.float64)
         self.in_bias = im.in_bias.astype(np.float64)
         self.layers = [(w.astype(np.float32), *_rounding(sh), bias.astype(np.int32)[None, :])
