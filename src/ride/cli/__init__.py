@@ -25,9 +25,9 @@ from .train import register as register_train
 # Commands whose work is loops of small operations (sampling fronts, inpainting sweeps, tile batches): one thread by
 # default. Measured on 2 cores: as fast as two threads when quiet, and 1.3-2x (not 10-40x) slower beside a second
 # busy command, because a lone thread has no OpenMP team spinning against it. The long full-batch fits (train,
-# fit-mcgsm[63]) keep torch's thread count and run with the PASSIVE OpenMP wait policy instead (see ride.runtime).
-ONE_THREAD_COMMANDS = frozenset({"demo", "sample", "inpaint", "eval", "map", "compress", "decompress", "models",
-                                 "data"})
+# fit-mcgsm[63]) keep torch's thread count and run with the PASSIVE OpenMP wait policy instead (see ride.runtime),
+# and so do compress / decompress, whose compiled kernels split each front's cells over the threads (RESULTS.md).
+ONE_THREAD_COMMANDS = frozenset({"demo", "sample", "inpaint", "eval", "map", "models", "data"})
 
 
 def build_parser() -> argparse.ArgumentParser:
