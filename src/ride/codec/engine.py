@@ -196,8 +196,8 @@ def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, strip
                 digits.advance(digit, level)
             v = digits.values
             pixels[index] = v
-            codes = np.full(stepper.batch * (stepper.rows(t)[1] - stepper.rows(t)[0] + 1), 2 * pad + 1,
-                            dtype=np.int64)  # every cell, the stripes' padding too
+            lo, hi = stepper.rows(t)
+            codes = np.full(stepper.batch * (hi - lo + 1), 2 * pad + 1, dtype=np.int64)  # stripes' padding too
             codes[keep] = 2 * v + 1
             stepper.write(t, codes)
         if progress is not None:
