@@ -1,4 +1,9 @@
-"""Lossless compression of 8-bit grey images with a RIDE model and a range coder (`constriction`).
+"""Lossless compression of 8-bit grey images with a RIDE model, and of 8-bit RGB images with a lossless colour RIDE
+(`ride.colour_lossless.LosslessColourRIDE`), with a range coder (`constriction`).
+
+Colour images (format version 3) are coded as the grey ones are, with the colour model's integer form
+(`colour_fixedpoint.quantise_colour`): the three channels of each pixel in the model's order (R, then G given R, then
+B given R and G), each channel's frame at its own rounded mean.
 
 `compress` writes format version 2 (docs/codec_format.md): the model is first turned into exact integer arithmetic
 (`fixedpoint.quantise`, cached per model), so that a stream decodes on any machine, under any kernel set, BLAS or
@@ -33,14 +38,17 @@ from torch import Tensor, nn
 
 from ..front import MCGSMTables, SkewedFront
 from . import engine
+from .colour_fixedpoint import IntColourRIDE, quantise_colour
 from .fixedpoint import IntRIDE, quantise
 from .format import (
     DIGIT_BITS,
     MODE_CODED,
     MODE_STORED,
     VERSION_1,
+    VERSION_COLOUR,
     Header,
     Header2,
+    Header3,
     model_fingerprint,
     pixel_checksum,
     unpack_header,
@@ -55,16 +63,23 @@ Progress = Callable[[int, int], None]
 
 STRIPE_ROWS = 128  # default: stripes of about this many rows (more pixels per front; see `default_stripes`)
 DIGIT_BITS_DEFAULT = 2
-_INT_MODELS: dict[bytes, IntRIDE] = {}
+_INT_MODELS: dict[bytes, IntRIDE | IntColourRIDE] = {}
 
 
-def integer_model(model: nn.Module) -> IntRIDE:
-    """The model's exact integer form (`fixedpoint.quantise`), computed once per distinct model."""
+def integer_model(model: nn.Module) -> IntRIDE | IntColourRIDE:
+    """The model's exact integer form (`fixedpoint.quantise`, or `colour_fixedpoint.quantise_colour` for a lossless
+    colour model), computed once per distinct model."""
     _check_model(model)
     key = model_fingerprint(model)
     if key not in _INT_MODELS:
-        _INT_MODELS[key] = quantise(model)
+        _INT_MODELS[key] = quantise_colour(model) if _is_colour(model) else quantise(model)
     return _INT_MODELS[key]
+
+
+def _is_colour(model: nn.Module) -> bool:
+    from ..colour_lossless import LosslessColourRIDE
+
+    return isinstance(model, LosslessColourRIDE)
 
 
 def default_stripes(height: int) -> int:
@@ -74,8 +89,9 @@ def default_stripes(height: int) -> int:
 
 def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | None = None,
              stripes: int | None = None, digit_bits: int = DIGIT_BITS_DEFAULT, backend: str = "auto") -> bytes:
-    """Lossless stream (format version 2) of a grey image uint8 [H, W] (any size from 1x1) under a one-channel
-    RIDE `model` with at least one layer.
+    """Lossless stream of a grey image uint8 [H, W] (any size from 1x1) under a one-channel RIDE `model` with at
+    least one layer (format version 2), or of an RGB image uint8 [H, W, 3] under a `LosslessColourRIDE` (format
+    version 3; then `backend` must be "auto" or "kernels").
 
     `progress(done_fronts, total_fronts)` is called after every front. `stripes` horizontal stripes are coded side
     by side (default `default_stripes(H)`; more stripes: more pixels per front, less context at their top rows).
@@ -86,14 +102,17 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     (the kernels when numba can be imported): the same integers, the same stream.
     """
     im = integer_model(model)
-    pixels = _check_image(image)
-    height, width = pixels.shape
+    colour = isinstance(im, IntColourRIDE)
+    pixels = _check_colour_image(image) if colour else _check_image(image)
+    height, width = pixels.shape[:2]
     stripes = default_stripes(height) if stripes is None else stripes
     if not isinstance(stripes, int) or not 1 <= stripes <= 65535:
         raise ValueError(f"stripes must be an integer in [1, 65535], found {stripes!r}")
     if digit_bits not in DIGIT_BITS:
         raise ValueError(f"digit_bits must be one of {DIGIT_BITS}, found {digit_bits!r}")
     stripes = engine.stripe_layout(height, stripes)[1]
+    if colour:
+        return _compress_colour(im, pixels, stripes, digit_bits, progress, backend)
     pad = int(round(float(pixels.mean())))
     payload = engine.encode(im, pixels, pad, stripes, digit_bits, progress, backend)
     mode = MODE_CODED
@@ -102,6 +121,28 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     header = Header2(mode, height, width, pad, stripes, digit_bits, im.fingerprint, pixel_checksum(pixels),
                      len(payload))
     return header.pack() + payload
+
+
+def _compress_colour(im: IntColourRIDE, pixels: np.ndarray, stripes: int, digit_bits: int,
+                     progress: Progress | None, backend: str) -> bytes:
+    if backend not in ("auto", "kernels"):
+        raise ValueError(f"the colour codec runs on the compiled kernels: backend 'auto' or 'kernels', found "
+                         f"{backend!r}")
+    coded = _to_coded(pixels, im.transform)
+    pads = tuple(int(round(float(coded[..., k].mean()))) for k in range(3))
+    payload = engine.encode_colour(im, coded, pads, stripes, digit_bits, progress)
+    mode = MODE_CODED
+    if len(payload) >= pixels.size:
+        mode, payload = MODE_STORED, pixels.tobytes()
+    height, width, _ = pixels.shape
+    header = Header3(mode, height, width, pads, stripes, digit_bits, im.transform, im.fingerprint,
+                     pixel_checksum(pixels), len(payload))
+    return header.pack() + payload
+
+
+def _to_coded(pixels: np.ndarray, transform: str) -> np.ndarray:
+    """RGB [H, W, 3] -> the coded channel order (an 8-bit permutation; its own inverse)."""
+    return np.ascontiguousarray(pixels[..., [1, 0, 2]]) if transform == "grb" else pixels
 
 
 def compress_v1(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | None = None,
@@ -141,7 +182,8 @@ def _encode(model: nn.Module, pixels: np.ndarray, pad: int, span: int, progress:
 
 
 def _fingerprint(model: nn.Module, version: int) -> bytes:
-    """The fingerprint a stream of `version` made with `model` carries (float weights for 1, integer tables for 2)."""
+    """The fingerprint a stream of `version` made with `model` carries (float weights for 1, integer tables for 2
+    and 3)."""
     return model_fingerprint(model) if version == VERSION_1 else integer_model(model).fingerprint
 
 
@@ -154,18 +196,22 @@ def made_with(model: nn.Module, data: bytes) -> bool:
 
 
 def decompress(model: nn.Module, data: bytes, progress: Progress | None = None, backend: str = "auto") -> np.ndarray:
-    """The grey image uint8 [H, W] of a stream made by `compress` (format 2, or 1) with the same `model`.
+    """The image of a stream made by `compress` with the same `model`: grey uint8 [H, W] (format 2, or 1), or RGB
+    uint8 [H, W, 3] (format 3, a colour model).
 
     ValueError for a foreign, truncated or corrupted stream, a stream of another model, or a checksum mismatch.
-    `backend` as for `compress` (format 2 only).
+    `backend` as for `compress` (formats 2 and 3).
     """
     _check_model(model)
     header, payload = unpack_header(data)
     fingerprint = _fingerprint(model, header.version)
     if header.fingerprint != fingerprint:
-        raise ValueError(f"the stream was made with another model (fingerprint {header.fingerprint.hex()}), not "
-                         f"this one ({fingerprint.hex()}); decode it with the model that encoded it")
-    if header.mode == MODE_STORED:
+        kind = "colour" if header.version == VERSION_COLOUR else "grey"
+        raise ValueError(f"the stream ({kind}) was made with another model (fingerprint {header.fingerprint.hex()}), "
+                         f"not this one ({fingerprint.hex()}); decode it with the model that encoded it")
+    if header.version == VERSION_COLOUR:
+        image = _decompress_colour(integer_model(model), header, payload, progress, backend)
+    elif header.mode == MODE_STORED:
         image = np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width).copy()
     elif header.version == VERSION_1:
         with _one_thread():
@@ -178,6 +224,21 @@ def decompress(model: nn.Module, data: bytes, progress: Progress | None = None, 
                  "streams decode only there)" if header.version == VERSION_1 else "or made by another program")
         raise ValueError(f"pixel checksum mismatch after decoding: the stream is corrupted, or {cause}")
     return image
+
+
+def _decompress_colour(im: IntColourRIDE, header: Header3, payload: bytes, progress: Progress | None,
+                       backend: str) -> np.ndarray:
+    if header.channel_order != im.transform:
+        raise ValueError(f"corrupted ride codec stream: channel order {header.channel_order!r}, but the model that "
+                         f"made it codes {im.transform!r}")
+    if header.mode == MODE_STORED:
+        return np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width, 3).copy()
+    if backend not in ("auto", "kernels"):
+        raise ValueError(f"the colour codec runs on the compiled kernels: backend 'auto' or 'kernels', found "
+                         f"{backend!r}")
+    coded = engine.decode_colour(im, payload, header.height, header.width, header.pads, header.stripes,
+                                 header.digit_bits, progress)
+    return _to_coded(coded, im.transform)
 
 
 def _decode(model: nn.Module, header: Header, payload: bytes, progress: Progress | None) -> np.ndarray:
@@ -205,10 +266,17 @@ def ideal_code_length_bits(model: nn.Module, image: np.ndarray | Tensor) -> floa
     """-log2 P(image) in bits under the model's exact discrete probabilities (all mixture components, no
     quantisation) with the same frame as `compress`: the code length an ideal entropy coder would reach."""
     _check_model(model)
-    pixels = _check_image(image)
-    pad = int(round(float(pixels.mean())))
-    canvas = _framed(model, torch.from_numpy(pixels), pad)
-    values = (canvas * 256).floor().to(torch.uint8)
+    if _is_colour(model):
+        pixels = _to_coded(_check_colour_image(image), model.config.transform)
+        canvases = [_framed(model, torch.from_numpy(pixels[..., k]), int(round(float(pixels[..., k].mean()))))
+                    for k in range(3)]
+        values = (torch.cat(canvases, 1) * 256).floor().to(torch.uint8)
+        values = values[:, [1, 0, 2]] if model.config.transform == "grb" else values  # back to R, G, B
+    else:
+        pixels = _check_image(image)
+        pad = int(round(float(pixels.mean())))
+        canvas = _framed(model, torch.from_numpy(pixels), pad)
+        values = (canvas * 256).floor().to(torch.uint8)
     return float(-model.log_prob_discrete_pixels(values).sum()) / math.log(2)
 
 
@@ -229,8 +297,11 @@ def _one_thread() -> Iterator[None]:
 def _check_model(model: object) -> None:
     from ..model import RIDE
 
+    if _is_colour(model):
+        return
     if not isinstance(model, RIDE):
-        raise ValueError(f"the codec needs a ride.RIDE model, found {type(model).__name__}")
+        raise ValueError(f"the codec needs a ride.RIDE model (grey) or a LosslessColourRIDE (RGB), found "
+                         f"{type(model).__name__}")
     if model.config.num_channels != 1:
         raise ValueError(f"the codec needs a one-channel (grey) RIDE, found {model.config.num_channels} channels")
 
@@ -245,7 +316,23 @@ def _check_image(image: object) -> np.ndarray:
         raise ValueError(f"expected an 8-bit grey image (uint8 [H, W]), found dtype {image.dtype}")
     if image.ndim != 2:
         raise ValueError(f"expected a grey image of shape [H, W], found shape {image.shape}"
-                         + (" (colour? convert it to grey first)" if image.ndim == 3 else ""))
+                         + (" (colour? use a colour model, e.g. photo_colour)" if image.ndim == 3 else ""))
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"expected an image of at least 1x1 pixels, found shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def _check_colour_image(image: object) -> np.ndarray:
+    """uint8 [H, W, 3] (R, G, B) as a contiguous numpy array; ValueError naming what was found otherwise."""
+    if isinstance(image, Tensor):
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected an RGB image as a uint8 array [H, W, 3], found {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected an 8-bit RGB image (uint8 [H, W, 3]), found dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        hint = " (grey? use a grey model, e.g. photo_grey)" if image.ndim == 2 else ""
+        raise ValueError(f"a colour model codes RGB images of shape [H, W, 3], found shape {image.shape}{hint}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"expected an image of at least 1x1 pixels, found shape {image.shape}")
     return np.ascontiguousarray(image)

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from . import kernels
+from .colour_fixedpoint import IntColourRIDE
 from .fixedpoint import FrontStepper, IntRIDE, Mixture
 
 PRECISION = 24  # constriction's default range coder: frequencies sum to 2^24
@@ -48,7 +49,14 @@ class _Canvases:
         shape = (self.count, top + self.rows, left + width + right)
         if backend == "auto":
             backend = "kernels" if kernels.available() else "torch"
-        if backend == "kernels":
+        if isinstance(im, IntColourRIDE):
+            if backend != "kernels":
+                raise RuntimeError("the colour codec runs on the compiled kernels only: it needs numba (pip install "
+                                   "numba)" if backend == "torch" else f"unknown codec backend {backend!r}")
+            canvas = np.empty((self.count, 3, *shape[1:]), dtype=np.int32)
+            canvas[:] = (2 * np.asarray(pad, dtype=np.int32) + 1)[None, :, None, None]
+            self.stepper = kernels.ColourKernelStepper(im, canvas)
+        elif backend == "kernels":
             self.stepper = kernels.KernelStepper(im, np.full(shape, 2 * pad + 1, dtype=np.int32))
         elif backend == "torch":
             self.stepper = TorchCoding(im, torch.full(shape, 2 * pad + 1, dtype=torch.int64))
@@ -61,6 +69,10 @@ class _Canvases:
     def fill(self, pixels: np.ndarray) -> None:
         for b in range(self.count):  # stripe by stripe: no image-sized temporaries (large images)
             part = 2 * pixels[b * self.rows : (b + 1) * self.rows].astype(np.int32) + 1
+            if part.ndim == 3:  # colour [rows, W, 3] into [3, rows, W]
+                self.canvas[b, :, self.top : self.top + part.shape[0], self.left : self.left + self.width] = (
+                    part.transpose(2, 0, 1))
+                continue
             self.canvas[b, self.top : self.top + part.shape[0], self.left : self.left + self.width] = (
                 torch.from_numpy(part) if isinstance(self.canvas, Tensor) else part)
 
@@ -203,3 +215,65 @@ def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, strip
         if progress is not None:
             progress(t + 1, stepper.num_fronts)
     return pixels.reshape(height, width)
+
+
+@torch.no_grad()
+def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, int], stripes: int, digit_bits: int,
+                  progress: Progress | None = None) -> bytes:
+    """The range coder's 32-bit words (little-endian bytes) of uint8 pixels [H, W, 3] in the model's coded
+    channel order; coding order: front, channel, digit, cells. pads: the frame's value of each channel."""
+    height, width, _ = pixels.shape
+    grid = _Canvases(im, height, width, pads, stripes, "kernels")
+    grid.fill(pixels)
+    stepper = grid.stepper
+    values = pixels.reshape(-1, 3)
+    pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
+    encoder = constriction.stream.queue.RangeEncoder()
+    for t in range(stepper.num_fronts):
+        cells = grid.cells(t)
+        if cells is not None:
+            keep, index = cells
+            hidden, base = stepper.trunk(t)
+            codes = np.tile(pad_codes, (hidden.shape[0], 1))  # the stripes' dummy rows keep the frame's value
+            codes[keep] = 2 * values[index].astype(np.int64) + 1
+            for k in range(3):
+                mix = stepper.head(k, hidden, base, codes)
+                symbols, freqs = stepper.encode_digits(mix, keep, values[index, k].astype(np.int64), digit_bits)
+                encoder.encode(symbols, _CATEGORICAL, freqs)
+        if progress is not None:
+            progress(t + 1, stepper.num_fronts)
+    return np.ascontiguousarray(encoder.get_compressed(), dtype="<u4").tobytes()
+
+
+@torch.no_grad()
+def decode_colour(im: IntColourRIDE, payload: bytes, height: int, width: int, pads: tuple[int, int, int],
+                  stripes: int, digit_bits: int, progress: Progress | None = None) -> np.ndarray:
+    """uint8 pixels [H, W, 3] (coded channel order) of a payload made by `encode_colour` (not yet checked against
+    the checksum)."""
+    grid = _Canvases(im, height, width, pads, stripes, "kernels")
+    stepper = grid.stepper
+    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+    pixels = np.zeros((height * width, 3), dtype=np.uint8)
+    pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
+    for t in range(stepper.num_fronts):
+        cells = grid.cells(t)
+        if cells is not None:
+            keep, index = cells
+            hidden, base = stepper.trunk(t)
+            codes = np.tile(pad_codes, (hidden.shape[0], 1))
+            for k in range(3):
+                digits = stepper.decoder(stepper.head(k, hidden, base, codes), keep, digit_bits)
+                for level in range(8 // digit_bits):
+                    freqs = digits.frequencies(level)
+                    try:
+                        digit = decoder.decode(_CATEGORICAL, freqs)
+                    except Exception as err:  # constriction reports inconsistent data in its own types
+                        raise ValueError(f"corrupted ride codec stream: the range decoder failed ({err})") from err
+                    digits.advance(digit, level)
+                v = digits.values
+                pixels[index, k] = v
+                codes[keep, k] = 2 * v + 1
+            stepper.write(t, codes)
+        if progress is not None:
+            progress(t + 1, stepper.num_fronts)
+    return pixels.reshape(height, width, 3)

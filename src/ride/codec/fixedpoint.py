@@ -200,28 +200,25 @@ class IntRIDE:
         return digest.digest()[:8]
 
 
-def quantise(model, hidden_levels: int = 255) -> IntRIDE:  # noqa: ANN001 - a ride.RIDE
-    """The integer model of a one-channel RIDE (float32 or float64 weights); deterministic on every machine."""
-    if model.config.num_channels != 1:
-        raise ValueError(f"the integer model needs a one-channel RIDE, found {model.config.num_channels} channels")
-    if not model.layers:
-        raise ValueError("the integer model needs a RIDE with at least one spatial LSTM layer")
+def _arr(t: Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
 
-    def arr(t: Tensor) -> np.ndarray:
-        return t.detach().cpu().double().numpy()
 
-    pre, nb = model.preconditioner, model.neighbourhood
-    d, a_levels = model.config.num_hiddens, hidden_levels
-    mc = model.mcgsm
-    c, s, f = mc.num_components, mc.num_scales, mc.num_features
+def quantise_trunk(model, a_levels: int) -> dict:  # noqa: ANN001 - a ride.RIDE or LosslessColourRIDE
+    """The integer input map and spatial LSTM layers of a model with a preconditioner and >= 1 layer (the fields
+    in_weight, in_bias, in_shift, layer_weights, layer_shifts, layer_biases of `IntRIDE`). The input map's outputs
+    are layer 1's 5D gate inputs and one linear prediction per modelled channel (preconditioner.predictor's rows)."""
+    pre = model.preconditioner
+    d = model.config.num_hiddens
     # folded input map on x = p / 512: x~ = (x - mx) Wh^T; layer-1 z = x~ W_in + b; y_base = my + x~ P^T
-    whiten = arr(pre.whiten_in).T  # [K, K]
-    w_in0, b0 = arr(model.layers[0].weight_in), arr(model.layers[0].bias)
-    pred = arr(pre.predictor).T  # [K, 1]
-    shift_x = -_fold_rows(arr(pre.mean_in)[None, :], whiten)  # [1, K]
+    whiten = _arr(pre.whiten_in).T  # [K, K]
+    w_in0, b0 = _arr(model.layers[0].weight_in), _arr(model.layers[0].bias)
+    pred = _arr(pre.predictor).T  # [K, channels]
+    shift_x = -_fold_rows(_arr(pre.mean_in)[None, :], whiten)  # [1, K]
     lin = np.concatenate([_fold_rows(whiten, w_in0), _fold_rows(whiten, pred)], 1) / 512.0  # per pixel code
-    lin_bias = np.concatenate([_fold_rows(shift_x, w_in0)[0] + b0, _fold_rows(shift_x, pred)[0] + arr(pre.mean_out)])
-    out_bits = np.concatenate([np.full(5 * d, PRE_BITS), [Q_BITS]])
+    lin_bias = np.concatenate([_fold_rows(shift_x, w_in0)[0] + b0,
+                               _fold_rows(shift_x, pred)[0] + _arr(pre.mean_out)])
+    out_bits = np.concatenate([np.full(5 * d, PRE_BITS), np.full(pred.shape[1], Q_BITS)])
     # float64 GEMM on pixel codes <= 511: scale each column so that 511 * L1 + |bias| < 2^53
     budget64 = (F64_EXACT // 2) // 511
     s_in = _column_scales(lin, budget64)
@@ -236,23 +233,25 @@ def quantise(model, hidden_levels: int = 255) -> IntRIDE:  # noqa: ANN001 - a ri
     budget32 = (F32_EXACT - 1) // a_levels
     layer_weights, layer_shifts, layer_biases = [], [], []
     for k, layer in enumerate(model.layers):
-        rec = arr(layer.weight_rec) / a_levels  # rows: h_up (D), h_left (D)
-        w = rec if k == 0 else np.concatenate([arr(layer.weight_in) / a_levels, rec], 0)
+        rec = _arr(layer.weight_rec) / a_levels  # rows: h_up (D), h_left (D)
+        w = rec if k == 0 else np.concatenate([_arr(layer.weight_in) / a_levels, rec], 0)
         # shifts >= 2: the rounded sums stay below 2^22, so adding the input projection keeps float32 exact
         w_int, shift = _quantise_columns(w, budget32, PRE_BITS, min_shift=2)
         layer_weights.append(w_int)
         layer_shifts.append(shift)
-        bias = np.zeros(5 * d) if k == 0 else arr(layer.bias)
+        bias = np.zeros(5 * d) if k == 0 else _arr(layer.bias)
         layer_biases.append(np.rint(bias * (1 << PRE_BITS)).astype(np.int64))
+    return dict(in_weight=in_weight, in_bias=in_bias, in_shift=s_in - out_bits, layer_weights=layer_weights,
+                layer_shifts=layer_shifts, layer_biases=layer_biases)
 
-    whiten_out = float(arr(pre.whiten_out)[0, 0])
+
+def quantise_gate(mc, whiten_out: float) -> dict:  # noqa: ANN001 - a ride.mcgsm.MCGSM
+    """An MCGSM's gate and precisions as integers (the fields beta2, energy_shift, energy_clip, eta, slope,
+    precision of `IntRIDE`); `whiten_out` (> 0) scales the pixel to the MCGSM's output (y~ = whiten_out x + ...)."""
     if not whiten_out > 0:
         raise ValueError(f"the preconditioner's output whitening must be positive, found {whiten_out}")
-    feats = arr(mc.features) / a_levels  # [D, F]
-    means = arr(mc.predictors).reshape(-1, c) / (a_levels * whiten_out)  # mu_c / whiten on the [0,1) scale
-    w_feat, sh_feat = _quantise_columns(feats, budget32, FEAT_BITS)
-    w_mean, sh_mean = _quantise_columns(means, budget32, Q_BITS)
-    beta2 = arr(mc.weights) ** 2  # [C, F]
+    c, s = mc.num_components, mc.num_scales
+    beta2 = _arr(mc.weights) ** 2  # [C, F]
     # energy GEMM (float64) on squared features <= FEAT_CLIP^2 < 2^30: L1 of each beta2 row < 2^22
     beta_bits = int(_column_scales(beta2.T, 1 << 22, limit=30).min())
     beta2_int = np.rint(beta2 * 2.0**beta_bits).astype(np.int64)
@@ -261,7 +260,7 @@ def quantise(model, hidden_levels: int = 255) -> IntRIDE:  # noqa: ANN001 - a ri
     if energy_shift < 0:
         raise ValueError("MCGSM weights beta too large for the integer energy")
     log2e = 1.0 / math.log(2.0)
-    alpha, eta_f = arr(mc.scales), arr(mc.priors)
+    alpha, eta_f = _arr(mc.scales), _arr(mc.priors)
     eta = np.rint(eta_f * log2e * (1 << LOG_BITS)).astype(np.int64)
     slope = np.array([[int(round(0.5 * math.exp(alpha[i, j]) * log2e * (1 << LOG_BITS))) for j in range(s)]
                       for i in range(c)], dtype=np.int64)
@@ -271,22 +270,45 @@ def quantise(model, hidden_levels: int = 255) -> IntRIDE:  # noqa: ANN001 - a ri
     if not ((precision < (1 << 32)).all() and (precision > 0).all()):
         raise ValueError("MCGSM precisions outside the integer model's range")
     energy_clip = min(ENERGY_CLIP, (1 << 62) // int(slope.max() + 1))
+    return dict(beta2=beta2_int.T.copy(), energy_shift=energy_shift, energy_clip=energy_clip, eta=eta, slope=slope,
+                precision=precision)
 
+
+def tables(a_levels: int) -> dict:
+    """The integer look-up tables of `IntRIDE` (sigmoid, tanh, tanh_h, exp2, phi)."""
     r = PRE_RANGE << PRE_BITS
-    return IntRIDE(
-        offsets=nb.offsets().numpy().astype(np.int64), margin=tuple(int(m) for m in model.margin),
-        hidden_levels=a_levels, in_weight=in_weight, in_bias=in_bias, in_shift=s_in - out_bits,
-        layer_weights=layer_weights, layer_shifts=layer_shifts, layer_biases=layer_biases,
-        out_weight=np.concatenate([w_feat, w_mean], 1), out_shift=np.concatenate([sh_feat, sh_mean]),
-        beta2=beta2_int.T.copy(), energy_shift=energy_shift, energy_clip=energy_clip, eta=eta, slope=slope,
-        precision=precision,
+    return dict(
         sigmoid=_table(_sigmoid, -r, r, PRE_BITS, 1 << UNIT_BITS),
         tanh=_table(math.tanh, -r, r, PRE_BITS, 1 << UNIT_BITS),
         tanh_h=_table(math.tanh, -r, r, PRE_BITS, a_levels),
         exp2=np.array([int(round(WEIGHT_ONE * 2.0 ** (-j / (1 << LOG_BITS)))) for j in range(1 << LOG_BITS)],
                       dtype=np.int64),
-        phi=_table(_phi, -(Z_RANGE << Z_BITS), Z_RANGE << Z_BITS, Z_BITS, PHI_ONE),
-        dims=(d, len(model.layers), c, s, f))
+        phi=_table(_phi, -(Z_RANGE << Z_BITS), Z_RANGE << Z_BITS, Z_BITS, PHI_ONE))
+
+
+def quantise(model, hidden_levels: int = 255) -> IntRIDE:  # noqa: ANN001 - a ride.RIDE
+    """The integer model of a one-channel RIDE (float32 or float64 weights); deterministic on every machine."""
+    if model.config.num_channels != 1:
+        raise ValueError(f"the integer model needs a one-channel RIDE, found {model.config.num_channels} channels")
+    if not model.layers:
+        raise ValueError("the integer model needs a RIDE with at least one spatial LSTM layer")
+    pre, nb = model.preconditioner, model.neighbourhood
+    d, a_levels = model.config.num_hiddens, hidden_levels
+    mc = model.mcgsm
+    c, s, f = mc.num_components, mc.num_scales, mc.num_features
+    trunk = quantise_trunk(model, a_levels)
+    whiten_out = float(_arr(pre.whiten_out)[0, 0])
+    gate = quantise_gate(mc, whiten_out)
+    budget32 = (F32_EXACT - 1) // a_levels
+    feats = _arr(mc.features) / a_levels  # [D, F]
+    means = _arr(mc.predictors).reshape(-1, c) / (a_levels * whiten_out)  # mu_c / whiten on the [0,1) scale
+    w_feat, sh_feat = _quantise_columns(feats, budget32, FEAT_BITS)
+    w_mean, sh_mean = _quantise_columns(means, budget32, Q_BITS)
+    return IntRIDE(
+        offsets=nb.offsets().numpy().astype(np.int64), margin=tuple(int(m) for m in model.margin),
+        hidden_levels=a_levels, **trunk,
+        out_weight=np.concatenate([w_feat, w_mean], 1), out_shift=np.concatenate([sh_feat, sh_mean]),
+        **gate, **tables(a_levels), dims=(d, len(model.layers), c, s, f))
 
 
 # ---------------------------------------------------------------------------------------------- fast path (torch)

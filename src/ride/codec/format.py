@@ -17,6 +17,24 @@ Format version 2 (written by this ride; docs/codec_format.md describes it comple
     34      4     CRC-32 of bytes 0..33
     38      n     payload: the range coder's 32-bit words, little-endian (mode 0), or the pixels (mode 1)
 
+Format version 3 (colour: 8-bit RGB images, `colour_fixedpoint.IntColourRIDE`; grey images stay version 2):
+
+    offset  size  field (big-endian)
+    0       4     magic b"RIDE"
+    4       1     format version (3)
+    5       1     mode: 0 range-coded with the integer colour model, 1 stored
+    6       4     height
+    10      4     width
+    14      3     padding value of the frame of each coded channel, in coding order (0..255 each)
+    17      2     stripes
+    19      1     bits per coded digit (1, 2, 4 or 8)
+    20      1     channel order: 0 R, G, B; 1 G, R, B (the model's; it must match the model's transform)
+    21      8     integer colour model fingerprint (`IntColourRIDE.fingerprint`)
+    29      4     CRC-32 of the pixels (uint8 [H, W, 3], R, G, B interleaved, raster order), verified after decoding
+    33      4     payload bytes n
+    37      4     CRC-32 of bytes 0..36
+    41      n     payload: the range coder's 32-bit words, little-endian (mode 0), or the RGB pixels (mode 1)
+
 Format version 1 (read only; floating-point probabilities, so it decodes only on machines whose arithmetic matches
 the encoder's):
 
@@ -48,9 +66,13 @@ from torch import nn
 MAGIC = b"RIDE"
 VERSION = 2
 VERSION_1 = 1
+VERSION_COLOUR = 3
+CHANNEL_ORDERS = ("rgb", "grb")  # the channel-order byte of version 3
 _FIELDS = struct.Struct(">4sBBIIBH8sII")  # version 1
 _FIELDS_2 = struct.Struct(">4sBBIIBHB8sII")
 HEADER_BYTES_2 = _FIELDS_2.size + 4
+_FIELDS_3 = struct.Struct(">4sBBII3sHBB8sII")
+HEADER_BYTES_3 = _FIELDS_3.size + 4
 HEADER_BYTES = HEADER_BYTES_2  # of the format written now
 DIGIT_BITS = (1, 2, 4, 8)
 _CRC = struct.Struct(">I")
@@ -82,7 +104,7 @@ class Header:
 MODE_CODED, MODE_STORED = 0, 1
 
 
-def unpack_header(data: bytes) -> tuple[Header, bytes]:
+def unpack_header(data: bytes) -> tuple[Header | Header2 | Header3, bytes]:
     """Check a stream's header and length: (header, payload bytes); ValueError names what is wrong."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"expected the bytes of a ride codec stream, found {type(data).__name__}")
@@ -94,9 +116,11 @@ def unpack_header(data: bytes) -> tuple[Header, bytes]:
     version = data[len(MAGIC)]
     if version == VERSION:
         return _unpack_header_2(data)
+    if version == VERSION_COLOUR:
+        return _unpack_header_3(data)
     if version != VERSION_1:
-        raise ValueError(f"ride codec stream of format version {version}; this ride reads versions {VERSION_1} "
-                         f"and {VERSION}")
+        raise ValueError(f"ride codec stream of format version {version}; this ride reads versions {VERSION_1}, "
+                         f"{VERSION} and {VERSION_COLOUR}")
     if len(data) < HEADER_BYTES_1:
         raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES_1}-byte "
                          "header")
@@ -111,7 +135,7 @@ def unpack_header(data: bytes) -> tuple[Header, bytes]:
 
 
 def pixel_checksum(image: np.ndarray) -> int:
-    """CRC-32 of uint8 pixels [H, W] in raster order."""
+    """CRC-32 of uint8 pixels [H, W] (or [H, W, 3], channels interleaved) in raster order."""
     return zlib.crc32(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
 
 
@@ -166,6 +190,48 @@ def _unpack_header_2(data: bytes) -> tuple[Header2, bytes]:
     _check_payload_size(data, HEADER_BYTES_2, num_bytes, mode, height * width)
     header = Header2(mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes)
     return header, data[HEADER_BYTES_2:]
+
+
+@dataclass(frozen=True)
+class Header3:
+    """The fields of a format-version-3 (colour) header (see the module docstring)."""
+
+    mode: int
+    height: int
+    width: int
+    pads: tuple[int, int, int]  # frame values of the coded channels, in coding order
+    stripes: int
+    digit_bits: int
+    channel_order: str  # one of CHANNEL_ORDERS
+    fingerprint: bytes  # of the integer colour model
+    pixel_crc: int
+    num_bytes: int
+    version = VERSION_COLOUR
+
+    def pack(self) -> bytes:
+        fields = _FIELDS_3.pack(MAGIC, VERSION_COLOUR, self.mode, self.height, self.width, bytes(self.pads),
+                                self.stripes, self.digit_bits, CHANNEL_ORDERS.index(self.channel_order),
+                                self.fingerprint, self.pixel_crc, self.num_bytes)
+        return fields + _CRC.pack(zlib.crc32(fields))
+
+
+def _unpack_header_3(data: bytes) -> tuple[Header3, bytes]:
+    if len(data) < HEADER_BYTES_3:
+        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES_3}-byte "
+                         "header")
+    _, _, mode, height, width, pads, stripes, bits, order, fingerprint, pixel_crc, num_bytes = \
+        _FIELDS_3.unpack_from(data)
+    (header_crc,) = _CRC.unpack_from(data, _FIELDS_3.size)
+    if zlib.crc32(data[: _FIELDS_3.size]) != header_crc:
+        raise ValueError("corrupted ride codec stream: the header checksum does not match")
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= stripes <= height) or mode > MODE_STORED \
+            or bits not in DIGIT_BITS or order >= len(CHANNEL_ORDERS):
+        raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, {stripes} stripes, "
+                         f"{bits} bits per digit, channel order {order}")
+    _check_payload_size(data, HEADER_BYTES_3, num_bytes, mode, 3 * height * width)
+    header = Header3(mode, height, width, tuple(pads), stripes, bits, CHANNEL_ORDERS[order], fingerprint, pixel_crc,
+                     num_bytes)
+    return header, data[HEADER_BYTES_3:]
 
 
 def _check_payload_size(data: bytes, header_bytes: int, num_bytes: int, mode: int, num_pixels: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .colour_fixedpoint import R_CLIP
 from .fixedpoint import (
     CELL_CLIP_INT,
     FEAT_CLIP,
@@ -80,13 +81,14 @@ def _gather_codes(flat, window, out):  # noqa: ANN001, ANN202
 
 @_jit
 def _input_map(mapped, shift, d5, z0_out, base_out):  # noqa: ANN001, ANN202
-    """The input map's exact sums [N, 5D + 1] -> layer 1's gate inputs z0 [N, 5D] (int32) and the prediction
-    base [N]."""
+    """The input map's exact sums [N, 5D + channels] -> layer 1's gate inputs z0 [N, 5D] (int32) and the
+    prediction bases [N, channels]."""
     for i in range(mapped.shape[0]):
         for j in range(d5):
             v = _shift_even(np.int64(mapped[i, j]), shift[j])
             z0_out[i, j] = min(max(v, -Z0_CLIP), Z0_CLIP)
-        base_out[i] = _shift_even(np.int64(mapped[i, d5]), shift[d5])
+        for j in range(base_out.shape[1]):
+            base_out[i, j] = _shift_even(np.int64(mapped[i, d5 + j]), shift[d5 + j])
 
 
 @_jit
@@ -318,19 +320,50 @@ def _rounding(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return s.astype(np.int32), half.astype(np.int32), (s > 0).astype(np.int32)
 
 
+class _KernelHead:
+    """One MCGSM head's constants for the kernels (an `IntRIDE`'s, or an `IntColourRIDE` head's); its GEMM runs in
+    `dtype` (float32 for the grey head, whose sums stay below 2^24; float64 for colour heads)."""
+
+    def __init__(self, head, dtype: type, dims: tuple[int, int, int, int, int]) -> None:  # noqa: ANN001
+        _, _, c, s, f = dims
+        self.head, self.num_features, self.num_components, self.num_scales = head, f, c, s
+        self.out_weight = head.out_weight.astype(dtype)
+        self.beta2 = head.beta2.astype(np.float64)  # exact: squared features < 2^30, column sums < 2^53 (tested)
+        self.step_cs = (head.precision.astype(np.int64) << (Q_BITS - 8)).reshape(-1)
+        self.offset_base = (1 << (R_SHIFT - 1)) + ((Z_RANGE << Z_BITS) << R_SHIFT)
+
+    def mixture(self, inputs: np.ndarray, base: np.ndarray, exp2: np.ndarray) -> KernelMixture:
+        """The mixture constants of N cells from the head's GEMM inputs [N, D (+ k)] and predictions base [N]."""
+        head, n = self.head, inputs.shape[0]
+        acc = _mm(inputs, self.out_weight)  # exact (see the integer models)
+        feat2 = np.empty((n, self.num_features), dtype=np.float64)
+        means = np.empty((n, self.num_components), dtype=np.int64)
+        _features(acc, head.out_shift, base, self.num_features, feat2, means)
+        energy = _mm(feat2, self.beta2)  # exact: < 2^53
+        mix = KernelMixture(n, self.num_components * self.num_scales)
+        _mixture(energy, means, self.num_scales, head.energy_shift, head.energy_clip, head.eta, head.slope, exp2,
+                 head.precision, self.step_cs, self.offset_base, mix.count, mix.offset, mix.weights, mix.step,
+                 mix.total)
+        return mix
+
+
 class KernelStepper(FrontGeometry):
     """`fixedpoint.FrontStepper`'s integers from compiled kernels: steps the integer model along the skewed front
     of B framed canvases of pixel codes (int32 [B, Hc, Wc], NumPy, updated by the caller between fronts)."""
 
+    channels = 1
+
     def __init__(self, im: IntRIDE, canvas: np.ndarray) -> None:
         if not available():
             raise RuntimeError("the compiled codec kernels need numba (pip install numba)")
-        super().__init__(im, canvas.shape)
+        b, hc, wc = canvas.shape[0], canvas.shape[-2], canvas.shape[-1]
+        super().__init__(im, (b, hc, wc))
         _follow_torch_threads()
-        b, hc, wc = canvas.shape
-        d, _, c, s, f = im.dims
+        d = im.dims[0]
         self.canvas = canvas
-        self.flat = canvas.reshape(b, hc * wc)
+        self.flat = canvas.reshape(b, -1)
+        # the windows of every channel, channel blocks in order (the model's input order)
+        self.windows = np.concatenate([self.window_start + ch * hc * wc for ch in range(self.channels)], 1)
         stride = self.wp + 1
         self.h = [np.zeros((b, 2 * stride, d), dtype=np.float32) for _ in range(im.dims[1])]
         # cell states fit int32: |c| <= CELL_CLIP_INT < 2^31 (halves the buffers of wide images)
@@ -339,28 +372,27 @@ class KernelStepper(FrontGeometry):
         self.in_bias = im.in_bias.astype(np.float64)
         self.layers = [(w.astype(np.float32), *_rounding(sh), bias.astype(np.int32)[None, :])
                        for w, sh, bias in zip(im.layer_weights, im.layer_shifts, im.layer_biases, strict=True)]
-        self.out_weight = im.out_weight.astype(np.float32)
-        self.beta2 = im.beta2.astype(np.float64)  # exact: squared features < 2^30, column sums < 2^53 (tested)
         self.gate_tanh, self.gate_sigmoid = im.tanh.astype(np.int32), im.sigmoid.astype(np.int32)
         self.tanh_h, self.phi = im.tanh_h.astype(np.int32), im.phi.astype(np.int64)
-        self.step_cs = (im.precision.astype(np.int64) << (Q_BITS - 8)).reshape(-1)
-        self.offset_base = (1 << (R_SHIFT - 1)) + ((Z_RANGE << Z_BITS) << R_SHIFT)
-        self.num_cs = c * s
+        self.heads = self._heads()
 
-    def step(self, t: int) -> KernelMixture:
-        """The mixture constants of front t's cells (ordered canvas, grid row) from the canvas as it is now;
-        advances the LSTM states."""
+    def _heads(self) -> list[_KernelHead]:
+        return [_KernelHead(self.im, np.float32, self.im.dims)]
+
+    def trunk(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top hidden states [N, D] (float32 holding integers) and linear predictions [N, channels] (2^-Q_BITS) of
+        front t's cells (ordered canvas, grid row) from the canvas as it is now; advances the LSTM states."""
         im = self.im
         lo, hi = self.rows(t)
         b, n = self.batch, hi - lo + 1
         d = self.d
-        window = self.window_start[lo : hi + 1] + t
+        window = self.windows[lo : hi + 1] + t
         codes = np.empty((b * n, window.shape[1]), dtype=np.float64)
         _gather_codes(self.flat, window, codes)
         mapped = _mm(codes, self.in_weight)
         mapped += self.in_bias  # exact: every sum < 2^53
         z0 = np.empty((b * n, 5 * d), dtype=np.int32)
-        base = np.empty(b * n, dtype=np.int64)
+        base = np.empty((b * n, self.channels), dtype=np.int64)
         _input_map(mapped, im.in_shift, 5 * d, z0, base)
         here = self.here_start[lo : hi + 1] + t
         past = self.past_start[lo : hi + 1] + t
@@ -372,16 +404,13 @@ class KernelStepper(FrontGeometry):
             below = np.empty((b * n, d), dtype=np.float32)
             _lstm_cells(pre, shift, half, odd, z0 if k == 0 else bias, k == 0, self.gate_tanh, self.gate_sigmoid,
                         self.tanh_h, self.c[k], self.h[k], past, here, below)
-        acc = _mm(below, self.out_weight)  # exact: < 2^24
-        feat2 = np.empty((b * n, self.num_features), dtype=np.float64)
-        means = np.empty((b * n, self.num_components), dtype=np.int64)
-        _features(acc, im.out_shift, base, self.num_features, feat2, means)
-        energy = _mm(feat2, self.beta2)  # exact: < 2^53
-        mix = KernelMixture(b * n, self.num_cs)
-        _mixture(energy, means, self.num_scales, im.energy_shift, im.energy_clip, im.eta, im.slope, im.exp2,
-                 im.precision, self.step_cs, self.offset_base, mix.count, mix.offset, mix.weights, mix.step,
-                 mix.total)
-        return mix
+        return below, base
+
+    def step(self, t: int) -> KernelMixture:
+        """The mixture constants of front t's cells (ordered canvas, grid row) from the canvas as it is now;
+        advances the LSTM states."""
+        below, base = self.trunk(t)
+        return self.heads[0].mixture(below, np.ascontiguousarray(base[:, 0]), self.im.exp2)
 
     front = step
 
@@ -418,6 +447,41 @@ class KernelStepper(FrontGeometry):
 
     def decoder(self, mix: KernelMixture, keep: np.ndarray, digit_bits: int) -> KernelDigits:
         return KernelDigits(self, mix, keep, digit_bits)
+
+
+class ColourKernelStepper(KernelStepper):
+    """The colour integer model (`colour_fixedpoint.IntColourRIDE`) on the compiled kernels: canvases int32
+    [B, 3, Hc, Wc] of the coded channels' pixel codes. Per front: `trunk(t)`, then `head(k, ...)` for k = 0, 1, 2,
+    each given the codes of the channels coded before it, then `write(t, codes)`."""
+
+    channels = 3
+
+    def _heads(self) -> list[_KernelHead]:
+        return [_KernelHead(head, np.float64, self.im.dims) for head in self.im.heads]
+
+    def head(self, k: int, hidden: np.ndarray, base: np.ndarray, codes: np.ndarray) -> KernelMixture:
+        """Channel k's mixture constants of the front's cells from `trunk`'s hidden [N, D] and base [N, 3] and
+        the pixel codes [N, 3] of the channels before k (columns >= k unused)."""
+        n, d = hidden.shape
+        inputs = np.empty((n, d + k), dtype=np.float64)
+        inputs[:, :d] = hidden
+        for j in range(k):  # r_j at 2^-Q_BITS: exact int64, clipped so that the head's float64 GEMM stays exact
+            r = (codes[:, j].astype(np.int64) << (Q_BITS - 9)) - base[:, j]
+            inputs[:, d + j] = np.clip(r, -R_CLIP, R_CLIP)
+        return self.heads[k].mixture(inputs, np.ascontiguousarray(base[:, k]), self.im.exp2)
+
+    def step(self, t: int) -> KernelMixture:
+        raise TypeError("a colour stepper codes each front with trunk() and head(k, ...)")
+
+    front = step
+
+    def write(self, t: int, codes: np.ndarray) -> None:
+        """Store front t's pixel codes [B * n, 3] (cell order) in the canvases."""
+        lo, hi = self.rows(t)
+        b, plane = self.batch, self.canvas.shape[-2] * self.canvas.shape[-1]
+        index = self.pixel_start[lo : hi + 1] + t
+        for ch in range(3):
+            self.flat[:, index + ch * plane] = codes[:, ch].reshape(b, -1)
 
 
 class KernelDigits:

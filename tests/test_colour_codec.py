@@ -1,0 +1,212 @@
+"""The colour codec (format version 3, `ride.codec.colour_fixedpoint`): the compiled kernels' integer CDF tables equal
+the plain NumPy reference at all 257 edges of every channel of every pixel; exact round trips of awkward sizes,
+colours, stripes and digit sizes; the integer model's code length stays close to the float model's exact discrete
+probabilities; streams are independent of the thread count; bad input and foreign streams are refused with clear
+messages. The shipped photo_colour model is checked the same way where it exists."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_smooth_images, randomize
+
+import ride
+from ride.codec import compress, decompress, ideal_code_length_bits, integer_model, kernels
+from ride.codec.colour_fixedpoint import R_CLIP, quantise_colour
+from ride.codec.fixedpoint import F64_EXACT
+from ride.codec.fixedpoint_ref import reference_colour_cdf_tables
+from ride.codec.format import HEADER_BYTES_3, MODE_CODED, MODE_STORED, Header3, unpack_header
+from ride.colour_lossless import LosslessColourRIDE
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="the colour codec needs numba")
+
+
+def _colour_model(transform: str = "rgb", num_layers: int = 1, seed: int = 0, lstm_scale: float = 0.5):
+    """A small float32 LosslessColourRIDE with random weights (`randomize`), its triangular whitening fitted on
+    smooth correlated RGB images: predictable pixels, so its streams are range-coded (not stored)."""
+    torch.manual_seed(seed)
+    model = LosslessColourRIDE(transform, num_hiddens=6, num_layers=num_layers, num_components=3, num_scales=2,
+                               num_features=3, nb_size=5).double()
+    randomize(model, seed, lstm_scale)
+    with torch.no_grad():
+        for head in model.heads:  # means near the linear prediction: a model that compresses smooth images
+            head.predictors.mul_(0.05)
+    model.fit_preconditioner(make_smooth_images(8, 3, 24, 24, seed=seed + 1000, noise=0.02))
+    return model.float()
+
+
+def _smooth_rgb(height: int, width: int, seed: int) -> np.ndarray:
+    images = make_smooth_images(1, 3, height, width, seed=seed, noise=0.02)
+    return (images[0].permute(1, 2, 0).numpy() * 256).astype(np.uint8)
+
+
+def _kernel_tables(im, canvas: np.ndarray) -> np.ndarray:
+    """Cq at all 257 edges of each channel of every cell [B, Hp, Wp, 3, 257] from the kernel stepper, front by
+    front, the codes of the channels before each one read from the canvas (the encoder's view)."""
+    stepper = kernels.ColourKernelStepper(im, canvas.astype(np.int32))
+    b, top, left = stepper.batch, im.margin[0], im.margin[1]
+    out = np.zeros((b, stepper.hp, stepper.wp, 3, 257), dtype=np.int64)
+    for t in range(stepper.num_fronts):
+        lo, hi = stepper.rows(t)
+        if lo > hi:
+            continue
+        rows = np.arange(lo, hi + 1)
+        cols = t - stepper.skew * rows
+        hidden, base = stepper.trunk(t)
+        codes = canvas[:, :, rows + top, cols + left].transpose(0, 2, 1).reshape(-1, 3)  # [B n, 3]
+        edges = np.tile(np.arange(1, 257), (codes.shape[0], 1))
+        for k in range(3):
+            cq = stepper.cdf(stepper.head(k, hidden, base, codes), edges)
+            out[:, rows, cols, k, 1:] = cq.reshape(b, -1, 256)
+    return out
+
+
+def _canvas(im, images: np.ndarray, pads: tuple[int, int, int]) -> np.ndarray:
+    """Codes [B, 3, top + H, left + W + right] of uint8 [B, H, W, 3] (coded order) in frames of values pads."""
+    top, left, right = im.margin
+    b, h, w, _ = images.shape
+    canvas = np.empty((b, 3, top + h, left + w + right), dtype=np.int64)
+    canvas[:] = (2 * np.asarray(pads) + 1)[None, :, None, None]
+    canvas[:, :, top:, left : left + w] = 2 * images.transpose(0, 3, 1, 2).astype(np.int64) + 1
+    return canvas
+
+
+@pytest.mark.parametrize("transform, layers", [("rgb", 1), ("grb", 2)])
+def test_kernel_tables_equal_reference(transform: str, layers: int) -> None:
+    model = _colour_model(transform, layers, seed=layers)
+    im = quantise_colour(model)
+    rng = np.random.default_rng(layers)
+    smooth = np.stack([_smooth_rgb(9, 11, seed=s) for s in (1, 2)])
+    noisy = rng.integers(0, 256, (1, 9, 11, 3), dtype=np.uint8)
+    noisy[0, :3] = [[255, 0, 255]]  # saturated colours: residuals far from the prediction
+    for images, pads in ((smooth, (100, 120, 90)), (noisy, (0, 255, 17))):
+        canvas = _canvas(im, images, pads)
+        ref = reference_colour_cdf_tables(im, canvas)
+        assert np.array_equal(_kernel_tables(im, canvas), ref)
+        assert (np.diff(ref, axis=-1) >= 0).all() and (ref[..., 0] == 0).all() and (ref[..., 256] > 0).all()
+
+
+def test_exactness_bounds() -> None:
+    """The heads' float64 GEMMs on [h, r] (|h| <= A, |r| <= R_CLIP) and the energies stay below 2^53."""
+    im = quantise_colour(_colour_model("rgb", 2))
+    for k, head in enumerate(im.heads):
+        assert head.out_weight.shape[0] == im.dims[0] + k
+        assert ((R_CLIP + 1) * np.abs(head.out_weight).sum(0) < F64_EXACT).all()
+        assert ((1 << 30) * head.beta2.sum(0) < F64_EXACT).all()
+    assert (511 * np.abs(im.in_weight).sum(0) + np.abs(im.in_bias) < F64_EXACT).all()
+    assert im.in_weight.shape == (3 * 12, 5 * im.dims[0] + 3)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (2, 3), (13, 5), (31, 17)])
+def test_round_trip_awkward_sizes(shape: tuple[int, int]) -> None:
+    model = _colour_model()
+    image = _smooth_rgb(*shape, seed=sum(shape))
+    for stripes, bits in ((None, 2), (1, 1), (shape[0], 8), (3, 4)):
+        data = compress(model, image, stripes=stripes, digit_bits=bits)
+        assert np.array_equal(decompress(model, data), image), (stripes, bits)
+
+
+def test_round_trip_colours_and_stored_mode() -> None:
+    model = _colour_model("grb", 2)
+    rng = np.random.default_rng(5)
+    cases = {
+        "black": np.zeros((6, 9, 3), np.uint8),
+        "white": np.full((6, 9, 3), 255, np.uint8),
+        "saturated": rng.choice(np.array([0, 255], np.uint8), (10, 12, 3)),
+        "noise": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+    }
+    for name, image in cases.items():
+        data = compress(model, image)
+        header, _ = unpack_header(data)
+        assert header.version == 3 and header.channel_order == "grb"
+        assert np.array_equal(decompress(model, data), image), name
+    # white noise cannot be compressed: stored, one byte per sub-pixel
+    assert header.mode == MODE_STORED and len(data) == HEADER_BYTES_3 + 16 * 16 * 3
+
+
+def test_code_length_near_float_model() -> None:
+    """One stripe: the stream's length is the float model's exact discrete code length within 1% + 4 bytes of
+    range-coder overhead (the integer model's quantisation and the coder's frequency rounding)."""
+    model = _colour_model("rgb", 2, lstm_scale=0.3)
+    image = _smooth_rgb(40, 48, seed=11)
+    data = compress(model, image, stripes=1)
+    header, payload = unpack_header(data)
+    assert header.mode == MODE_CODED
+    ideal = ideal_code_length_bits(model, image) / 8
+    assert len(payload) < 0.9 * image.size  # really compressed
+    assert abs(len(payload) - ideal) < 0.01 * ideal + 4, (len(payload), ideal)
+
+
+def test_streams_do_not_depend_on_threads() -> None:
+    model = _colour_model("rgb", 2)
+    image = _smooth_rgb(30, 40, seed=3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = compress(model, image, stripes=4)
+        torch.set_num_threads(2)
+        two = compress(model, image, stripes=4)
+        assert two == one and np.array_equal(decompress(model, one), image)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_refusals() -> None:
+    model = _colour_model()
+    grey = ride.RIDE(1, 4, 1, 2, 2, 2, 5)
+    rgb = _smooth_rgb(8, 8, seed=4)
+    with pytest.raises(ValueError, match=r"RGB images of shape \[H, W, 3\].*grey\? use a grey model"):
+        compress(model, rgb[..., 0])
+    with pytest.raises(ValueError, match=r"shape \(8, 8, 4\)"):
+        compress(model, np.concatenate([rgb, rgb[..., :1]], 2))  # RGBA
+    with pytest.raises(ValueError, match="8-bit RGB"):
+        compress(model, rgb.astype(np.uint16))
+    with pytest.raises(ValueError, match="colour\\? use a colour model"):
+        compress(grey, rgb)
+    with pytest.raises(ValueError, match="8-bit channels"):
+        compress(LosslessColourRIDE("ycocg_r", num_hiddens=4, num_components=2, num_features=2), rgb)
+    with pytest.raises(ValueError, match="backend"):
+        compress(model, rgb, backend="torch")
+
+
+def test_foreign_and_damaged_streams() -> None:
+    model, other = _colour_model(seed=0), _colour_model(seed=1)
+    image = _smooth_rgb(12, 14, seed=6)
+    data = compress(model, image)
+    with pytest.raises(ValueError, match=r"stream \(colour\) was made with another model"):
+        decompress(other, data)
+    with pytest.raises(ValueError, match="another model"):
+        decompress(ride.RIDE(1, 4, 1, 2, 2, 2, 5), data)
+    with pytest.raises(ValueError, match="truncated"):
+        decompress(model, data[:-4])
+    with pytest.raises(ValueError, match="header checksum"):
+        decompress(model, data[:20] + bytes([data[20] ^ 1]) + data[21:])
+    damaged = bytearray(data)
+    damaged[HEADER_BYTES_3 + 2] ^= 0x40
+    with pytest.raises(ValueError, match="corrupted|checksum"):
+        decompress(model, bytes(damaged))
+    header, payload = unpack_header(data)
+    swapped = Header3(header.mode, header.height, header.width, header.pads, header.stripes, header.digit_bits,
+                      "grb", header.fingerprint, header.pixel_crc, header.num_bytes)
+    with pytest.raises(ValueError, match="channel order 'grb'"):
+        decompress(model, swapped.pack() + payload)
+
+
+def test_shipped_photo_colour() -> None:
+    """photo_colour: kernels == reference on a small crop; the integer code length within 0.5% of the float
+    model's on a smooth colour image; an exact round trip."""
+    if "photo_colour" not in {e.name for e in ride.pretrained_models()}:
+        pytest.skip("photo_colour is not shipped in this version")
+    model = ride.pretrained("photo_colour")
+    im = integer_model(model)
+    image = _smooth_rgb(64, 80, seed=21)
+    canvas = _canvas(im, image[None, :10, :12], (90, 100, 110))
+    assert np.array_equal(_kernel_tables(im, canvas), reference_colour_cdf_tables(im, canvas))
+    data = compress(model, image, stripes=1)
+    assert np.array_equal(decompress(model, data), image)
+    ideal = ideal_code_length_bits(model, image) / 8
+    assert abs(len(data) - HEADER_BYTES_3 - ideal) < 0.005 * ideal + 8
+    assert math.isfinite(ideal)
