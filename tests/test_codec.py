@@ -164,7 +164,8 @@ def test_cli_round_trip(model, smooth_images, tmp_path, capsys) -> None:
     assert (tmp_path / "s.ride").read_bytes() != (tmp_path / "e.ride").read_bytes()
 
 
-@pytest.mark.parametrize(("mode", "kind"), [("RGB", "colour"), ("P", "palette"), ("I;16", "16-bit")])
+@pytest.mark.parametrize(("mode", "kind"), [("RGB", "colour"), ("P", "palette"), ("I;16", "16-bit"),
+                                            ("RGBA", "alpha channel is not coded"), ("LA", "alpha")])
 def test_cli_refuses_non_grey_images(model, tmp_path, capsys, mode: str, kind: str) -> None:
     ride.save(model, tmp_path / "m.pt")
     Image.new(mode, (6, 5)).save(tmp_path / "x.png")

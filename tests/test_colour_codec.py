@@ -210,3 +210,25 @@ def test_shipped_photo_colour() -> None:
     ideal = ideal_code_length_bits(model, image) / 8
     assert abs(len(data) - HEADER_BYTES_3 - ideal) < 0.005 * ideal + 8
     assert math.isfinite(ideal)
+
+
+def test_cli_round_trip(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from ride.cli import main
+
+    ride.save(_colour_model("rgb", 2), tmp_path / "c.pt")
+    image = _smooth_rgb(11, 19, seed=9)
+    Image.fromarray(image, mode="RGB").save(tmp_path / "a.png")
+    Image.fromarray(image[..., 0], mode="L").save(tmp_path / "g.png")
+    assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.ride"), "--checkpoint",
+                 str(tmp_path / "c.pt"), "--no-progress", "--stripes", "2"]) == 0
+    assert "bits per sub-pixel" in capsys.readouterr().out
+    assert main(["decompress", str(tmp_path / "a.ride"), "-o", str(tmp_path / "a2.png"), "--checkpoint",
+                 str(tmp_path / "c.pt"), "--no-progress"]) == 0
+    with Image.open(tmp_path / "a2.png") as decoded:
+        assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), image)
+    # a grey image with the colour model: refused, naming the fix
+    assert main(["compress", str(tmp_path / "g.png"), "-o", str(tmp_path / "g.ride"), "--checkpoint",
+                 str(tmp_path / "c.pt"), "--no-progress"]) == 2
+    assert "use a grey model" in capsys.readouterr().err

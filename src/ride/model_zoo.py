@@ -107,6 +107,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
 )
 
 DEFAULT_CODEC_MODEL = "photo_grey"
+DEFAULT_COLOUR_CODEC_MODEL = "photo_colour"  # `ride compress` on RGB images
 
 
 def pretrained_models() -> list[PretrainedModel]:

@@ -1,13 +1,16 @@
-"""`ride compress` / `ride decompress`: lossless coding of 8-bit grey images with a RIDE model (see `ride.codec`).
+"""`ride compress` / `ride decompress`: lossless coding of 8-bit grey and RGB images with a RIDE model (`ride.codec`).
 
     ride compress IN.png -o OUT.ride                 one image
     ride compress A.png B.png --out-dir DIR          several: DIR/A.ride, DIR/B.ride
     ride decompress IN.ride -o OUT.png               (or several with --out-dir)
 
-Streams are format version 2 (portable: exact integer arithmetic, see `ride.codec`); version-1 files still decode.
-`--checkpoint M` names a checkpoint file or a shipped model (default: `model_zoo.DEFAULT_CODEC_MODEL`); decoding
-needs the model that encoded. Only 8-bit grey images are accepted (no silent conversion of colour, 16-bit or
-palette images). Prints bits/px and the time per image; a progress bar counts fronts on stderr.
+Grey streams are format version 2, colour streams version 3 (portable: exact integer arithmetic, see `ride.codec`);
+version-1 files still decode. `--checkpoint M` names a checkpoint file or a shipped model; without it, compress
+uses the shipped grey model (`model_zoo.DEFAULT_CODEC_MODEL`) for 8-bit grey images and the shipped colour model
+(`model_zoo.DEFAULT_COLOUR_CODEC_MODEL`) for 8-bit RGB images, and decompress finds the shipped model whose
+fingerprint the stream carries. Other images (alpha channels, 16-bit, palettes, CMYK...) are refused, never
+converted silently. Prints bits/px (and bits per sub-pixel for colour) and the time per image; a progress bar
+counts fronts on stderr.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import numpy as np
 import torch
 
 from ..checkpoint import load
-from ..model_zoo import DEFAULT_CODEC_MODEL, pretrained_models, resolve_checkpoint
+from ..model_zoo import DEFAULT_CODEC_MODEL, DEFAULT_COLOUR_CODEC_MODEL, pretrained_models, resolve_checkpoint
 from ..runtime import check_threads
 
-_MODES = {"RGB": "a colour (RGB) image", "RGBA": "a colour image with alpha (RGBA)", "P": "a palette image",
+_MODES = {"RGBA": "a colour image with alpha (RGBA)", "P": "a palette image",
           "I;16": "a 16-bit image", "I;16B": "a 16-bit image", "I;16L": "a 16-bit image", "I": "a 32-bit image",
           "F": "a floating-point image", "1": "a 1-bit image", "LA": "a grey image with alpha (LA)",
           "CMYK": "a CMYK image", "YCbCr": "a YCbCr image"}
@@ -32,7 +35,7 @@ _MODES = {"RGB": "a colour (RGB) image", "RGBA": "a colour image with alpha (RGB
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `compress` and `decompress` subcommands to the `ride` parser's subparsers."""
-    for name, verb, src, dst in (("compress", "compress 8-bit grey images losslessly", "IN.png", ".ride"),
+    for name, verb, src, dst in (("compress", "compress 8-bit grey or RGB images losslessly", "IN.png", ".ride"),
                                  ("decompress", "decode .ride streams back to PNG", "IN.ride", ".png")):
         p = subparsers.add_parser(name, help=f"{verb} with a RIDE model (range coding)",
                                   description=f"{verb.capitalize()} with a RIDE model's discrete probabilities "
@@ -42,9 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         out.add_argument("-o", "--out", metavar=f"OUT{dst}", help="output file (one input)")
         out.add_argument("--out-dir", dest="out_dir", metavar="DIR", help=f"folder for the outputs (NAME{dst})")
         p.add_argument("--checkpoint", default=None, metavar="M",
-                       help=f"model file or shipped model name (compress: default {DEFAULT_CODEC_MODEL}; decompress: "
-                            "default the shipped model whose fingerprint the stream carries); decoding needs the "
-                            "model that encoded")
+                       help=f"model file or shipped model name (compress: default {DEFAULT_CODEC_MODEL} for grey "
+                            f"images, {DEFAULT_COLOUR_CODEC_MODEL} for RGB images; decompress: default the shipped "
+                            "model whose fingerprint the stream carries); decoding needs the model that encoded")
         p.add_argument("--threads", type=int, default=0,
                        help="torch CPU threads (default: torch's, all cores; format-2 streams do not depend on it)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
@@ -59,16 +62,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.set_defaults(func=run_compress if name == "compress" else run_decompress, suffix=dst)
 
 
-def read_grey_png(path: str | Path) -> np.ndarray:
-    """An 8-bit grey image file as uint8 [H, W]; ValueError for other modes or unreadable files."""
+def read_image(path: str | Path) -> np.ndarray:
+    """An 8-bit grey (uint8 [H, W]) or RGB (uint8 [H, W, 3]) image file; ValueError for other modes (alpha,
+    16-bit, palette, ...) or unreadable files."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            if im.mode != "L":
+            if im.mode not in ("L", "RGB"):
                 kind = _MODES.get(im.mode, f"an image of mode {im.mode!r}")
-                raise ValueError(f"{str(path)!r} is {kind}; ride compress needs an 8-bit grey image (mode 'L'), "
-                                 "convert it first")
+                hint = (": the alpha channel is not coded; drop it first (e.g. Pillow's convert('RGB')) if it "
+                        "carries nothing" if im.mode in ("RGBA", "LA") else ", convert it first")
+                raise ValueError(f"{str(path)!r} is {kind}; ride compress codes 8-bit grey (mode 'L') or 8-bit RGB "
+                                 f"images{hint}")
             return np.asarray(im, dtype=np.uint8).copy()
     except FileNotFoundError:
         raise ValueError(f"{str(path)!r} does not exist") from None
@@ -84,26 +90,35 @@ def _outputs(args: argparse.Namespace) -> list[Path]:
     return [Path(args.out_dir) / (Path(p).stem + args.suffix) for p in args.inputs]
 
 
-def _model(args: argparse.Namespace) -> torch.nn.Module:
-    """The model `--checkpoint` names (the codec's default when none); sets `--threads` first."""
+def _model(args: argparse.Namespace, default: str = DEFAULT_CODEC_MODEL) -> torch.nn.Module:
+    """The model `--checkpoint` names (else `default`); sets `--threads` first."""
     if check_threads(args.threads):
         torch.set_num_threads(args.threads)
-    return load(resolve_checkpoint(args.checkpoint or DEFAULT_CODEC_MODEL))
+    return load(resolve_checkpoint(args.checkpoint or default))
+
+
+def _codable(model: torch.nn.Module) -> bool:
+    from ..colour_lossless import LosslessColourRIDE
+    from ..model import RIDE
+
+    if isinstance(model, LosslessColourRIDE):
+        return len(model.layers) > 0 and model.config.transform in ("rgb", "grb")
+    return isinstance(model, RIDE) and model.config.num_channels == 1 and len(model.layers) > 0
 
 
 def _shipped_model_of(data: bytes, cache: dict[str, torch.nn.Module]) -> torch.nn.Module:
-    """The shipped grey RIDE that made a stream (the codec's default first), found by its fingerprint; ValueError
+    """The shipped model that made a stream (the codec's defaults first), found by its fingerprint; ValueError
     naming the fix when none did."""
     from ..codec import made_with
-    from ..model import RIDE
 
-    names = [DEFAULT_CODEC_MODEL] + [e.name for e in pretrained_models() if e.name != DEFAULT_CODEC_MODEL]
+    shipped = [e.name for e in pretrained_models()]
+    defaults = [name for name in (DEFAULT_CODEC_MODEL, DEFAULT_COLOUR_CODEC_MODEL) if name in shipped]
+    names = defaults + [name for name in shipped if name not in defaults]
     for name in names:
         if name not in cache:
             cache[name] = load(resolve_checkpoint(name))
         model = cache[name]
-        codable = isinstance(model, RIDE) and model.config.num_channels == 1 and len(model.layers) > 0
-        if codable and made_with(model, data):
+        if _codable(model) and made_with(model, data):
             return model
     raise ValueError("the stream was made with a model that is not shipped with this version of ride: give it with "
                      "--checkpoint FILE")
@@ -128,18 +143,33 @@ def run_compress(args: argparse.Namespace) -> int:
     from ..codec import compress
 
     outputs = _outputs(args)
-    images = [read_grey_png(p) for p in args.inputs]  # every input checked before any work
-    model = _model(args)
+    images = [read_image(p) for p in args.inputs]  # every input checked before any work
+    models: dict[bool, torch.nn.Module] = {}  # colour? -> model
     for src, dst, image in zip(args.inputs, outputs, images, strict=True):
+        colour = image.ndim == 3
+        if colour not in models:
+            models[colour] = _model(args, DEFAULT_COLOUR_CODEC_MODEL if colour else DEFAULT_CODEC_MODEL)
         start = time.monotonic()
         with _bar(args, Path(src).name) as bar:
-            data = compress(model, image, progress=_progress(bar), stripes=1 if args.exact else args.stripes)
+            try:
+                data = compress(models[colour], image, progress=_progress(bar),
+                                stripes=1 if args.exact else args.stripes)
+            except ValueError as err:
+                raise ValueError(f"{src}: {err}") from None
         seconds = time.monotonic() - start
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(data)
-        print(f"{src} -> {dst}: {image.shape[0]}x{image.shape[1]}, {len(data)} bytes, "
-              f"{8 * len(data) / image.size:.3f} bits/px, {seconds:.1f} s")
+        print(f"{src} -> {dst}: {_describe(image, data)}, {seconds:.1f} s")
     return 0
+
+
+def _describe(image: np.ndarray, data: bytes) -> str:
+    """Size and rate of a coded image: bits per pixel, and per sub-pixel for RGB."""
+    height, width = image.shape[:2]
+    rate = f"{8 * len(data) / (height * width):.3f} bits/px"
+    if image.ndim == 3:
+        rate = f"RGB, {rate} ({8 * len(data) / image.size:.3f} bits per sub-pixel)"
+    return f"{height}x{width}, {len(data)} bytes, {rate}"
 
 
 def run_decompress(args: argparse.Namespace) -> int:
@@ -152,9 +182,11 @@ def run_decompress(args: argparse.Namespace) -> int:
     for dst in outputs:
         if dst.suffix.lower() != ".png":
             raise ValueError(f"outputs must be .png files, found {str(dst)!r}")
-    # without --checkpoint, each stream finds the shipped model that made it (the default first)
-    shipped: dict[str, torch.nn.Module] = {DEFAULT_CODEC_MODEL: _model(args)}
-    given = shipped.pop(DEFAULT_CODEC_MODEL) if args.checkpoint is not None else None
+    # without --checkpoint, each stream finds the shipped model that made it (the defaults first)
+    given = _model(args) if args.checkpoint is not None else None
+    shipped: dict[str, torch.nn.Module] = {}
+    if given is None and check_threads(args.threads):
+        torch.set_num_threads(args.threads)
     for src, dst in zip(args.inputs, outputs, strict=True):
         try:
             data = Path(src).read_bytes()
@@ -169,7 +201,6 @@ def run_decompress(args: argparse.Namespace) -> int:
                 raise ValueError(f"{src}: {err}") from None
         seconds = time.monotonic() - start
         dst.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image, mode="L").save(dst)
-        print(f"{src} -> {dst}: {image.shape[0]}x{image.shape[1]}, {8 * len(data) / image.size:.3f} bits/px, "
-              f"{seconds:.1f} s")
+        Image.fromarray(image, mode="RGB" if image.ndim == 3 else "L").save(dst)
+        print(f"{src} -> {dst}: {_describe(image, data)}, {seconds:.1f} s")
     return 0
