@@ -26,6 +26,7 @@ from ride.colour import (
     ycbcr_to_rgb,
 )
 from ride.model import RIDEConfig
+from ride.sampling import front_schedule, raster_schedule
 
 F64 = torch.float64
 
@@ -332,6 +333,155 @@ def test_sampled_luma_and_chroma_follow_the_conditionals(tiny_colour, smooth_ima
     corr, emp_corr = cov[0, 1] / math.sqrt(cov[0, 0] * cov[1, 1]), emp_cov[0, 1] / math.sqrt(emp_cov[0, 0] *
                                                                                             emp_cov[1, 1])
     assert abs(corr - emp_corr) < 0.05, (corr, emp_corr)
+
+
+def _removed_chroma_loop(model: ColourRIDE, ycbcr: torch.Tensor, grid_mask: torch.Tensor,
+                         generator: torch.Generator, order: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chroma sampler's own copy of the front/raster loop, as `ColourRIDE._sample_chroma` had it before it
+    moved onto `front.SkewedFront` (issue 31 item 5): kept here only as an independent reference."""
+    b, _, h, w = ycbcr.shape
+    nb, chroma = model.neighbourhood, model.chroma
+    pre, mcgsm = chroma.preconditioner, chroma.mcgsm
+    top, left, right = model.margin
+    hp, wp = nb.grid_shape(h, w)
+    schedule = front_schedule(hp, wp, right, ycbcr.device) if order == "front" else raster_schedule(hp, wp,
+                                                                                                     ycbcr.device)
+    out = ycbcr.clone()
+    flat = out.view(b, 3, h * w)
+    offsets = nb.offsets()
+    log_probs = ycbcr.new_zeros(b, hp, wp)
+    stride = wp + 1
+    hs = [ycbcr.new_zeros(b, (hp + 1) * stride, chroma.num_hiddens) for _ in chroma.layers]
+    cs = [ycbcr.new_zeros(b, (hp + 1) * stride, chroma.num_hiddens) for _ in chroma.layers]
+    with torch.no_grad():
+        for rows, cols in schedule:
+            n = rows.numel()
+            window = ((rows + top)[:, None] + offsets[:, 0]) * w + (cols + left)[:, None] + offsets[:, 1]
+            pixel = (rows + top) * w + cols + left
+            inputs = torch.cat([flat[:, :, window].permute(0, 2, 1, 3).reshape(b, n, -1), flat[:, 0, pixel, None]],
+                               dim=-1)
+            x = pre.whiten_inputs(inputs)
+            hidden = x
+            here, up, lft = (rows + 1) * stride + cols + 1, rows * stride + cols + 1, (rows + 1) * stride + cols
+            for layer, h_grid, c_grid in zip(chroma.layers, hs, cs, strict=True):
+                z = hidden @ layer.weight_in + layer.bias
+                hidden, c_new = layer.step(z, h_grid[:, up], h_grid[:, lft], c_grid[:, up], c_grid[:, lft])
+                h_grid[:, here] = hidden
+                c_grid[:, here] = c_new
+            hidden = hidden.reshape(b * n, -1)
+            y_tilde = mcgsm.sample(hidden, generator=generator).to(x.dtype).view(b, n, 2)
+            drawn = pre.inverse(x, y_tilde)
+            kept = flat[:, 1:, pixel].permute(0, 2, 1)
+            value = torch.where(grid_mask[:, rows, cols, None], drawn, kept)
+            flat[:, 1:, pixel] = value.permute(0, 2, 1)
+            lp = mcgsm.log_prob_unchecked(hidden, pre.whiten_outputs(x, value).reshape(b * n, 2)).view(b, n)
+            log_probs[:, rows, cols] = lp.to(log_probs.dtype) + pre.log_jacobian
+    return out, log_probs
+
+
+@pytest.mark.parametrize("order", ["front", "raster"])
+@pytest.mark.parametrize(("num_layers", "nb_size"), [(0, 3), (1, 5), (2, 3)])
+def test_chroma_sampler_matches_the_removed_copy_of_its_loop(tiny_colour, smooth_images, order: str,
+                                                             num_layers: int, nb_size: int) -> None:
+    """Same generator, same draws in the same order: the shared step gives the removed loop's chroma and
+    log-probabilities up to rounding, with and without a mask, and so does the whole sampler (Y first)."""
+    model = tiny_colour(num_layers=num_layers, nb_size=nb_size, seed=70 + num_layers)
+    images = smooth_images(2, 3, 7, 9, seed=13)
+    ycc = rgb_to_ycbcr(images)
+    hp, wp = model.neighbourhood.grid_shape(7, 9)
+    grid_mask = torch.rand(2, hp, wp, generator=gen(14)) < 0.6
+    for m in (torch.ones_like(grid_mask), grid_mask):
+        new, new_lp = model._sample_chroma(ycc, m, gen(15), order)
+        old, old_lp = _removed_chroma_loop(model, ycc, m, gen(15), order)
+        torch.testing.assert_close(new, old, atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(new_lp, old_lp, atol=1e-9, rtol=1e-10)
+        assert bool((new[:, 1:] != ycc[:, 1:]).any())  # something was drawn
+    # the whole sampler: Y drawn first from the same generator, then the chroma
+    generator = gen(16)
+    luma, luma_lp = model.luma.sample(ycc[:, :1], None, generator, return_log_prob=True, order=order)
+    old, old_lp = _removed_chroma_loop(model, torch.cat([luma, ycc[:, 1:]], 1), torch.ones(2, hp, wp,
+                                       dtype=torch.bool), generator, order)
+    samples, log_probs = model.sample(images, generator=gen(16), return_log_prob=True, order=order)
+    top, left, _ = model.margin
+    grid = (slice(None), slice(None), slice(top, top + hp), slice(left, left + wp))
+    torch.testing.assert_close(samples[grid], ycbcr_to_rgb(old)[grid], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(log_probs, luma_lp + old_lp + YCBCR_LOG_DET, atol=1e-9, rtol=1e-10)
+
+
+@pytest.mark.parametrize(("num_layers", "nb_size"), [(2, 3), (1, 5)])
+def test_sampled_pixels_depend_only_on_their_causal_context(tiny_colour, smooth_images, num_layers: int,
+                                                            nb_size: int) -> None:
+    """With the random numbers fixed (same generator), a drawn pixel is a function of the pixels before it in
+    raster order: changing a kept pixel (outside the mask, or a never-predicted border pixel) changes no drawn
+    pixel before it, nor any other image, but does change the drawn pixels whose window holds it; what masked
+    pixels held before sampling is never read; pixels outside the mask or the predicted grid come back bit for
+    bit."""
+    model = tiny_colour(num_layers=num_layers, nb_size=nb_size, seed=80 + num_layers)
+    h, w = 8, 10
+    images = smooth_images(2, 3, h, w, seed=17)
+    mask = torch.rand(2, h, w, generator=gen(18)) < 0.7  # also True on some never-predicted border pixels
+    top, left, right = model.margin
+    grid = torch.zeros(h, w, dtype=torch.bool)
+    grid[top:, left : w - right] = True
+    drawn = mask & grid  # [B, H, W]
+    samples = model.sample(images, mask=mask, generator=gen(19))
+    assert torch.equal(samples[~drawn[:, None].expand(-1, 3, -1, -1)],
+                       images[~drawn[:, None].expand(-1, 3, -1, -1)])
+    assert bool((samples != images).all(1)[drawn].all())
+    # the masked pixels' old values are never read
+    garbage = torch.where(drawn[:, None], torch.full_like(images, 5.0), images)
+    assert torch.equal(model.sample(garbage, mask=mask, generator=gen(19)), samples)
+    order = torch.arange(h * w).view(h, w)
+    kept = [(int(i), int(j)) for i, j in (~drawn[0]).nonzero()]
+    assert any(j >= w - right for _, j in kept) and any(grid[i, j] for i, j in kept)
+    offsets, checked = model.neighbourhood.offsets(), 0  # window of (i, j): (i, j) + offsets
+    for i, j in kept:
+        changed_input = images.clone()
+        changed_input[0, :, i, j] += 0.2
+        again = model.sample(changed_input, mask=mask, generator=gen(19))
+        assert torch.equal(again[1], samples[1]), f"image 1 depends on image 0's pixel {(i, j)}"
+        changed = (again[0] != samples[0]).any(0)
+        changed[i, j] = False
+        before = order < i * w + j
+        assert not bool(changed[before].any()), f"pixels {changed[before].nonzero().tolist()} read {(i, j)}"
+        # every drawn pixel whose window holds (i, j) changes (through its inputs, whatever the LSTM does)
+        readers = [(i - int(di), j - int(dj)) for di, dj in offsets]
+        readers = [q for q in readers if q[0] < h and 0 <= q[1] < w and drawn[0][q]]
+        assert all(bool(changed[q]) for q in readers), (i, j, readers)
+        checked += len(readers)
+    assert checked > 10
+
+
+def test_sampled_chroma_matches_the_conditional_chi_square(tiny_colour, smooth_images) -> None:
+    """(Cb, Cr) of one pixel given Y and its context, 20000 draws on the shared front step, against 4 x 4 cells
+    (quartiles of each marginal) whose probabilities come from the model's density on a grid (`log_prob`)."""
+    model = tiny_colour(seed=41)
+    n = 20000
+    ycc = rgb_to_ycbcr(smooth_images(1, 3, 2, 3, seed=8))  # one predicted pixel, (1, 1)
+    drawn, _ = model._sample_chroma(ycc.expand(n, -1, -1, -1), torch.ones(n, 1, 1, dtype=torch.bool), gen(4),
+                                    "front")
+    cb, cr = _chroma_grid(model, ycc, 1, 1, 14.0, 281)
+    mass = _chroma_density(model, ycc, 1, 1, cb, cr) * (cb[1] - cb[0]) * (cr[1] - cr[0])  # midpoint rule
+    assert abs(float(mass.sum()) - 1) < 1e-6
+    mass = mass / mass.sum()
+
+    def cell_of(values: torch.Tensor, axis: torch.Tensor, marginal: torch.Tensor) -> torch.Tensor:
+        """Quartile cell (0..3) of values; each grid point's cell holds +-half a step around it."""
+        ends = torch.searchsorted(marginal.cumsum(0), torch.tensor([0.25, 0.5, 0.75], dtype=F64))
+        edges = axis[ends] + 0.5 * (axis[1] - axis[0])
+        return torch.searchsorted(edges, values.contiguous(), right=True)
+
+    cells_cb, cells_cr = cell_of(cb, cb, mass.sum(1)), cell_of(cr, cr, mass.sum(0))
+    expected = torch.zeros(4, 4, dtype=F64).index_put_((cells_cb[:, None].expand_as(mass).reshape(-1),
+                                                        cells_cr[None].expand_as(mass).reshape(-1)),
+                                                       mass.reshape(-1), accumulate=True)
+    sample_cb, sample_cr = drawn[:, 1, 1, 1], drawn[:, 2, 1, 1]
+    observed = torch.zeros(4, 4, dtype=F64).index_put_(
+        (cell_of(sample_cb, cb, mass.sum(1)), cell_of(sample_cr, cr, mass.sum(0))), torch.ones(n, dtype=F64),
+        accumulate=True)
+    assert float(expected.min()) * n > 5  # strongly correlated (corners nearly empty), still chi-square's range
+    result = scipy.stats.chisquare(observed.flatten().numpy(), n * expected.flatten().numpy())
+    assert result.pvalue > 1e-3, (observed, n * expected)
 
 
 # ---------------------------------------------------------------------------------------------- fitting, units
