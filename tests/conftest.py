@@ -88,6 +88,23 @@ def make_tiny_colour(num_layers: int = 1, nb_size: int = 3, seed: int = 0):
     return model
 
 
+def make_tiny_lossless_colour(transform: str = "rgb", num_layers: int = 1, seed: int = 0, lstm_scale: float = 0.5):
+    """A small float32 LosslessColourRIDE (6 units, 3 x 2 components, nb 5) with random weights (`randomize`), the
+    heads' means near the linear prediction and its triangular whitening fitted on smooth correlated RGB images:
+    a model that range-codes smooth images (the colour codec's tests and golden streams)."""
+    from ride.colour_lossless import LosslessColourRIDE
+
+    torch.manual_seed(seed)
+    model = LosslessColourRIDE(transform, num_hiddens=6, num_layers=num_layers, num_components=3, num_scales=2,
+                               num_features=3, nb_size=5).double()
+    randomize(model, seed, lstm_scale)
+    with torch.no_grad():
+        for head in model.heads:
+            head.predictors.mul_(0.05)
+    model.fit_preconditioner(make_smooth_images(8, 3, 24, 24, seed=seed + 1000, noise=0.02))
+    return model.float()
+
+
 @pytest.fixture
 def tiny_ride():
     """The `make_tiny_ride(num_layers=1, num_channels=1, nb_size=3, ..., seed=0, fit=True)` factory."""

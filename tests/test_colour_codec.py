@@ -7,11 +7,12 @@ messages. The shipped photo_colour model is checked the same way where it exists
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_smooth_images, randomize
+from conftest import make_smooth_images, make_tiny_lossless_colour
 
 import ride
 from ride.codec import compress, decompress, ideal_code_length_bits, integer_model, kernels
@@ -25,17 +26,7 @@ pytestmark = pytest.mark.skipif(not kernels.available(), reason="the colour code
 
 
 def _colour_model(transform: str = "rgb", num_layers: int = 1, seed: int = 0, lstm_scale: float = 0.5):
-    """A small float32 LosslessColourRIDE with random weights (`randomize`), its triangular whitening fitted on
-    smooth correlated RGB images: predictable pixels, so its streams are range-coded (not stored)."""
-    torch.manual_seed(seed)
-    model = LosslessColourRIDE(transform, num_hiddens=6, num_layers=num_layers, num_components=3, num_scales=2,
-                               num_features=3, nb_size=5).double()
-    randomize(model, seed, lstm_scale)
-    with torch.no_grad():
-        for head in model.heads:  # means near the linear prediction: a model that compresses smooth images
-            head.predictors.mul_(0.05)
-    model.fit_preconditioner(make_smooth_images(8, 3, 24, 24, seed=seed + 1000, noise=0.02))
-    return model.float()
+    return make_tiny_lossless_colour(transform, num_layers, seed, lstm_scale)
 
 
 def _smooth_rgb(height: int, width: int, seed: int) -> np.ndarray:
@@ -232,3 +223,25 @@ def test_cli_round_trip(tmp_path, capsys) -> None:
     assert main(["compress", str(tmp_path / "g.png"), "-o", str(tmp_path / "g.ride"), "--checkpoint",
                  str(tmp_path / "c.pt"), "--no-progress"]) == 2
     assert "use a grey model" in capsys.readouterr().err
+
+
+GOLDEN = Path(__file__).parent / "golden" / "colour"
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.ride")), ids=lambda p: p.name)
+def test_golden_colour_streams(path: Path) -> None:
+    """Streams made by tests/golden/make_golden.py --colour decode to their image and are re-encoded byte for
+    byte: the colour format and integer model cannot drift silently."""
+    from PIL import Image
+
+    model = ride.load(GOLDEN / "tiny_colour.pt")
+    image = np.asarray(Image.open(GOLDEN / "image_rgb_20x26.png"))
+    data = path.read_bytes()
+    header, _ = unpack_header(data)
+    assert header.version == 3 and header.mode == MODE_CODED and header.fingerprint == integer_model(model).fingerprint
+    assert np.array_equal(decompress(model, data), image)
+    assert compress(model, image, stripes=header.stripes, digit_bits=header.digit_bits) == data
+
+
+def test_golden_colour_set_is_complete() -> None:
+    assert len(list(GOLDEN.glob("*.ride"))) == 2, "run tests/golden/make_golden.py --colour"

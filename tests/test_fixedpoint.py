@@ -172,17 +172,21 @@ print(torch.backends.cpu.get_cpu_capability())
 
 
 def test_streams_cross_kernel_sets_and_threads(tmp_path) -> None:
-    """Encode natively in this process (tiny model and the shipped 2 x 64); subprocesses with
+    """Encode natively in this process (tiny model, the shipped 2 x 64 and a tiny colour model); subprocesses with
     ATEN_CPU_CAPABILITY=default and numba's kernels compiled for a generic CPU (1 and 2 threads), and native
     (2 threads) decode those streams and encode the same image, which must give the same bytes."""
-    image = np.asarray(Image.open(GOLDEN / "image_24x32.png"))
-    np.save(tmp_path / "image.npy", image)
+    images = {"grey": np.asarray(Image.open(GOLDEN / "image_24x32.png")),
+              "rgb": np.asarray(Image.open(GOLDEN / "colour" / "image_rgb_20x26.png"))}
+    for kind, image in images.items():
+        np.save(tmp_path / f"{kind}.npy", image)
     torch.set_num_threads(1)
-    models = {"tiny": str(GOLDEN / "tiny.pt"), "long2": "bsds300_ride2_long2"}
+    # name -> (model, image); the colour codec (format 3) with a tiny 2-layer colour model
+    models = {"tiny": (str(GOLDEN / "tiny.pt"), "grey"), "long2": ("bsds300_ride2_long2", "grey"),
+              "colour": (str(GOLDEN / "colour" / "tiny_colour.pt"), "rgb")}
     native = {}
-    for name, path in models.items():
+    for name, (path, kind) in models.items():
         model = ride.load(path) if path.endswith(".pt") else ride.pretrained(path)
-        native[name] = compress(model, image, stripes=2)
+        native[name] = compress(model, images[kind], stripes=2)
         (tmp_path / f"{name}.ride").write_bytes(native[name])
     capabilities = set()
     for capability, threads in ((None, 2), ("default", 1), ("default", 2)):
@@ -194,15 +198,15 @@ def test_streams_cross_kernel_sets_and_threads(tmp_path) -> None:
             env["NUMBA_CPU_NAME"] = "generic"
             env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba_generic")
         tag = f"{capability}_{threads}"
-        jobs = [{"threads": threads, "model": path, "image": str(tmp_path / "image.npy"), "stripes": 2,
+        jobs = [{"threads": threads, "model": path, "image": str(tmp_path / f"{kind}.npy"), "stripes": 2,
                  "stream": str(tmp_path / f"{name}.ride"), "out": str(tmp_path / f"{name}_{tag}.ride"),
-                 "decoded": str(tmp_path / f"{name}_{tag}.npy")} for name, path in models.items()]
+                 "decoded": str(tmp_path / f"{name}_{tag}.npy")} for name, (path, kind) in models.items()]
         done = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(jobs)], env=env, capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         capabilities.add(done.stdout.strip())
-        for name in models:
-            assert np.array_equal(np.load(tmp_path / f"{name}_{tag}.npy"), image), (name, tag)
+        for name, (_, kind) in models.items():
+            assert np.array_equal(np.load(tmp_path / f"{name}_{tag}.npy"), images[kind]), (name, tag)
             assert (tmp_path / f"{name}_{tag}.ride").read_bytes() == native[name], (name, tag)
     assert "DEFAULT" in capabilities and len(capabilities) == 2  # two kernel sets really ran
 

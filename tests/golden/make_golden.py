@@ -1,12 +1,16 @@
 """Writes the golden streams of tests/test_fixedpoint.py (run once, from the repository root; commit the output).
 
-    python tests/golden/make_golden.py
+    python tests/golden/make_golden.py            # grey (format 2)
+    python tests/golden/make_golden.py --colour   # colour (format 3)
 
 tiny.pt: a small random 2-layer RIDE (saved, so the golden test does not depend on torch's random streams);
 image_24x32.png: a deterministic test image (numpy PCG64); *.ride: their format-2 streams under tiny.pt and
-the shipped bsds300_ride2_long2, with the settings named in the file names.
+the shipped bsds300_ride2_long2, with the settings named in the file names. colour/: the same for the colour
+codec (format 3): tiny_colour.pt (conftest.make_tiny_lossless_colour, 2 layers), image_rgb_20x26.png and its
+streams.
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,5 +48,25 @@ def main() -> None:
             (HERE / f"{name}_s{stripes}_b{bits}.ride").write_bytes(data)
 
 
+def main_colour() -> None:
+    import sys
+
+    sys.path.insert(0, str(HERE.parent))
+    from conftest import make_tiny_lossless_colour
+
+    out = HERE / "colour"
+    out.mkdir(exist_ok=True)
+    rng = np.random.default_rng(20261207)
+    yy, xx = np.mgrid[0:20, 0:26]
+    base = 120 + 50 * np.sin(xx / 4.0) * np.cos(yy / 6.0)
+    rgb = np.stack([base + 30, 0.8 * base + 10, 0.5 * base + 40 * np.cos(xx / 9.0)], 2)
+    image = np.clip(np.rint(rgb + rng.integers(-8, 9, (20, 26, 3))), 0, 255).astype(np.uint8)
+    Image.fromarray(image, mode="RGB").save(out / "image_rgb_20x26.png")
+    ride.save(make_tiny_lossless_colour("rgb", 2, seed=3), out / "tiny_colour.pt")
+    model = ride.load(out / "tiny_colour.pt")
+    for stripes, bits in ((1, 2), (2, 1)):
+        (out / f"colour_s{stripes}_b{bits}.ride").write_bytes(compress(model, image, stripes=stripes, digit_bits=bits))
+
+
 if __name__ == "__main__":
-    main()
+    main() if "--colour" not in sys.argv else main_colour()

@@ -1,0 +1,179 @@
+"""The colour codec (format version 3, `LosslessColourRIDE` in exact integer arithmetic): size against JPEG XL,
+WebP and PNG, and speed, in one process.
+
+    python benchmarks/bench_codec_colour.py compare --limit 100 --wiki-limit 10   # bits per sub-pixel
+    python benchmarks/bench_codec_colour.py speed --limit 2                       # 768x512 RGB crops
+
+compare: the BSDS300 test images in colour (JPEG files: decoded pixels) and the Wikimedia validation photographs
+(never JPEG, whole, not trained on), every codec losslessly with its round trip checked: ride (default model
+photo_colour, default settings), JPEG XL lossless at efforts 9 and 7, WebP lossless (method 6, level 100) and
+PNG (level 9), all from imagecodecs. Figures are bits per sub-pixel (file bits / (3 H W)); "vs JPEG XL e9" is the
+ratio of total bits. With --ideal, also the float model's exact discrete code length (what an ideal entropy coder
+would reach with the same frame and one stripe).
+speed: encode and decode RGB pixels per second of ride and of the other codecs on the same crops, start-up
+(import, model load, integer model, first kernel call) timed separately. `--threads` sets torch's (and the
+kernels') threads; the streams do not depend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import sys
+import time
+
+T_IMPORT = time.perf_counter()
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import ride  # noqa: E402
+from ride.codec import compress, decompress, ideal_code_length_bits, integer_model  # noqa: E402
+from ride.data.photos import WIKIPEDIA_VAL_EVERY, WIKIPEDIA_VAL_FIRST, every_kth_split  # noqa: E402
+
+T_IMPORT = time.perf_counter() - T_IMPORT
+
+
+def data_root() -> str:
+    return os.environ.get("RIDE_DATA", "/work/shared/data")
+
+
+def _rgb(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB")).copy()
+
+
+def wikipedia_whole(limit: int, split: str = "val") -> list[tuple[str, np.ndarray]]:
+    """Whole RGB Wikimedia photographs of `split` (val: the 10 that no shipped model trained on)."""
+    paths = sorted(glob.glob(os.path.join(data_root(), "wikipedia_photos", "*.png")))
+    paths = [paths[k] for k in every_kth_split([os.path.basename(p) for p in paths], split, WIKIPEDIA_VAL_EVERY,
+                                               WIKIPEDIA_VAL_FIRST)][:limit]
+    return [(os.path.basename(p), _rgb(p)) for p in paths]
+
+
+def wikipedia_crops(limit: int, height: int = 512, width: int = 768) -> list[tuple[str, np.ndarray]]:
+    """Central height x width RGB crops of the Wikimedia validation photographs."""
+    out = []
+    for name, img in wikipedia_whole(100):
+        h, w, _ = img.shape
+        if h >= height and w >= width:
+            top, left = (h - height) // 2, (w - width) // 2
+            out.append((name, np.ascontiguousarray(img[top : top + height, left : left + width])))
+    return out[:limit]
+
+
+def bsds_test(limit: int) -> list[tuple[str, np.ndarray]]:
+    paths = sorted(glob.glob(os.path.join(data_root(), "bsds300", "images", "test", "*.jpg")),
+                   key=lambda p: int(os.path.basename(p).split(".")[0]))[:limit]
+    return [(os.path.basename(p), _rgb(p)) for p in paths]
+
+
+def timed(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+    wall = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - wall
+
+
+def other_codecs() -> dict[str, tuple]:
+    import imagecodecs as ic
+
+    return {
+        "JPEG XL lossless e9": (lambda x: ic.jpegxl_encode(x, lossless=True, effort=9), ic.jpegxl_decode),
+        "JPEG XL lossless e7": (lambda x: ic.jpegxl_encode(x, lossless=True, effort=7), ic.jpegxl_decode),
+        "WebP lossless (m6, q100)": (lambda x: ic.webp_encode(x, level=100, lossless=True, method=6),
+                                     ic.webp_decode),
+        "PNG (level 9)": (lambda x: ic.png_encode(x, level=9), ic.png_decode),
+    }
+
+
+def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
+    codecs = other_codecs()
+    sets = {"BSDS300 test (colour, JPEG-decoded pixels)": bsds_test(args.limit),
+            "Wikimedia photographs, validation (colour, whole, never JPEG)": wikipedia_whole(args.wiki_limit)}
+    results = {}
+    for set_name, images in sets.items():
+        bits = {name: 0.0 for name in ["ride", *(["ideal"] if args.ideal else []), *codecs]}
+        secs = {"ride enc": 0.0, "ride dec": 0.0}
+        subpixels = 0
+        for k, (name, image) in enumerate(images):
+            stream, enc = timed(compress, model, image)
+            out, dec = timed(decompress, model, stream)
+            assert np.array_equal(out, image), name
+            bits["ride"] += 8 * len(stream)
+            if args.ideal:
+                bits["ideal"] += ideal_code_length_bits(model, image)
+            secs["ride enc"] += enc
+            secs["ride dec"] += dec
+            sizes = {}
+            for cname, (e, d) in codecs.items():
+                blob = e(image)
+                assert np.array_equal(np.asarray(d(blob)).reshape(image.shape), image), cname
+                bits[cname] += 8 * len(blob)
+                sizes[cname] = 8 * len(blob) / image.size
+            subpixels += image.size
+            print(f"[{k + 1}/{len(images)}] {name} {image.shape[1]}x{image.shape[0]}: ride "
+                  f"{8 * len(stream) / image.size:.3f}, " + ", ".join(f"{c} {b:.3f}" for c, b in sizes.items())
+                  + f" bits per sub-pixel; ride {image.size / 3 / enc:,.0f} / {image.size / 3 / dec:,.0f} RGB px/s",
+                  file=sys.stderr, flush=True)
+        results[set_name] = {"bits": bits, "seconds": secs, "subpixels": subpixels, "images": len(images)}
+    for set_name, r in results.items():
+        px = r["subpixels"] / 3
+        print(f"\n{set_name}: {r['images']} images, {px:,.0f} RGB pixels; ride {px / r['seconds']['ride enc']:,.0f} "
+              f"RGB px/s encode, {px / r['seconds']['ride dec']:,.0f} decode (round trips checked)\n")
+        print("| codec | bits per sub-pixel | vs JPEG XL e9 |")
+        print("|---|---|---|")
+        jxl = r["bits"]["JPEG XL lossless e9"]
+        for name, b in r["bits"].items():
+            label = {"ride": f"ride ({args.checkpoint})", "ideal": "ride ideal code length (float model)"}.get(
+                name, name)
+            print(f"| {label} | {b / r['subpixels']:.4f} | {b / jxl:.3f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def speed(args: argparse.Namespace, model) -> None:  # noqa: ANN001
+    codecs = other_codecs()
+    print("| image | codec | bits per sub-pixel | encode RGB px/s | decode RGB px/s |")
+    print("|---|---|---|---|---|")
+    for name, image in wikipedia_crops(args.limit):
+        px = image.shape[0] * image.shape[1]
+        stream, enc = timed(compress, model, image)
+        out, dec = timed(decompress, model, stream)
+        assert np.array_equal(out, image)
+        print(f"| {name} {image.shape[1]}x{image.shape[0]} | ride ({args.checkpoint}) | "
+              f"{8 * len(stream) / image.size:.4f} | {px / enc:,.0f} | {px / dec:,.0f} |", flush=True)
+        for cname, (e, d) in codecs.items():
+            blob, enc = timed(e, image)
+            _, dec = timed(d, blob)
+            print(f"| | {cname} | {8 * len(blob) / image.size:.4f} | {px / enc:,.0f} | {px / dec:,.0f} |",
+                  flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["compare", "speed"])
+    parser.add_argument("--checkpoint", default="photo_colour")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=3, help="BSDS300 test images (compare) or crops (speed)")
+    parser.add_argument("--wiki-limit", type=int, default=10)
+    parser.add_argument("--ideal", action="store_true", help="compare: also the float model's ideal code length")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, t_model = timed(lambda: ride.load(args.checkpoint) if args.checkpoint.endswith(".pt")
+                           else ride.pretrained(args.checkpoint))
+    _, t_int = timed(integer_model, model)
+    tiny = np.zeros((4, 4, 3), dtype=np.uint8)
+    _, t_first = timed(compress, model, tiny)
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{args.threads} threads; start-up: import {T_IMPORT:.2f} s, model {t_model:.2f} s, integer model "
+          f"{t_int:.2f} s, first kernel call {t_first:.2f} s\n")
+    {"compare": compare, "speed": speed}[args.what](args, model)
+
+
+if __name__ == "__main__":
+    main()
