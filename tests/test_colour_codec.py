@@ -219,6 +219,14 @@ def test_cli_round_trip(tmp_path, capsys) -> None:
                  str(tmp_path / "c.pt"), "--no-progress"]) == 0
     with Image.open(tmp_path / "a2.png") as decoded:
         assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), image)
+    # PPM and TIFF as Pillow reads them
+    for suffix in ("ppm", "tiff"):
+        Image.fromarray(image[::-1].copy(), mode="RGB").save(tmp_path / f"b.{suffix}")
+        assert main(["compress", str(tmp_path / f"b.{suffix}"), "-o", str(tmp_path / f"b_{suffix}.ride"),
+                     "--checkpoint", str(tmp_path / "c.pt"), "--no-progress"]) == 0
+        assert main(["decompress", str(tmp_path / f"b_{suffix}.ride"), "-o", str(tmp_path / f"b_{suffix}.png"),
+                     "--checkpoint", str(tmp_path / "c.pt"), "--no-progress"]) == 0
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"b_{suffix}.png")), image[::-1])
     # a grey image with the colour model: refused, naming the fix
     assert main(["compress", str(tmp_path / "g.png"), "-o", str(tmp_path / "g.ride"), "--checkpoint",
                  str(tmp_path / "c.pt"), "--no-progress"]) == 2
