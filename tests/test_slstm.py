@@ -115,20 +115,24 @@ def test_gradcheck_sweep_inputs_and_parameters() -> None:
 def test_gradcheck_diagonal_sweep_function() -> None:
     gen = torch.Generator().manual_seed(5)
     layout = DiagonalLayout.get(4, 3)
-    dim = 2
-    grid = torch.randn(2, 4, 3, 5 * dim, generator=gen, dtype=F64)
-    z = layout.pack(grid).requires_grad_(True)  # zero pads, as the layer produces them
-    w = (0.7 * torch.randn(2 * dim, 5 * dim, generator=gen, dtype=F64)).requires_grad_(True)
+    dim, k = 2, 3
+    grid = torch.randn(2, 4, 3, k, generator=gen, dtype=F64)
+    x = layout.pack(grid).requires_grad_(True)  # zero pads, as the layer produces them
+    w_in = (0.7 * torch.randn(k, 5 * dim, generator=gen, dtype=F64)).requires_grad_(True)
+    bias = (0.5 * torch.randn(5 * dim, generator=gen, dtype=F64)).requires_grad_(True)
+    w_rec = (0.7 * torch.randn(2 * dim, 5 * dim, generator=gen, dtype=F64)).requires_grad_(True)
 
-    def f(z_: torch.Tensor, w_: torch.Tensor) -> torch.Tensor:
-        return layout.unpack(DiagonalSweep.apply(z_, w_, layout))
+    def f(*args: torch.Tensor) -> torch.Tensor:
+        return layout.unpack(DiagonalSweep.apply(*args, layout))
 
-    assert torch.autograd.gradcheck(f, (z, w), eps=1e-6, atol=1e-8)
-    # the pads of the output hold the zero states outside the grid
-    h = DiagonalSweep.apply(z, w, layout).detach()
+    assert torch.autograd.gradcheck(f, (x, w_in, bias, w_rec), eps=1e-6, atol=1e-8)
+    # the pads of the output hold the zero states outside the grid, and so do those of the input's gradient
+    h = DiagonalSweep.apply(x, w_in, bias, w_rec, layout)
     pads = torch.ones(layout.length, dtype=torch.bool)
     pads[layout.cell_index(torch.device("cpu"))] = False
     assert torch.equal(h[pads], torch.zeros_like(h[pads]))
+    (dx,) = torch.autograd.grad(h.sum(), x)
+    assert torch.equal(dx[pads], torch.zeros_like(dx[pads]))
 
 
 @pytest.mark.parametrize("shape", [*SHAPES, (2, 6), (7, 2)], ids=lambda s: f"{s[0]}x{s[1]}")

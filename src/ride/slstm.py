@@ -40,10 +40,7 @@ class SpatialLSTM(nn.Module):
 
     def forward_packed(self, packed: Tensor, layout: DiagonalLayout) -> Tensor:
         """The sweep on the packed layout: [L, B, K] -> [L, B, D] (stacked layers stay packed)."""
-        length, batch, k = packed.shape
-        # All input projections in one product, bias fused.
-        z = torch.addmm(self.bias, packed.reshape(length * batch, k), self.weight_in).view(length, batch, -1)
-        return diagonal_sweep(z, self.weight_rec, layout)
+        return diagonal_sweep(packed, self.weight_in, self.bias, self.weight_rec, layout)
 
     def step(self, z: Tensor, h_up: Tensor, h_left: Tensor, c_up: Tensor, c_left: Tensor) -> tuple[Tensor, Tensor]:
         """One cell update for N cells: z [N, 5D] input projection (bias included), states [N, D] -> (h, c)."""

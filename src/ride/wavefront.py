@@ -25,17 +25,8 @@ from torch.autograd.function import once_differentiable
 CELL_CLIP = 1e4
 
 
-def _tanh_(x: Tensor) -> Tensor:
-    """tanh in place as 2 sigmoid(2x) - 1: PyTorch's CPU sigmoid is several times faster than its tanh."""
-    return x.mul_(2).sigmoid_().mul_(2).sub_(1)
-
-
-def _tanh_backward(grad: Tensor, out: Tensor) -> Tensor:
-    """grad * (1 - out^2) in one pass (out = tanh(x))."""
-    return torch.ops.aten.tanh_backward(grad, out)
-
-
 def _tanh_backward_(grad: Tensor, out: Tensor) -> None:
+    """grad *= 1 - out^2 in place, in one pass (out = tanh(x))."""
     torch.ops.aten.tanh_backward.grad_input(grad, out, grad_input=grad)
 
 
@@ -96,90 +87,149 @@ class DiagonalLayout:
         return grid.new_zeros(self.length, b, k).index_copy(0, self.cell_index(grid.device), cells)
 
     def unpack(self, packed: Tensor) -> Tensor:
-        """Packed [L, B, K] -> [B, H, W, K]."""
-        cells = packed.index_select(0, self.cell_index(packed.device))
-        return cells.view(self.height, self.width, *packed.shape[1:]).permute(2, 0, 1, 3)
+        """Packed [L, B, K] -> [B, H, W, K] (contiguous)."""
+        if torch.is_grad_enabled() and packed.requires_grad:
+            return _Unpack.apply(packed, self)
+        return self._gather(packed)
+
+    def _gather(self, packed: Tensor) -> Tensor:
+        _, b, k = packed.shape
+        cells = packed.permute(1, 0, 2).index_select(1, self.cell_index(packed.device))  # (B, H*W, K), one pass
+        return cells.view(b, self.height, self.width, k)
 
 
-def _sweep(z: Tensor, weight_rec: Tensor, layout: DiagonalLayout, gates: Tensor | None) -> tuple[Tensor, Tensor]:
-    """The forward sweep: (c, h) [L, B, D]. Writes the activated gates into `gates` [L, B, 5D] when given;
-    without it (inference) one diagonal's gates live in a small reused buffer that stays in cache."""
-    length, batch, five_d = z.shape
+class _Unpack(torch.autograd.Function):
+    """`DiagonalLayout.unpack` with a backward that copies the gradient into place (index_select's own backward
+    is a scatter-add, several times slower, since it cannot know that the cells are distinct)."""
+
+    @staticmethod
+    def forward(ctx, packed: Tensor, layout: DiagonalLayout) -> Tensor:
+        ctx.layout = layout
+        return layout._gather(packed)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        layout = ctx.layout
+        b, _, _, k = grad.shape
+        out = layout.empty_with_zero_pads(grad, b, k)
+        out.permute(1, 0, 2).index_copy_(1, layout.cell_index(grad.device), grad.reshape(b, -1, k))
+        return out, None
+
+
+def fused_weight(weight_in: Tensor, bias: Tensor, weight_rec: Tensor) -> Tensor:
+    """The sweep's one weight matrix [2D + K + 1, 5D]: rows h_up, h_left (weight_rec), x (weight_in), then the bias
+    (the operand's constant column). The candidate gate's columns are doubled, for tanh(a) = 2 sigmoid(2a) - 1:
+    scaling by 2 is exact, so the products give 2a bit for bit."""
+    dim = weight_rec.shape[0] // 2
+    weight = torch.cat([weight_rec, weight_in, bias[None]])
+    weight[:, :dim].mul_(2)
+    return weight
+
+
+def with_ones(inputs: Tensor) -> Tensor:
+    """Packed inputs [L, B, K] with a constant column of ones appended, [L, B, K + 1] (the bias's input)."""
+    return torch.cat([inputs, inputs.new_ones(*inputs.shape[:2], 1)], dim=2)
+
+
+def _sweep(x1: Tensor, weight: Tensor, layout: DiagonalLayout, gates: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The forward sweep over inputs x1 [L, B, K + 1] (see `with_ones`) with `fused_weight`: (c, h) [L, B, D].
+    Writes the activated gates into `gates` [L, B, 5D] when given; without it (inference) one diagonal's gates live
+    in a small reused buffer that stays in cache."""
+    batch = x1.shape[1]
+    width, five_d = weight.shape
     dim = five_d // 5
-    z = z.contiguous()
-    w_up, w_left = weight_rec[:dim], weight_rec[dim:]
-    scratch = None if gates is not None else z.new_empty(max(n for _, n, _ in layout.steps), batch, five_d)
+    most = max(n for _, n, _ in layout.steps)
+    scratch = None if gates is not None else x1.new_empty(most, batch, five_d)
+    # One diagonal's left operand of the product, rows [h_up, h_left, x, 1]: gathered into a small buffer that stays
+    # in cache (measured faster than three products reading h and x in place, or than one stored operand of all
+    # slots, whose rows are cold when written).
+    operand = x1.new_empty(most, batch, width)
     # Every slot of c and h that is not written below is a pad: the zero state outside the grid.
-    c = layout.empty_with_zero_pads(z, batch, dim)
-    h = layout.empty_with_zero_pads(z, batch, dim)
+    c = layout.empty_with_zero_pads(x1, batch, dim)
+    h = layout.empty_with_zero_pads(x1, batch, dim)
+    minus_one, zero = x1.new_full((), -1.0), x1.new_zeros(())
     for cur, n, up in layout.steps:
         rows = n * batch
+        qq = operand[:n]
+        qq[..., :dim] = h[up : up + n]
+        qq[..., dim : 2 * dim] = h[up + 1 : up + n + 1]
+        qq[..., 2 * dim :] = x1[cur : cur + n]
         g = gates[cur : cur + n] if scratch is None else scratch[:n]
-        flat = g.view(rows, five_d)
-        # Pre-activations: z + h_up W_up + h_left W_left, accumulated in place by two products.
-        torch.addmm(z[cur : cur + n].view(rows, five_d), h[up : up + n].view(rows, dim), w_up, out=flat)
-        flat.addmm_(h[up + 1 : up + n + 1].view(rows, dim), w_left)
-        g[..., :dim].mul_(2)  # candidate: tanh(a) = 2 sigmoid(2a) - 1, with one sigmoid over all five gates
-        g.sigmoid_()
-        g[..., :dim].mul_(2).sub_(1)
+        torch.mm(qq.view(rows, width), weight, out=g.view(rows, five_d))
+        g.sigmoid_()  # one sigmoid over all five gates; the candidate's columns hold 2a
         cand, out_gate, in_gate, forget_up, forget_left = g.split(dim, dim=-1)
+        torch.add(minus_one, cand, alpha=2, out=cand)  # tanh(a) = 2 sigmoid(2a) - 1, in one pass
         cc = c[cur : cur + n]
         torch.mul(cand, in_gate, out=cc)
         cc.addcmul_(c[up : up + n], forget_up)
         cc.addcmul_(c[up + 1 : up + n + 1], forget_left)
         cc.clamp_(-CELL_CLIP, CELL_CLIP)
         hh = h[cur : cur + n]
-        _tanh_(torch.mul(cc, out_gate, out=hh))
+        torch.addcmul(zero, cc, out_gate, value=2, out=hh).sigmoid_()  # h = tanh(c o) = 2 sigmoid(2 c o) - 1
+        torch.add(minus_one, hh, alpha=2, out=hh)
     return c, h
 
 
-def diagonal_sweep(z: Tensor, weight_rec: Tensor, layout: DiagonalLayout) -> Tensor:
-    """h [L, B, D] from z [L, B, 5D] (see `DiagonalSweep`); skips the autograd bookkeeping when no gradient is
-    needed."""
-    if torch.is_grad_enabled() and (z.requires_grad or weight_rec.requires_grad):
-        return DiagonalSweep.apply(z, weight_rec, layout)
-    return _sweep(z, weight_rec, layout, None)[1]
+def diagonal_sweep(inputs: Tensor, weight_in: Tensor, bias: Tensor, weight_rec: Tensor,
+                   layout: DiagonalLayout) -> Tensor:
+    """h [L, B, D] from packed inputs [L, B, K] (see `DiagonalSweep`); skips the autograd bookkeeping when no
+    gradient is needed."""
+    params = (inputs, weight_in, bias, weight_rec)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in params):
+        return DiagonalSweep.apply(*params, layout)
+    return _sweep(with_ones(inputs), fused_weight(weight_in, bias, weight_rec), layout, None)[1]
 
 
 class DiagonalSweep(torch.autograd.Function):
-    """h = SLSTM(z) on the packed layout: z [L, B, 5D] gate pre-activations from the inputs (bias included),
-    weight_rec [2D, 5D] (rows: h_up then h_left). Returns h [L, B, D] with zero pads.
+    """h = SLSTM(x) on the packed layout: inputs x [L, B, K], weight_in [K, 5D], bias [5D], weight_rec [2D, 5D]
+    (rows: h_up then h_left). Returns h [L, B, D] with zero pads.
 
-    Gate order along the 5D axis: g (tanh), o, i, f_r, f_c (sigmoid). (Projecting the inputs per diagonal
-    inside the sweep was measured slower: K-by-5D products with K = 12 are memory-bound.)
+    Gate order along the 5D axis: g (tanh), o, i, f_r, f_c (sigmoid). Each diagonal's pre-activations are one
+    product [n B, 2D + K + 1] @ [2D + K + 1, 5D] of the rows [h_up, h_left, x, 1] (see `_sweep`): one well-shaped
+    product instead of a K-wide input projection of all pixels (memory-bound with K = 12: it wrote and read a
+    [L, B, 5D] tensor) plus two D-wide recurrent ones. The backward accumulates the weight gradients diagonal by
+    diagonal, while that diagonal's gate gradients are in cache.
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, weight_rec: Tensor, layout: DiagonalLayout) -> Tensor:
-        gates = z.new_empty(z.shape)  # activated gates of every cell, kept for the backward pass
-        c, h = _sweep(z, weight_rec, layout, gates)
+    def forward(ctx, inputs: Tensor, weight_in: Tensor, bias: Tensor, weight_rec: Tensor,
+                layout: DiagonalLayout) -> Tensor:
+        x1 = with_ones(inputs)
+        gates = x1.new_empty(*x1.shape[:2], weight_rec.shape[1])  # activated gates of every cell, for the backward
+        c, h = _sweep(x1, fused_weight(weight_in, bias, weight_rec), layout, gates)
         ctx.layout = layout
-        ctx.clipped = bool((c.abs() >= CELL_CLIP).any())  # the clip's gradient mask is needed only then
-        ctx.save_for_backward(weight_rec, gates, c, h)
+        low, high = torch.aminmax(c)  # the clip's gradient mask is needed only when it was hit
+        ctx.clipped = bool(high >= CELL_CLIP) or bool(low <= -CELL_CLIP)
+        ctx.save_for_backward(x1, weight_in, weight_rec, gates, c, h)
         return h
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_h: Tensor) -> tuple[Tensor, Tensor, None]:
-        weight_rec, gates, c, h = ctx.saved_tensors
+    def backward(ctx, grad_h: Tensor) -> tuple[Tensor | None, Tensor, Tensor, Tensor, None]:
+        x1, weight_in, weight_rec, gates, c, h = ctx.saved_tensors
         clipped = ctx.clipped
-        dim = h.shape[-1]
-        batch = h.shape[1]
+        _, batch, dim = h.shape
+        k1 = x1.shape[2]
         w_up_t, w_left_t = weight_rec[:dim].T, weight_rec[dim:].T  # (5D, D) each
+        w_in_t = weight_in.T  # (5D, K)
         dh = grad_h.contiguous().clone()  # collects the recurrent contributions in place
         dc = torch.zeros_like(c)
-        dz = ctx.layout.empty_with_zero_pads(gates, *gates.shape[1:])  # zero pads: bias gradient sums all slots
-        dw_up = weight_rec.new_zeros(dim, 5 * dim)
-        dw_left = weight_rec.new_zeros(dim, 5 * dim)
+        dw = h.new_zeros(2 * dim + k1, 5 * dim)  # rows as in `fused_weight`: weight_rec, weight_in, bias
+        dw_up, dw_left, dw_x1 = dw[:dim], dw[dim : 2 * dim], dw[2 * dim :]
+        dx = ctx.layout.empty_with_zero_pads(h, batch, weight_in.shape[0]) if ctx.needs_input_grad[0] else None
+        dg_buf = gates.new_empty(max(n for _, n, _ in ctx.layout.steps), batch, 5 * dim)
         for cur, n, up in reversed(ctx.layout.steps):
+            rows = n * batch
             g = gates[cur : cur + n]
             cand, out_gate, in_gate, forget_up, forget_left = g.split(dim, dim=-1)
             hh, cc = h[cur : cur + n], c[cur : cur + n]
-            dco = _tanh_backward(dh[cur : cur + n], hh)  # through h = tanh(c * o)
-            dcc = torch.addcmul(dc[cur : cur + n], dco, out_gate)
+            dco = dh[cur : cur + n]
+            _tanh_backward_(dco, hh)  # through h = tanh(c * o), in place: this diagonal's dh is not read again
+            dcc = dc[cur : cur + n].addcmul_(dco, out_gate)
             if clipped:
                 dcc.masked_fill_(cc.abs() >= CELL_CLIP, 0)
-            dg = dz[cur : cur + n]
+            dg = dg_buf[:n]
             d_cand, d_out, d_in, d_up, d_left = dg.split(dim, dim=-1)
             torch.mul(dco, cc, out=d_out)
             torch.mul(dcc, in_gate, out=d_cand)
@@ -188,12 +238,15 @@ class DiagonalSweep(torch.autograd.Function):
             torch.mul(dcc, c[up : up + n], out=d_up)
             torch.mul(dcc, c[up + 1 : up + n + 1], out=d_left)
             _sigmoid_backward_(dg[..., dim:], g[..., dim:])
+            flat_dg = dg.view(rows, 5 * dim)
             # Contributions to the previous diagonal (pads absorb those of cells outside the grid).
-            flat_dg = dg.view(n * batch, 5 * dim)
-            dh[up : up + n].view(n * batch, dim).addmm_(flat_dg, w_up_t)
-            dh[up + 1 : up + n + 1].view(n * batch, dim).addmm_(flat_dg, w_left_t)
+            dh[up : up + n].view(rows, dim).addmm_(flat_dg, w_up_t)
+            dh[up + 1 : up + n + 1].view(rows, dim).addmm_(flat_dg, w_left_t)
             dc[up : up + n].addcmul_(dcc, forget_up)
             dc[up + 1 : up + n + 1].addcmul_(dcc, forget_left)
-            dw_up.addmm_(h[up : up + n].view(n * batch, dim).T, flat_dg)
-            dw_left.addmm_(h[up + 1 : up + n + 1].view(n * batch, dim).T, flat_dg)
-        return dz, torch.cat([dw_up, dw_left], dim=0), None
+            dw_up.addmm_(h[up : up + n].view(rows, dim).T, flat_dg)
+            dw_left.addmm_(h[up + 1 : up + n + 1].view(rows, dim).T, flat_dg)
+            dw_x1.addmm_(x1[cur : cur + n].view(rows, k1).T, flat_dg)  # weight_in and the bias (the ones column)
+            if dx is not None:
+                torch.mm(flat_dg, w_in_t, out=dx[cur : cur + n].view(rows, -1))
+        return dx, dw_x1[:-1], dw_x1[-1], dw[: 2 * dim], None
