@@ -253,3 +253,30 @@ def test_golden_colour_streams(path: Path) -> None:
 
 def test_golden_colour_set_is_complete() -> None:
     assert len(list(GOLDEN.glob("*.ride"))) == 2, "run tests/golden/make_golden.py --colour"
+
+
+def test_cli_picks_the_shipped_colour_model_by_mode(tmp_path, capsys) -> None:
+    """Without --checkpoint: an RGB image is coded with photo_colour (the stream's fingerprint says so) and a grey
+    one with photo_grey; decompress finds each model from its stream."""
+    from PIL import Image
+
+    from ride.cli import main
+    from ride.model_zoo import DEFAULT_CODEC_MODEL, DEFAULT_COLOUR_CODEC_MODEL
+
+    if DEFAULT_COLOUR_CODEC_MODEL not in {e.name for e in ride.pretrained_models()}:
+        pytest.skip(f"{DEFAULT_COLOUR_CODEC_MODEL} is not shipped in this version")
+    image = _smooth_rgb(9, 13, seed=12)
+    Image.fromarray(image, mode="RGB").save(tmp_path / "c.png")
+    Image.fromarray(image[..., 1], mode="L").save(tmp_path / "g.png")
+    assert main(["compress", str(tmp_path / "c.png"), str(tmp_path / "g.png"), "--out-dir", str(tmp_path),
+                 "--no-progress"]) == 0
+    expected = {"c": (3, DEFAULT_COLOUR_CODEC_MODEL), "g": (2, DEFAULT_CODEC_MODEL)}
+    for stem, (version, name) in expected.items():
+        data = (tmp_path / f"{stem}.ride").read_bytes()
+        header, _ = unpack_header(data)
+        assert header.version == version
+        assert header.fingerprint == integer_model(ride.pretrained(name)).fingerprint
+        assert main(["decompress", str(tmp_path / f"{stem}.ride"), "-o", str(tmp_path / f"{stem}2.png"),
+                     "--no-progress"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "c2.png")), image)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "g2.png")), image[..., 1])
