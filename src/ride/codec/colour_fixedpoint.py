@@ -19,7 +19,7 @@ grb) are codable; the 9-bit chroma transforms are not.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from .fixedpoint import (
     _arr,
     _fold_rows,
     _quantise_columns,
+    digest_fields,
     quantise_gate,
     quantise_trunk,
     tables,
@@ -80,23 +81,8 @@ class IntColourRIDE:
     def fingerprint(self) -> bytes:
         """8 bytes: SHA-256 over every integer array and scalar (heads included, in order)."""
         digest = hashlib.sha256(b"ride-intmodel-colour-v3")
-        _digest(self, digest)
+        digest_fields(self, digest)
         return digest.digest()[:8]
-
-
-def _digest(obj: object, digest) -> None:  # noqa: ANN001 - a hashlib object
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        items = value if isinstance(value, list) else [value]
-        digest.update(f"{f.name}|{len(items)}".encode())
-        for item in items:
-            if isinstance(item, np.ndarray):
-                arr = np.ascontiguousarray(item, dtype="<i8")
-                digest.update(f"{arr.shape}".encode() + arr.tobytes())
-            elif is_dataclass(item):
-                _digest(item, digest)
-            else:
-                digest.update(repr(item).encode())
 
 
 def _head(head, whiten: np.ndarray, k: int, a_levels: int) -> IntHead:  # noqa: ANN001 - a ride.mcgsm.MCGSM

@@ -186,6 +186,18 @@ def encode(im: IntRIDE, pixels: np.ndarray, pad: int, stripes: int, digit_bits: 
     return np.ascontiguousarray(encoder.get_compressed(), dtype="<u4").tobytes()
 
 
+def _read_values(decoder, digits, digit_bits: int) -> np.ndarray:  # noqa: ANN001 - range decoder, digit state
+    """The kept cells' values [n] of one front (and channel): their digits read level by level."""
+    for level in range(8 // digit_bits):
+        freqs = digits.frequencies(level)
+        try:
+            digit = decoder.decode(_CATEGORICAL, freqs)
+        except Exception as err:  # constriction reports inconsistent data in its own types
+            raise ValueError(f"corrupted ride codec stream: the range decoder failed ({err})") from err
+        digits.advance(digit, level)
+    return digits.values
+
+
 @torch.no_grad()
 def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, stripes: int, digit_bits: int,
            progress: Progress | None = None, backend: str = "auto") -> np.ndarray:
@@ -198,15 +210,7 @@ def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, strip
         cells = grid.cells(t)
         if cells is not None:
             keep, index = cells
-            digits = stepper.decoder(stepper.front(t), keep, digit_bits)
-            for level in range(8 // digit_bits):
-                freqs = digits.frequencies(level)
-                try:
-                    digit = decoder.decode(_CATEGORICAL, freqs)
-                except Exception as err:  # constriction reports inconsistent data in its own types
-                    raise ValueError(f"corrupted ride codec stream: the range decoder failed ({err})") from err
-                digits.advance(digit, level)
-            v = digits.values
+            v = _read_values(decoder, stepper.decoder(stepper.front(t), keep, digit_bits), digit_bits)
             pixels[index] = v
             lo, hi = stepper.rows(t)
             codes = np.full(stepper.batch * (hi - lo + 1), 2 * pad + 1, dtype=np.int64)  # stripes' padding too
@@ -262,15 +266,8 @@ def decode_colour(im: IntColourRIDE, payload: bytes, height: int, width: int, pa
             hidden, base = stepper.trunk(t)
             codes = np.tile(pad_codes, (hidden.shape[0], 1))
             for k in range(3):
-                digits = stepper.decoder(stepper.head(k, hidden, base, codes), keep, digit_bits)
-                for level in range(8 // digit_bits):
-                    freqs = digits.frequencies(level)
-                    try:
-                        digit = decoder.decode(_CATEGORICAL, freqs)
-                    except Exception as err:  # constriction reports inconsistent data in its own types
-                        raise ValueError(f"corrupted ride codec stream: the range decoder failed ({err})") from err
-                    digits.advance(digit, level)
-                v = digits.values
+                v = _read_values(decoder, stepper.decoder(stepper.head(k, hidden, base, codes), keep, digit_bits),
+                                 digit_bits)
                 pixels[index, k] = v
                 codes[keep, k] = 2 * v + 1
             stepper.write(t, codes)

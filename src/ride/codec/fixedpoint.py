@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 
 import numpy as np
 import torch
@@ -187,17 +187,25 @@ class IntRIDE:
     def fingerprint(self) -> bytes:
         """8 bytes: SHA-256 over every integer array and scalar of the integer model (not the float weights)."""
         digest = hashlib.sha256(b"ride-intmodel-v2")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            items = value if isinstance(value, list) else [value]
-            digest.update(f"{f.name}|{len(items)}".encode())
-            for item in items:
-                if isinstance(item, np.ndarray):
-                    arr = np.ascontiguousarray(item, dtype="<i8")
-                    digest.update(f"{arr.shape}".encode() + arr.tobytes())
-                else:
-                    digest.update(repr(item).encode())
+        digest_fields(self, digest)
         return digest.digest()[:8]
+
+
+def digest_fields(obj: object, digest) -> None:  # noqa: ANN001 - a hashlib object
+    """Feed every field of an integer-model dataclass to `digest`: name and item count, then each array's shape and
+    little-endian int64 bytes, nested dataclasses field by field, other values by repr."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        items = value if isinstance(value, list) else [value]
+        digest.update(f"{f.name}|{len(items)}".encode())
+        for item in items:
+            if isinstance(item, np.ndarray):
+                arr = np.ascontiguousarray(item, dtype="<i8")
+                digest.update(f"{arr.shape}".encode() + arr.tobytes())
+            elif is_dataclass(item):
+                digest_fields(item, digest)
+            else:
+                digest.update(repr(item).encode())
 
 
 def _arr(t: Tensor) -> np.ndarray:
