@@ -10,6 +10,10 @@ as float64 and its leaky quantiser turns them into g_j + 1 with total exactly 2^
 an integer below 2^24 and its scale factor is exactly 1, so its float arithmetic is exact). Coding order: front,
 digit, then cells (stripe, row). The decoder evaluates the CDF only at the edges its digits need: 8 / b rounds of
 2^b - 1 edges per pixel, the encoder all of them at once.
+
+Colour (format version 3, `encode_colour` / `decode_colour`): the same with the integer colour model on canvases of
+the three coded channels (a frame value each); per front the trunk step, then channel 0, 1, 2 of all the front's
+cells in turn (coding order: front, channel, digit, cells), each head given the channels decoded before it.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ class _Canvases:
     """The stripes' framed canvases of pixel codes 2v + 1 [B, top + rows, left + W + right] and the front stepper
     (the compiled kernels' when numba is there, else the torch one: the same integers, the same stream)."""
 
-    def __init__(self, im: IntRIDE, height: int, width: int, pad: int, stripes: int, backend: str) -> None:
+    def __init__(self, im: IntRIDE | IntColourRIDE, height: int, width: int, pad: int | tuple[int, int, int],
+                 stripes: int, backend: str) -> None:
         top, left, right = im.margin
         self.rows, self.count = stripe_layout(height, stripes)
         self.height, self.width, self.top, self.left = height, width, top, left
