@@ -103,7 +103,7 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     """
     im = integer_model(model)
     colour = isinstance(im, IntColourRIDE)
-    pixels = _check_colour_image(image) if colour else _check_image(image)
+    pixels = _check_image(image, colour)
     height, width = pixels.shape[:2]
     stripes = default_stripes(height) if stripes is None else stripes
     if not isinstance(stripes, int) or not 1 <= stripes <= 65535:
@@ -267,7 +267,7 @@ def ideal_code_length_bits(model: nn.Module, image: np.ndarray | Tensor) -> floa
     quantisation) with the same frame as `compress`: the code length an ideal entropy coder would reach."""
     _check_model(model)
     if _is_colour(model):
-        pixels = _to_coded(_check_colour_image(image), model.config.transform)
+        pixels = _to_coded(_check_image(image, colour=True), model.config.transform)
         canvases = [_framed(model, torch.from_numpy(pixels[..., k]), int(round(float(pixels[..., k].mean()))))
                     for k in range(3)]
         values = (torch.cat(canvases, 1) * 256).floor().to(torch.uint8)
@@ -306,33 +306,23 @@ def _check_model(model: object) -> None:
         raise ValueError(f"the codec needs a one-channel (grey) RIDE, found {model.config.num_channels} channels")
 
 
-def _check_image(image: object) -> np.ndarray:
-    """uint8 [H, W] as a contiguous numpy array; ValueError naming what was found otherwise."""
+def _check_image(image: object, colour: bool = False) -> np.ndarray:
+    """uint8 [H, W] (grey) or [H, W, 3] (colour: R, G, B) as a contiguous numpy array; ValueError naming what was
+    found otherwise."""
+    kind, shape = ("RGB", "[H, W, 3]") if colour else ("grey", "[H, W]")
     if isinstance(image, Tensor):
         image = image.detach().cpu().numpy()
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"expected a grey image as a uint8 array [H, W], found {type(image).__name__}")
+        raise ValueError(f"expected {'an' if colour else 'a'} {kind} image as a uint8 array {shape}, found "
+                         f"{type(image).__name__}")
     if image.dtype != np.uint8:
-        raise ValueError(f"expected an 8-bit grey image (uint8 [H, W]), found dtype {image.dtype}")
-    if image.ndim != 2:
-        raise ValueError(f"expected a grey image of shape [H, W], found shape {image.shape}"
-                         + (" (colour? use a colour model, e.g. photo_colour)" if image.ndim == 3 else ""))
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"expected an image of at least 1x1 pixels, found shape {image.shape}")
-    return np.ascontiguousarray(image)
-
-
-def _check_colour_image(image: object) -> np.ndarray:
-    """uint8 [H, W, 3] (R, G, B) as a contiguous numpy array; ValueError naming what was found otherwise."""
-    if isinstance(image, Tensor):
-        image = image.detach().cpu().numpy()
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"expected an RGB image as a uint8 array [H, W, 3], found {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected an 8-bit RGB image (uint8 [H, W, 3]), found dtype {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an 8-bit {kind} image (uint8 {shape}), found dtype {image.dtype}")
+    if colour and (image.ndim != 3 or image.shape[2] != 3):
         hint = " (grey? use a grey model, e.g. photo_grey)" if image.ndim == 2 else ""
         raise ValueError(f"a colour model codes RGB images of shape [H, W, 3], found shape {image.shape}{hint}")
+    if not colour and image.ndim != 2:
+        raise ValueError(f"expected a grey image of shape [H, W], found shape {image.shape}"
+                         + (" (colour? use a colour model, e.g. photo_colour)" if image.ndim == 3 else ""))
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"expected an image of at least 1x1 pixels, found shape {image.shape}")
     return np.ascontiguousarray(image)
