@@ -280,3 +280,25 @@ def test_cli_picks_the_shipped_colour_model_by_mode(tmp_path, capsys) -> None:
                      "--no-progress"]) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "c2.png")), image)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g2.png")), image[..., 1])
+
+
+def test_cli_decodes_files_of_an_earlier_shipped_colour_model(tmp_path, capsys) -> None:
+    """A stream made with the first photo_colour (kept as photo_colour_v1 when photo_colour was retrained) still
+    decodes without --checkpoint: decompress finds the retired model by the stream's fingerprint; naming the new
+    photo_colour for it is refused (another model made it)."""
+    from PIL import Image
+
+    from ride.cli import main
+
+    if "photo_colour_v1" not in {e.name for e in ride.pretrained_models()}:
+        pytest.skip("photo_colour_v1 is not shipped in this version")
+    old = ride.pretrained("photo_colour_v1")
+    assert integer_model(old).fingerprint != integer_model(ride.pretrained("photo_colour")).fingerprint
+    image = _smooth_rgb(11, 7, seed=13)
+    (tmp_path / "old.ride").write_bytes(compress(old, image))
+    assert main(["decompress", str(tmp_path / "old.ride"), "-o", str(tmp_path / "old.png"), "--no-progress"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "old.png")), image)
+    assert main(["decompress", str(tmp_path / "old.ride"), "-o", str(tmp_path / "x.png"), "--checkpoint",
+                 "photo_colour", "--no-progress"]) != 0
+    assert "made with another model" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -98,13 +98,24 @@ _ZOO: tuple[PretrainedModel, ...] = (
     PretrainedModel(
         name="photo_colour",
         file="photo_colour.pt",
-        sha256="0d08578ec634304c60876d1cead13973b31ac25f624bbf57932a7f47fdc16f88",
+        sha256="a25ab5051d46e8a26cc4fa4e84fc76ba236e2cd056e3845fc32a58b6621dde69",
         description="LosslessColourRIDE: R, then G given R, then B given R and G (exact discrete probabilities of "
                     "8-bit RGB); 2 spatial LSTM layers of 64 units over the three channels' 5x5 causal windows, "
                     "three MCGSM heads 32x4; RGB photographs (BSDS300 train + the Wikimedia photographs' 39 "
-                    "training images)",
+                    "training images), trained on patches of up to 128 px (whole photographs in long stripes)",
         use="8-bit RGB images: lossless compression (the codec's default for colour), exact likelihoods and maps "
             "in bits per sub-pixel",
+        source="experiments/photo_colour.toml (five stages), then experiments/photo_colour_long.toml",
+        figures={"tiles64 wikipedia_photos val, exact": "3.073 ± 0.019 bits per sub-pixel (lower is better)",
+                 "tiles64 BSDS300 test, exact": "2.756 ± 0.011 bits per sub-pixel (lower is better)"},
+    ),
+    PretrainedModel(
+        name="photo_colour_v1",
+        file="photo_colour_v1.pt",
+        sha256="0d08578ec634304c60876d1cead13973b31ac25f624bbf57932a7f47fdc16f88",
+        description="the first photo_colour (2026-12-06; trained on patches of up to 48 px), kept so that the "
+                    "colour files made with it still decode",
+        use="decoding colour .ride files made with it (`ride decompress` finds it by the stream's fingerprint)",
         source="experiments/photo_colour.toml (the fourth stage's model)",
         figures={"tiles64 wikipedia_photos val, exact": "3.081 ± 0.019 bits per sub-pixel (lower is better)",
                  "tiles64 BSDS300 test, exact": "2.763 ± 0.011 bits per sub-pixel (lower is better)"},

@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
         if name == "compress":
             p.add_argument("--stripes", type=int, default=None, metavar="K",
-                           help="code the image as K horizontal stripes side by side (default: one per ~128 rows; "
-                                "more stripes are faster, and their top rows lose the context above them)")
+                           help="code the image as K horizontal stripes side by side (default: one per ~128 rows for "
+                                "grey, ~512 for RGB; each stripe's top rows lose the context above them)")
             p.add_argument("--exact", action="store_true",
                            help="one stripe: every pixel coded with its full causal context, exactly the model's "
                                 "code length (format 2 always uses the exact integer CDF of all 256 values); "

@@ -61,7 +61,14 @@ _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 
 Progress = Callable[[int, int], None]
 
-STRIPE_ROWS = 128  # default: stripes of about this many rows (more pixels per front; see `default_stripes`)
+# Default stripe heights (see `default_stripes`). A stripe's top rows lose the context above them, so long stripes
+# code smaller, as long as the model does not drift on sequences longer than its training patches (RESULTS.md
+# "Stripe height"). photo_colour, trained on patches of up to 128 px, codes every Wikimedia val photograph smaller
+# in one stripe than in ~128-row stripes (3.077 vs 3.089 bits per sub-pixel; ~512 rows: 3.079, encoding ~10%
+# slower at two threads);
+# photo_grey (patches of up to 64 px) drifts on some (003: 2.971 bits/px in stripes of ~512 rows, 2.932 at ~128).
+STRIPE_ROWS = 128  # grey (format 2)
+STRIPE_ROWS_COLOUR = 512  # RGB (format 3)
 DIGIT_BITS_DEFAULT = 2
 _INT_MODELS: dict[bytes, IntRIDE | IntColourRIDE] = {}
 
@@ -82,9 +89,9 @@ def _is_colour(model: nn.Module) -> bool:
     return isinstance(model, LosslessColourRIDE)
 
 
-def default_stripes(height: int) -> int:
-    """Stripes used by `compress` when not given: about one per STRIPE_ROWS rows."""
-    return max(1, round(height / STRIPE_ROWS))
+def default_stripes(height: int, colour: bool = False) -> int:
+    """Stripes used by `compress` when not given: about one per STRIPE_ROWS (grey) or STRIPE_ROWS_COLOUR rows."""
+    return max(1, round(height / (STRIPE_ROWS_COLOUR if colour else STRIPE_ROWS)))
 
 
 def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | None = None,
@@ -94,7 +101,7 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     version 3; then `backend` must be "auto" or "kernels").
 
     `progress(done_fronts, total_fronts)` is called after every front. `stripes` horizontal stripes are coded side
-    by side (default `default_stripes(H)`; more stripes: more pixels per front, less context at their top rows).
+    by side (default `default_stripes(H, colour)`; more stripes: more pixels per front, less context at their top rows).
     `digit_bits` (1, 2, 4 or 8) bits of each pixel are coded per range-coder symbol. Returns the bytes of the
     stream (header included, the model excluded: decoding needs the same model). Where the model would need more
     than 8 bits per pixel (noise), the pixels are stored as they are. The result does not depend on the machine,
@@ -105,7 +112,7 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     colour = isinstance(im, IntColourRIDE)
     pixels = _check_image(image, colour)
     height, width = pixels.shape[:2]
-    stripes = default_stripes(height) if stripes is None else stripes
+    stripes = default_stripes(height, colour) if stripes is None else stripes
     if not isinstance(stripes, int) or not 1 <= stripes <= 65535:
         raise ValueError(f"stripes must be an integer in [1, 65535], found {stripes!r}")
     if digit_bits not in DIGIT_BITS:
