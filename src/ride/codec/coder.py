@@ -64,9 +64,9 @@ Progress = Callable[[int, int], None]
 # Default stripe heights (see `default_stripes`). A stripe's top rows lose the context above them, so long stripes
 # code smaller, as long as the model does not drift on sequences longer than its training patches (RESULTS.md
 # "Stripe height"). photo_colour, trained on patches of up to 128 px, codes every Wikimedia val photograph smaller
-# in one stripe than in ~128-row stripes (3.077 vs 3.089 bits per sub-pixel; ~512 rows: 3.079, encoding ~10%
-# slower at two threads);
-# photo_grey (patches of up to 64 px) drifts on some (003: 2.971 bits/px in stripes of ~512 rows, 2.932 at ~128).
+# in one stripe than in ~128-row stripes (pooled 3.077 vs 3.089 bits per sub-pixel; ~512 rows: 3.079, encoding
+# ~10% slower at two threads); photo_grey, trained on patches of up to 64 px, drifts on some (003: 2.971 bits/px in
+# stripes of ~512 rows, 2.932 at ~128).
 STRIPE_ROWS = 128  # grey (format 2)
 STRIPE_ROWS_COLOUR = 512  # RGB (format 3)
 DIGIT_BITS_DEFAULT = 2
