@@ -72,3 +72,23 @@ def test_widen_rejects_what_it_cannot_grow():
         widen(ride.RIDE(num_layers=0, num_components=2, num_features=3, nb_size=3), 8)
     with pytest.raises(ValueError, match="at least one spatial LSTM layer"):
         widen(torch.nn.Linear(2, 2), 8)
+
+
+def test_widened_colour_model_has_the_same_probabilities():
+    """The lossless colour model: the new units' inputs to the heads sit between h and the coded channels."""
+    from ride.colour_lossless import LosslessColourRIDE
+
+    torch.manual_seed(4)
+    base = trained_like(LosslessColourRIDE(num_hiddens=4, num_layers=2, num_components=2, num_scales=2,
+                                           num_features=3, nb_size=3)).double()
+    wide = widen(base, 7)
+    assert isinstance(wide, LosslessColourRIDE) and wide.config.num_hiddens == 7
+    assert [head.dim_in for head in wide.heads] == [7, 8, 9]
+    x = torch.rand(2, 3, 8, 9, dtype=torch.float64)
+    torch.testing.assert_close(wide.log_prob_pixels(x), base.log_prob_pixels(x), rtol=0, atol=1e-12)
+    values = torch.randint(0, 256, (2, 3, 7, 8), dtype=torch.uint8)
+    torch.testing.assert_close(wide.log_prob_discrete_pixels(values), base.log_prob_discrete_pixels(values),
+                               rtol=0, atol=1e-12)
+    loss = -wide.log_prob_pixels(x).mean()
+    loss.backward()
+    assert all(head.features.grad[4:7].abs().max() > 1e-6 for head in wide.heads)

@@ -1,12 +1,13 @@
 """Growing a trained RIDE: one more spatial LSTM layer on top, or more hidden units per layer.
 
 `add_layer(model)` copies everything and puts a fresh layer on top (design §6 "add layer"; the MCGSM then reads the
-new layer's states, so the density changes). `widen(model, num_hiddens)` returns a model with `num_hiddens` units
-in every layer that computes exactly the same log-density as `model` (Net2Net-style, function-preserving): the old
-units keep their weights, the new units get fresh random incoming weights, and every weight *from* a new unit (into
-an old unit's gates, into the next layer's old units, into the MCGSM's features and predictors) starts at zero. The
-new units therefore start as unused capacity: the gradient of the loss reaches their outgoing weights at once
-(their states are non-zero), and their incoming weights once those have moved.
+new layer's states, so the density changes). `widen(model, num_hiddens)` returns a model (RIDE, PatchRIDE or the
+lossless colour model) with `num_hiddens` units in every layer that computes exactly the same log-density as `model`
+(Net2Net-style, function-preserving): the old units keep their weights, the new units get fresh random incoming
+weights, and every weight *from* a new unit (into an old unit's gates, into the next layer's old units, into the
+MCGSM's features and predictors) starts at zero. The new units therefore start as unused capacity: the gradient of
+the loss reaches their outgoing weights at once (their states are non-zero), and their incoming weights once those
+have moved.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
+from .colour_lossless import LosslessColourRIDE
 from .mcgsm import MCGSM
 from .model import RIDE
 from .patch_ride import PatchRIDE
@@ -47,15 +49,32 @@ def _widen_layer(old: SpatialLSTM, new: SpatialLSTM) -> None:
 
 
 @torch.no_grad()
-def _widen_mcgsm(old: MCGSM, new: MCGSM) -> None:
-    """The MCGSM of `old` on the leading inputs of the wider `new`; the new inputs get zero features/predictors."""
+def _widen_mcgsm(old: MCGSM, new: MCGSM, rows: torch.Tensor | None = None) -> None:
+    """The MCGSM of `old` inside the wider `new`: old input k is new input rows[k] (default: the leading inputs);
+    the new inputs get zero features and predictors."""
+    rows = torch.arange(old.dim_in) if rows is None else rows
     state = old.state_dict()
     for name, value in new.state_dict().items():
         if name in ("features", "predictors"):  # [D, F] and [D, C, M]: rows are inputs
             value.zero_()
-            value[: old.dim_in] = state[name]
+            value[rows] = state[name]
         else:
             value.copy_(state[name])
+
+
+def _widen_colour(model: LosslessColourRIDE, num_hiddens: int) -> LosslessColourRIDE:
+    """`widen` for the lossless colour model: its layers as RIDE's; head k reads [h, y~_0 .. y~_(k-1)], so the new
+    units' inputs go between the old units' and the channels'."""
+    param = next(model.parameters())
+    wider = LosslessColourRIDE(**{**asdict(model.config), "num_hiddens": num_hiddens}).to(param.device, param.dtype)
+    wider.preconditioner.load_state_dict(model.preconditioner.state_dict())
+    for old, new in zip(model.layers, wider.layers, strict=True):
+        _widen_layer(old, new)
+    d = model.config.num_hiddens
+    for k, (old, new) in enumerate(zip(model.heads, wider.heads, strict=True)):
+        rows = torch.cat([torch.arange(d), torch.arange(k) + num_hiddens])  # h's old units, then the channels
+        _widen_mcgsm(old, new, rows)
+    return wider
 
 
 def _inner(model: nn.Module, what: str) -> RIDE:
@@ -89,12 +108,15 @@ def add_layer(model: nn.Module) -> nn.Module:
 
 
 def widen(model: nn.Module, num_hiddens: int) -> nn.Module:
-    """A copy of `model` (RIDE or PatchRIDE with >= 1 layer) with `num_hiddens` units in every spatial LSTM layer
-    and the same log-density; the new units' incoming weights are drawn from torch's global RNG."""
-    inner = _inner(model, "widen")
+    """A copy of `model` (RIDE, PatchRIDE or LosslessColourRIDE with >= 1 layer) with `num_hiddens` units in every
+    spatial LSTM layer and the same log-density; the new units' incoming weights are drawn from torch's global RNG."""
+    colour = isinstance(model, LosslessColourRIDE) and len(model.layers) > 0
+    inner = model if colour else _inner(model, "widen")
     if not isinstance(num_hiddens, int) or num_hiddens <= inner.config.num_hiddens:
         raise ValueError(f"widen: num_hiddens must be an integer above the model's {inner.config.num_hiddens}, "
                          f"found {num_hiddens!r}")
+    if colour:
+        return _widen_colour(model, num_hiddens)
     wider, target = _rebuilt(model, inner, num_hiddens=num_hiddens)
     for old, new in zip(inner.layers, target.layers, strict=True):
         _widen_layer(old, new)

@@ -132,8 +132,8 @@ class TrainConfig:
         need(self.model != "colour_lossless" or (self.finetune_iter == 0 and not self.init_mcgsm),
              "model='colour_lossless' has three MCGSM heads; L-BFGS fine-tuning and the least-squares MCGSM start "
              "are not implemented for it: set finetune_iter = 0 and init_mcgsm = false")
-        need(self.model != "colour_lossless" or not (self.add_layer or self.widen_to),
-             "model='colour_lossless': add_layer and widen_to are not implemented for it")
+        need(self.model != "colour_lossless" or not self.add_layer,
+             "model='colour_lossless': add_layer is not implemented for it")
         need(self.colour_transform in COLOUR_TRANSFORMS,
              f"colour_transform must be one of {COLOUR_TRANSFORMS}, found {self.colour_transform!r}")
         need(0 <= self.top_layer_only_stages <= len(self.patch_sizes),
