@@ -7,11 +7,24 @@ import pytest
 import torch
 from torch import nn
 
+from ride import sweep_kernels
 from ride.slstm import SpatialLSTM, run_layers
 from ride.wavefront import DiagonalLayout, DiagonalSweep
 
 F64 = torch.float64
 SHAPES = [(5, 9), (9, 4), (1, 7), (6, 1), (1, 1), (3, 3)]
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def cell_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the sweep's cell updates in the compiled loops (`ride.sweep_kernels`, numba) and in torch's
+    element-wise passes (the path without numba, or with several threads)."""
+    if request.param == "compiled":
+        pytest.importorskip("numba", reason="the compiled cell updates need numba")
+        assert sweep_kernels.usable(torch.zeros((), dtype=F64)), "one thread and numba: the kernels must be used"
+    else:
+        monkeypatch.setattr(sweep_kernels, "usable", lambda t: False)
+    return request.param
 
 
 def make_layers(num_layers: int, input_size: int, hidden: int, seed: int) -> nn.ModuleList:
@@ -57,7 +70,7 @@ def test_raster_matches_spec_equations(shape: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_sweep_equals_raster_values_and_gradients(num_layers: int, shape: tuple[int, int]) -> None:
+def test_sweep_equals_raster_values_and_gradients(num_layers: int, shape: tuple[int, int], cell_path: str) -> None:
     layers = make_layers(num_layers, 3, 4, seed=num_layers)
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(3, *shape, 3, generator=gen, dtype=F64, requires_grad=True)
@@ -99,7 +112,7 @@ class Stack(nn.Module):
         return run_layers(self.layers, inputs, impl="sweep")
 
 
-def test_gradcheck_sweep_inputs_and_parameters() -> None:
+def test_gradcheck_sweep_inputs_and_parameters(cell_path: str) -> None:
     stack = Stack(make_layers(2, 2, 2, seed=3))
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(2, 3, 4, 2, generator=gen, dtype=F64, requires_grad=True)
@@ -112,7 +125,7 @@ def test_gradcheck_sweep_inputs_and_parameters() -> None:
     assert torch.autograd.gradcheck(sweep, (x, *params), eps=1e-6, atol=1e-8)
 
 
-def test_gradcheck_diagonal_sweep_function() -> None:
+def test_gradcheck_diagonal_sweep_function(cell_path: str) -> None:
     gen = torch.Generator().manual_seed(5)
     layout = DiagonalLayout.get(4, 3)
     dim, k = 2, 3
@@ -181,7 +194,8 @@ def test_bad_impl_raises() -> None:
 
 
 @pytest.mark.parametrize("clip", [2.0, 1e4])
-def test_cell_clip_is_the_same_in_both_implementations(clip: float, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cell_clip_is_the_same_in_both_implementations(clip: float, monkeypatch: pytest.MonkeyPatch,
+                                                        cell_path: str) -> None:
     # Forget biases of +3 make f_r + f_c ~ 1.9, so the cells grow geometrically along the diagonals; a small clip
     # is hit on a small grid, the default one on a larger grid. Values and gradients must agree where clipped.
     import ride.slstm
@@ -214,7 +228,7 @@ def test_cell_clip_is_the_same_in_both_implementations(clip: float, monkeypatch:
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (3, 11), (1, 4)], ids=lambda s: f"{s[0]}x{s[1]}")
-def test_inference_sweep_equals_training_sweep(shape: tuple[int, int]) -> None:
+def test_inference_sweep_equals_training_sweep(shape: tuple[int, int], cell_path: str) -> None:
     # Without gradients the sweep keeps only one diagonal's gates (a different code path).
     layers = make_layers(2, 3, 5, seed=21)
     x = torch.randn(3, *shape, 3, dtype=F64, generator=torch.Generator().manual_seed(4))
@@ -223,3 +237,31 @@ def test_inference_sweep_equals_training_sweep(shape: tuple[int, int]) -> None:
     training = run_layers(layers, x.requires_grad_(True))
     assert training.requires_grad
     torch.testing.assert_close(inference, training.detach(), rtol=0, atol=0)
+
+
+def test_compiled_cell_updates_are_as_accurate_as_torch_passes_in_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the trainer's dtype and a realistic size both paths stay as close to the float64 result as float32 allows
+    (the recurrence amplifies the last bit's differences to ~1e-5 for either), values and gradients."""
+    pytest.importorskip("numba", reason="the compiled cell updates need numba")
+    torch.manual_seed(8)
+    layers = nn.ModuleList([SpatialLSTM(12, 16, init_scale=0.5), SpatialLSTM(16, 16, init_scale=0.5)])
+    x = torch.randn(6, 13, 17, 12)
+    w = torch.randn(6, 13, 17, 16)
+
+    def run(dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        layers.to(dtype)
+        inputs = x.to(dtype).requires_grad_(True)
+        params = [inputs, *layers.parameters()]
+        h = run_layers(layers, inputs)
+        return h.detach().double(), [g.double() for g in torch.autograd.grad((h * w.to(dtype)).sum(), params)]
+
+    h_ref, g_ref = run(F64)
+    errors = {}
+    for path, usable in (("compiled", sweep_kernels.usable), ("torch", lambda t: False)):
+        monkeypatch.setattr(sweep_kernels, "usable", usable)
+        h, grads = run(torch.float32)
+        errors[path] = [float((h - h_ref).abs().max())] + [
+            float((a - b).abs().max() / b.abs().max()) for a, b in zip(grads, g_ref, strict=True)]
+    for fast, slow in zip(errors["compiled"], errors["torch"], strict=True):
+        assert fast < 1e-4 and slow < 1e-4, errors
+        assert fast < 3 * slow + 1e-6, errors  # not measurably less accurate than the torch passes

@@ -18,6 +18,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import sweep_kernels
+
 #: Memory cells are clipped to [-CELL_CLIP, CELL_CLIP]. With forget gates f_r + f_c > 1 (e.g. an untrained layer)
 #: the recurrence c_ij = g*i + c_left*f_c + c_up*f_r grows geometrically along the diagonals and overflows on large
 #: grids (inf - inf = NaN). The clip acts only far beyond where h = tanh(c*o) saturates, so it changes no finite
@@ -149,6 +151,10 @@ def _sweep(x1: Tensor, weight: Tensor, layout: DiagonalLayout, gates: Tensor | N
     c = layout.empty_with_zero_pads(x1, batch, dim)
     h = layout.empty_with_zero_pads(x1, batch, dim)
     minus_one, zero = x1.new_full((), -1.0), x1.new_zeros(())
+    fused = sweep_kernels.usable(x1)  # the cell update in one compiled loop instead of seven passes
+    if fused:
+        consts = sweep_kernels.constants(x1.dtype, CELL_CLIP)
+        c_np, h_np = c.numpy(), h.numpy()
     for cur, n, up in layout.steps:
         rows = n * batch
         qq = operand[:n]
@@ -158,6 +164,12 @@ def _sweep(x1: Tensor, weight: Tensor, layout: DiagonalLayout, gates: Tensor | N
         g = gates[cur : cur + n] if scratch is None else scratch[:n]
         torch.mm(qq.view(rows, width), weight, out=g.view(rows, five_d))
         g.sigmoid_()  # one sigmoid over all five gates; the candidate's columns hold 2a
+        if fused:
+            sweep_kernels.forward_cells(g.numpy(), c_np[up : up + n + 1], c_np[cur : cur + n], h_np[cur : cur + n],
+                                        consts)
+            hh = h[cur : cur + n].sigmoid_()  # h = tanh(c o) = 2 sigmoid(2 c o) - 1; the kernel wrote 2 c o
+            torch.add(minus_one, hh, alpha=2, out=hh)
+            continue
         cand, out_gate, in_gate, forget_up, forget_left = g.split(dim, dim=-1)
         torch.add(minus_one, cand, alpha=2, out=cand)  # tanh(a) = 2 sigmoid(2a) - 1, in one pass
         cc = c[cur : cur + n]
@@ -211,16 +223,24 @@ class DiagonalSweep(torch.autograd.Function):
         clipped = ctx.clipped
         _, batch, dim = h.shape
         k1 = x1.shape[2]
-        w_up_t, w_left_t = weight_rec[:dim].T, weight_rec[dim:].T  # (5D, D) each
-        w_in_t = weight_in.T  # (5D, K)
+        w_t = weight_rec.T, weight_in.T  # (5D, 2D): h_up's then h_left's columns; (5D, K)
         dh = grad_h.contiguous().clone()  # collects the recurrent contributions in place
         dc = torch.zeros_like(c)
         dw = h.new_zeros(2 * dim + k1, 5 * dim)  # rows as in `fused_weight`: weight_rec, weight_in, bias
-        dw_up, dw_left, dw_x1 = dw[:dim], dw[dim : 2 * dim], dw[2 * dim :]
         dx = ctx.layout.empty_with_zero_pads(h, batch, weight_in.shape[0]) if ctx.needs_input_grad[0] else None
         dg_buf = gates.new_empty(max(n for _, n, _ in ctx.layout.steps), batch, 5 * dim)
+        fused = sweep_kernels.usable(h)
+        if fused:
+            consts = sweep_kernels.constants(h.dtype, CELL_CLIP)
+            g_np, c_np, h_np, dh_np, dc_np, dg_np = (t.numpy() for t in (gates, c, h, dh, dc, dg_buf))
         for cur, n, up in reversed(ctx.layout.steps):
             rows = n * batch
+            if fused:  # dg and the forget gates' part of dc in one compiled loop
+                now, prev = slice(cur, cur + n), slice(up, up + n + 1)
+                sweep_kernels.backward_cells(g_np[now], c_np[prev], c_np[now], h_np[now], dh_np[now], dc_np[now],
+                                             dg_np[:n], dc_np[prev], clipped, consts)
+                _backward_products(dg_buf[:n].view(rows, 5 * dim), w_t, dh, dw, dx, x1, h, cur, up, n)
+                continue
             g = gates[cur : cur + n]
             cand, out_gate, in_gate, forget_up, forget_left = g.split(dim, dim=-1)
             hh, cc = h[cur : cur + n], c[cur : cur + n]
@@ -238,15 +258,23 @@ class DiagonalSweep(torch.autograd.Function):
             torch.mul(dcc, c[up : up + n], out=d_up)
             torch.mul(dcc, c[up + 1 : up + n + 1], out=d_left)
             _sigmoid_backward_(dg[..., dim:], g[..., dim:])
-            flat_dg = dg.view(rows, 5 * dim)
-            # Contributions to the previous diagonal (pads absorb those of cells outside the grid).
-            dh[up : up + n].view(rows, dim).addmm_(flat_dg, w_up_t)
-            dh[up + 1 : up + n + 1].view(rows, dim).addmm_(flat_dg, w_left_t)
             dc[up : up + n].addcmul_(dcc, forget_up)
             dc[up + 1 : up + n + 1].addcmul_(dcc, forget_left)
-            dw_up.addmm_(h[up : up + n].view(rows, dim).T, flat_dg)
-            dw_left.addmm_(h[up + 1 : up + n + 1].view(rows, dim).T, flat_dg)
-            dw_x1.addmm_(x1[cur : cur + n].view(rows, k1).T, flat_dg)  # weight_in and the bias (the ones column)
-            if dx is not None:
-                torch.mm(flat_dg, w_in_t, out=dx[cur : cur + n].view(rows, -1))
-        return dx, dw_x1[:-1], dw_x1[-1], dw[: 2 * dim], None
+            _backward_products(dg.view(rows, 5 * dim), w_t, dh, dw, dx, x1, h, cur, up, n)
+        return dx, dw[2 * dim : -1], dw[-1], dw[: 2 * dim], None
+
+
+def _backward_products(flat_dg: Tensor, w_t: tuple[Tensor, Tensor], dh: Tensor, dw: Tensor, dx: Tensor | None,
+                       x1: Tensor, h: Tensor, cur: int, up: int, n: int) -> None:
+    """One diagonal's products in the backward: its gates' gradients flat_dg [n B, 5D] into dh of the previous
+    diagonal (pads absorb those of cells outside the grid), into the weight gradient dw (rows as in `fused_weight`)
+    and into dx of its cells. w_t: the transposed weights (weight_rec.T, weight_in.T)."""
+    rows, dim = flat_dg.shape[0], h.shape[2]
+    w_rec_t, w_in_t = w_t
+    dh[up : up + n].view(rows, dim).addmm_(flat_dg, w_rec_t[:, :dim])
+    dh[up + 1 : up + n + 1].view(rows, dim).addmm_(flat_dg, w_rec_t[:, dim:])
+    dw[:dim].addmm_(h[up : up + n].view(rows, dim).T, flat_dg)
+    dw[dim : 2 * dim].addmm_(h[up + 1 : up + n + 1].view(rows, dim).T, flat_dg)
+    dw[2 * dim :].addmm_(x1[cur : cur + n].view(rows, -1).T, flat_dg)  # weight_in and the bias (the ones column)
+    if dx is not None:
+        torch.mm(flat_dg, w_in_t, out=dx[cur : cur + n].view(rows, -1))
