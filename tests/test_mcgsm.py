@@ -11,6 +11,7 @@ from torch import nn
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal, Normal
 
 import ride.mcgsm as mcgsm_module
+from ride import mcgsm_kernels
 from ride.mcgsm import MCGSM
 
 F64 = torch.float64
@@ -261,12 +262,24 @@ def _values_and_grads(fn, model: MCGSM, h: torch.Tensor, y: torch.Tensor,
     return [out.detach(), *grads]
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def tail_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the fused forward's work after the exponentials in the compiled loop (`ride.mcgsm_kernels`,
+    numba) and in torch's passes (the path without numba, or with several threads)."""
+    if request.param == "compiled":
+        pytest.importorskip("numba", reason="the compiled pass needs numba")
+        assert mcgsm_kernels.usable(torch.zeros((), dtype=F64)), "one thread and numba: the kernel must be used"
+    else:
+        monkeypatch.setattr(mcgsm_kernels, "usable", lambda t: False)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
 @pytest.mark.parametrize("scale", [1.0, 30.0])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("block_entries", [None, 50])
 def test_fused_log_prob_matches_reference(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, scale: float,
-                                          weighted: bool, block_entries: int | None) -> None:
+                                          weighted: bool, block_entries: int | None, tail_path: str) -> None:
     # weighted: a per-row upstream gradient (weights recomputed in the backward); else a plain sum (uniform).
     # block_entries=50: blocks of 4 rows (S * C = 12) and a partial last block, instead of one block
     if block_entries is not None:
@@ -289,7 +302,7 @@ def test_fused_log_prob_matches_reference(monkeypatch: pytest.MonkeyPatch, dtype
                                    msg=lambda m, name=name: f"{name}: {m}")
 
 
-def test_fused_log_prob_float32_accuracy() -> None:
+def test_fused_log_prob_float32_accuracy(tail_path: str) -> None:
     # float32 against float64 on the same (float32) parameters and data: errors stay at float32 level, also far
     # from the origin where the log-densities reach -1e5 and most weights underflow
     model32 = random_model(dim_in=5, num_components=4, num_scales=3, num_features=6, seed=73, dtype=torch.float32)
@@ -306,7 +319,7 @@ def test_fused_log_prob_float32_accuracy() -> None:
 
 @pytest.mark.parametrize("reduce", [False, True])
 @pytest.mark.parametrize("wrt", ["all", "data", "parameters"])
-def test_gradcheck_fused_log_prob(reduce: bool, wrt: str) -> None:
+def test_gradcheck_fused_log_prob(reduce: bool, wrt: str, tail_path: str) -> None:
     # reduce: check the gradient of the sum (a uniform upstream gradient); else the full Jacobian.
     # wrt: which arguments require gradients, so that each subset of the backward is exercised
     model = random_model(dim_in=3, num_components=2, num_scales=3, num_features=2, seed=75)
@@ -324,7 +337,7 @@ def test_gradcheck_fused_log_prob(reduce: bool, wrt: str) -> None:
     assert torch.autograd.gradcheck(f, (h, y, *params))
 
 
-def test_fused_log_prob_edge_cases() -> None:
+def test_fused_log_prob_edge_cases(tail_path: str) -> None:
     model = random_model(dim_in=3, num_components=2, num_scales=2, seed=77)
     gen = torch.Generator().manual_seed(78)
     h, y = torch.randn(7, 3, generator=gen, dtype=F64), torch.randn(7, 1, generator=gen, dtype=F64)

@@ -20,9 +20,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
+
+from . import mcgsm_kernels
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
@@ -181,6 +184,12 @@ def _univariate_forward(h: Tensor, y: Tensor, eta: Tensor, alpha: Tensor, beta: 
     blk = _Block(h, min(prm.rows, N), prm, need_totals)
     contraction = h.new_empty(min(prm.rows, N), 2, C) if need_backward else None
     lowest = torch.finfo(h.dtype).min
+    fused = mcgsm_kernels.usable(h)  # what follows the exponentials in one compiled loop
+    if fused:
+        acc = mcgsm_kernels.totals_buffer(S, C)
+        one = np.ones((), dtype=torch.empty((), dtype=h.dtype).numpy().dtype)[()]
+        unused = np.empty((0, 0), dtype=one.dtype)
+        k_np = prm.k.detach().numpy()
     for start in range(0, N, prm.rows):
         stop = min(N, start + prm.rows)
         n = stop - start
@@ -189,11 +198,18 @@ def _univariate_forward(h: Tensor, y: Tensor, eta: Tensor, alpha: Tensor, beta: 
         feats = saved["features"][rows].copy_(z[:, :F]) if need_backward else z[:, :F]
         resid = torch.sub(y[rows], z[:, F:], out=saved["resid"][rows] if need_backward else blk.resid[:n])
         values = blk.values_of(prm, feats, resid)
+        # the log-weights as the backward recomputes them (the same torch operation, the same rounding)
         logw = blk.log_weights(prm, values)
         flat = logw.view(n, 2, S * C)
         # a row of -inf only (infinite energy) keeps a finite shift, so its normaliser is 0, not NaN
         shift = flat.amax(2).clamp_(min=lowest)
         logw.sub_(shift[:, :, None, None]).exp2_()  # unnormalised weights
+        if fused:
+            mcgsm_kernels.after_exp2(
+                logw.numpy(), shift.numpy(), k_np, values.numpy(), lse2[rows].numpy(),
+                saved["joint_k"][rows].numpy() if need_backward else unused,
+                saved["diff_k"][rows].numpy() if need_backward else unused, acc, need_backward, need_totals, one)
+            continue
         total = flat.sum(2)
         torch.log2(total, out=lse2[rows]).add_(shift)
         if not need_backward:
@@ -207,6 +223,8 @@ def _univariate_forward(h: Tensor, y: Tensor, eta: Tensor, alpha: Tensor, beta: 
         torch.sub(contracted[:, 1], contracted[:, 0], out=saved["diff_k"][rows])
         if need_totals:
             _accumulate_totals(saved["totals"], logw, values, None, blk.scratch[:n])
+    if fused and need_backward and need_totals:
+        saved["totals"].add_(torch.from_numpy(acc).to(h.dtype))
     log_prob = (lse2[:, 1] - lse2[:, 0]).mul_(_LOG_2).sub_(0.5 * _LOG_2PI)
     return log_prob, saved
 

@@ -1,0 +1,80 @@
+"""Compiled (numba) pass of the fused univariate MCGSM (`ride.mcgsm`, dim_out == 1) after the exponentials.
+
+For a block of rows the fused forward holds the mixture's weights as [n, 2, S, C] (0: the gate, 1: the joint); once
+torch has taken exp2 of the shifted log-weights (vectorised; numba without SVML calls scalar libm, several times
+slower), what remains is a handful of sums and products over the same entries: the normalisers, the normalised
+weights, their contraction with k over the scales, and the totals that the gradients of eta and alpha need. As
+torch passes these are about ten trips through a block that does not fit in cache; here they are one loop per row.
+(The log-weights before the exponentials stay torch's: the backward recomputes them with the same operation, and
+weights normalised with a differently rounded normaliser would not sum to 1 where the energies are large.)
+Tests hold the result to the plain MCGSM (`MCGSM._log_prob_reference`), values and gradients, in float32 and float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+try:
+    import numba
+except ImportError:  # the torch passes compute the same
+    numba = None
+
+
+def usable(t: torch.Tensor) -> bool:
+    """Whether `after_exp2` can run on tensors like `t`: numba importable, CPU float32/float64, one torch thread
+    (the loop is single-threaded; with more threads torch's parallel passes are the better choice)."""
+    return (numba is not None and t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+            and torch.get_num_threads() == 1)
+
+
+def _jit(fn):  # noqa: ANN001, ANN202
+    # error_model="numpy": 1 / 0 gives inf (a row of infinite energy), as in torch, instead of raising
+    return (numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(fn) if numba is not None
+            else fn)
+
+
+@_jit
+def after_exp2(w, shift, k, values, lse2, joint_k, diff_k, totals, need_backward, need_totals, one):  # noqa: ANN001, ANN201
+    """w [n, 2, S, C]: exp2 of the log-weights less their row maximum shift [n, 2]. Writes lse2 [n, 2] = log2 of the
+    normalisers (log2(sum w) + shift). With need_backward also: w normalised in place (w / sum w), joint_k [n, C] =
+    sum_s k_sc w_J and diff_k = sum_s k_sc (w_J - w_G) (k [S, C]); with need_totals adds sum_n w and
+    sum_n V w (V = values [n, 2, C]: the gate energy E, and E + r^2) into totals [2, 2, S, C] (float64). `one`: 1 as
+    a NumPy scalar of w's dtype (a Python 1 would promote float32 arithmetic to float64)."""
+    n, _, num_s, num_c = w.shape
+    for r in range(n):
+        for t in range(2):
+            total = one - one
+            for s in range(num_s):
+                for c in range(num_c):
+                    total += w[r, t, s, c]
+            lse2[r, t] = math.log2(total) + shift[r, t]
+            if need_backward:
+                inv = one / total
+                for s in range(num_s):
+                    for c in range(num_c):
+                        w[r, t, s, c] *= inv
+        if not need_backward:
+            continue
+        for c in range(num_c):
+            jk = w[r, 1, 0, c] * k[0, c]
+            gk = w[r, 0, 0, c] * k[0, c]
+            for s in range(1, num_s):
+                jk += w[r, 1, s, c] * k[s, c]
+                gk += w[r, 0, s, c] * k[s, c]
+            joint_k[r, c] = jk
+            diff_k[r, c] = jk - gk
+        if need_totals:
+            for t in range(2):
+                for s in range(num_s):
+                    for c in range(num_c):
+                        x = w[r, t, s, c]
+                        totals[0, t, s, c] += x
+                        totals[1, t, s, c] += x * values[r, t, c]
+
+
+def totals_buffer(num_s: int, num_c: int) -> np.ndarray:
+    """A zero float64 accumulator [2, 2, S, C] for `after_exp2`'s totals (n rows summed in float64)."""
+    return np.zeros((2, 2, num_s, num_c))
