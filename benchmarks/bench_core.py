@@ -11,8 +11,8 @@ Measures, for the default RIDE (1 layer, 64 hidden units, nb_size 5, float32), o
    fraction of two same-run float32 GEMM rates: a GEMM of the LSTM's own shape, [N x (K_in + 2D)] @
    [(K_in + 2D) x 5D] with N = batch x the cells of the longest anti-diagonal (the sweep's products), and the
    2048 x 2048 product. Also the share of the step in the MCGSM (forward + backward on the same hidden states),
-   which the cost model does not count, and the same step with the sweep's cell updates in torch's element-wise
-   passes instead of the compiled loops of `ride.sweep_kernels` (the baseline of that change, same process);
+   which the cost model does not count, and the same step with torch's element-wise passes instead of the compiled
+   loops of `ride.sweep_kernels` and `ride.mcgsm_kernels` (the baseline of those, in the same process);
 2. training step on 32 patches of 64x64: anti-diagonal sweep vs the batched raster-loop reference, in pixels/s;
 3. log_prob_pixels of one 321x481 image (batch 1, no grad): sweep vs raster reference;
 4. sampling one 256x256 image: skewed front vs raster-order sampling.
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from timing import best_time, once  # benchmarks/timing.py
 
-from ride import RIDE, dead_leaves_images, dequantize, sweep_kernels
+from ride import RIDE, dead_leaves_images, dequantize, mcgsm_kernels, sweep_kernels
 from ride.neighbourhood import extract_pairs
 from ride.runtime import keep_freed_memory, set_threads
 from ride.train.config import TrainConfig
@@ -65,14 +65,14 @@ def trainer_step_at(model: RIDE, patches: torch.Tensor, repeats: int) -> dict[st
         loss.backward()
 
     t_step = best_time(step, repeats)
-    # the same step with the cell updates in torch's element-wise passes (the path before `ride.sweep_kernels`, and
-    # the one without numba or with several threads), interleaved with the default path
-    real = sweep_kernels.usable
+    # the same step with torch's element-wise passes instead of the compiled loops of `ride.sweep_kernels` and
+    # `ride.mcgsm_kernels` (the path before them, and the one without numba or with several threads)
+    real = sweep_kernels.usable, mcgsm_kernels.usable
     try:
-        sweep_kernels.usable = lambda t: False
-        t_torch_cells = best_time(step, repeats)
+        sweep_kernels.usable = mcgsm_kernels.usable = lambda t: False
+        t_torch_passes = best_time(step, repeats)
     finally:
-        sweep_kernels.usable = real
+        sweep_kernels.usable, mcgsm_kernels.usable = real
     t_step = min(t_step, best_time(step, repeats))
     # the MCGSM's part: forward + backward of the same mean NLL on the (detached) hidden states
     with torch.no_grad():
@@ -92,7 +92,7 @@ def trainer_step_at(model: RIDE, patches: torch.Tensor, repeats: int) -> dict[st
     return {"patch": patches.shape[2], "pixels": pixels, "step_s": t_step, "px_per_s": pixels / t_step,
             "cost_model_flops": flops, "lstm_gemm_rows": n_rows, "lstm_gemm_flops": rate_lstm,
             "fraction_of_lstm_gemm": flops / rate_lstm, "mcgsm_s": t_mcgsm, "mcgsm_share": t_mcgsm / t_step,
-            "compiled_cells": real(patches), "torch_cells_step_s": t_torch_cells}
+            "compiled_loops": real[0](patches), "torch_passes_step_s": t_torch_passes}
 
 
 def trainer_step(model: RIDE, data: torch.Tensor, results: dict[str, Any], sizes: list[int], repeats: int) -> None:
@@ -108,17 +108,17 @@ def trainer_step(model: RIDE, data: torch.Tensor, results: dict[str, Any], sizes
         rows.append(trainer_step_at(model, patches.contiguous(), repeats))
     rate_big = max(rate_big, matmul_rate())  # measured before and after the steps: the better of the two
     print("  patch  step ms     px/s  GFLOP/s | LSTM-shape GEMM (rows): fraction | 2048^2 GEMM: fraction | MCGSM share"
-          " | step with torch's cell passes")
+          " | step with torch's passes")
     for r in rows:
         r["fraction_of_2048_gemm"] = r["cost_model_flops"] / rate_big
         print(f"  {r['patch']:3d}^2 {r['step_s'] * 1e3:8.2f} {r['px_per_s']:8.0f}  "
               f"{r['cost_model_flops'] / 1e9:7.1f} | {r['lstm_gemm_flops'] / 1e9:5.1f} GFLOP/s "
               f"({r['lstm_gemm_rows']:4d}): {r['fraction_of_lstm_gemm']:6.1%} | {rate_big / 1e9:5.1f} GFLOP/s: "
-              f"{r['fraction_of_2048_gemm']:6.1%} | {r['mcgsm_share']:6.1%} | {r['torch_cells_step_s'] * 1e3:6.2f} ms "
-              f"({r['torch_cells_step_s'] / r['step_s']:.2f}x)")
-    if not rows[0]["compiled_cells"]:
-        print("  (the compiled cell updates were not used: numba missing or more than one thread; both columns are "
-              "torch's passes)")
+              f"{r['fraction_of_2048_gemm']:6.1%} | {r['mcgsm_share']:6.1%} | {r['torch_passes_step_s'] * 1e3:6.2f} ms "
+              f"({r['torch_passes_step_s'] / r['step_s']:.2f}x)")
+    if not rows[0]["compiled_loops"]:
+        print("  (the compiled loops were not used: numba missing or more than one thread; both columns are torch's "
+              "passes)")
     results.update(trainer_step=rows, matmul_flops_2048=rate_big)
 
 
