@@ -44,12 +44,19 @@ def after_exp2(w, shift, k, values, lse2, joint_k, diff_k, totals, need_backward
     sum_n V w (V = values [n, 2, C]: the gate energy E, and E + r^2) into totals [2, 2, S, C] (float64). `one`: 1 as
     a NumPy scalar of w's dtype (a Python 1 would promote float32 arithmetic to float64)."""
     n, _, num_s, num_c = w.shape
+    part = np.empty(num_c, dtype=w.dtype)
+    # Loops run along c (contiguous) with s outside, so that each one vectorises without reordering float sums
+    # across c: a sum over s and c is the sum of C partial sums over s.
     for r in range(n):
         for t in range(2):
-            total = one - one
-            for s in range(num_s):
+            for c in range(num_c):
+                part[c] = w[r, t, 0, c]
+            for s in range(1, num_s):
                 for c in range(num_c):
-                    total += w[r, t, s, c]
+                    part[c] += w[r, t, s, c]
+            total = part[0]
+            for c in range(1, num_c):
+                total += part[c]
             lse2[r, t] = math.log2(total) + shift[r, t]
             if need_backward:
                 inv = one / total
@@ -58,14 +65,16 @@ def after_exp2(w, shift, k, values, lse2, joint_k, diff_k, totals, need_backward
                         w[r, t, s, c] *= inv
         if not need_backward:
             continue
+        jk, gk = joint_k[r], diff_k[r]  # gk is sum_s k w_G until the last loop makes it the difference
         for c in range(num_c):
-            jk = w[r, 1, 0, c] * k[0, c]
-            gk = w[r, 0, 0, c] * k[0, c]
-            for s in range(1, num_s):
-                jk += w[r, 1, s, c] * k[s, c]
-                gk += w[r, 0, s, c] * k[s, c]
-            joint_k[r, c] = jk
-            diff_k[r, c] = jk - gk
+            jk[c] = w[r, 1, 0, c] * k[0, c]
+            gk[c] = w[r, 0, 0, c] * k[0, c]
+        for s in range(1, num_s):
+            for c in range(num_c):
+                jk[c] += w[r, 1, s, c] * k[s, c]
+                gk[c] += w[r, 0, s, c] * k[s, c]
+        for c in range(num_c):
+            gk[c] = jk[c] - gk[c]
         if need_totals:
             for t in range(2):
                 for s in range(num_s):
