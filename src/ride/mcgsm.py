@@ -184,12 +184,14 @@ def _univariate_forward(h: Tensor, y: Tensor, eta: Tensor, alpha: Tensor, beta: 
     blk = _Block(h, min(prm.rows, N), prm, need_totals)
     contraction = h.new_empty(min(prm.rows, N), 2, C) if need_backward else None
     lowest = torch.finfo(h.dtype).min
-    fused = mcgsm_kernels.usable(h)  # what follows the exponentials in one compiled loop
+    fused = mcgsm_kernels.usable(h)  # before and after the exponentials: compiled loops
     if fused:
         acc = mcgsm_kernels.totals_buffer(S, C)
         one = np.ones((), dtype=torch.empty((), dtype=h.dtype).numpy().dtype)[()]
         unused = np.empty((0, 0), dtype=one.dtype)
-        k_np = prm.k.detach().numpy()
+        shift_buf = h.new_empty(min(prm.rows, N), 2)
+        bias_np, slope_np, k_np = (t.detach().numpy() for t in (prm.bias, prm.slope, prm.k))
+        lowest_np = one.dtype.type(lowest)
     for start in range(0, N, prm.rows):
         stop = min(N, start + prm.rows)
         n = stop - start
@@ -198,18 +200,21 @@ def _univariate_forward(h: Tensor, y: Tensor, eta: Tensor, alpha: Tensor, beta: 
         feats = saved["features"][rows].copy_(z[:, :F]) if need_backward else z[:, :F]
         resid = torch.sub(y[rows], z[:, F:], out=saved["resid"][rows] if need_backward else blk.resid[:n])
         values = blk.values_of(prm, feats, resid)
-        # the log-weights as the backward recomputes them (the same torch operation, the same rounding)
-        logw = blk.log_weights(prm, values)
-        flat = logw.view(n, 2, S * C)
-        # a row of -inf only (infinite energy) keeps a finite shift, so its normaliser is 0, not NaN
-        shift = flat.amax(2).clamp_(min=lowest)
-        logw.sub_(shift[:, :, None, None]).exp2_()  # unnormalised weights
         if fused:
+            logw, shift = blk.logw[:n], shift_buf[:n]
+            mcgsm_kernels.log_weights(values.numpy(), bias_np, slope_np, logw.numpy(), shift.numpy(), lowest_np,
+                                      False)
+            logw.exp2_()  # unnormalised weights
             mcgsm_kernels.after_exp2(
                 logw.numpy(), shift.numpy(), k_np, values.numpy(), lse2[rows].numpy(),
                 saved["joint_k"][rows].numpy() if need_backward else unused,
                 saved["diff_k"][rows].numpy() if need_backward else unused, acc, need_backward, need_totals, one)
             continue
+        logw = blk.log_weights(prm, values)
+        flat = logw.view(n, 2, S * C)
+        # a row of -inf only (infinite energy) keeps a finite shift, so its normaliser is 0, not NaN
+        shift = flat.amax(2).clamp_(min=lowest)
+        logw.sub_(shift[:, :, None, None]).exp2_()  # unnormalised weights
         total = flat.sum(2)
         torch.log2(total, out=lse2[rows]).add_(shift)
         if not need_backward:
@@ -287,8 +292,15 @@ class _UnivariateLogProb(torch.autograd.Function):
                         d_w.addmm_(h[rows].T, d_z)
             if recompute:
                 values = blk.values_of(prm, feats, resid)
-                logw = blk.log_weights(prm, values)
-                logw.sub_(saved["lse2"][rows, :, None, None]).exp2_()  # the softmax weights
+                if mcgsm_kernels.usable(h):  # the weights as the forward's compiled loop rounded them
+                    logw = blk.logw[:n]
+                    lse2 = saved["lse2"][rows].numpy()
+                    mcgsm_kernels.log_weights(values.numpy(), prm.bias.numpy(), prm.slope.numpy(), logw.numpy(),
+                                              lse2, lse2.dtype.type(0), True)
+                    logw.exp2_()  # the softmax weights
+                else:
+                    logw = blk.log_weights(prm, values)
+                    logw.sub_(saved["lse2"][rows, :, None, None]).exp2_()  # the softmax weights
                 _accumulate_totals(totals, logw, values, grad[rows], blk.scratch[:n])
         d_eta = d_alpha = None
         if need_totals:

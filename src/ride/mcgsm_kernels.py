@@ -1,13 +1,11 @@
-"""Compiled (numba) pass of the fused univariate MCGSM (`ride.mcgsm`, dim_out == 1) after the exponentials.
+"""Compiled (numba) passes of the fused univariate MCGSM (`ride.mcgsm`, dim_out == 1) around the exponentials.
 
-For a block of rows the fused forward holds the mixture's weights as [n, 2, S, C] (0: the gate, 1: the joint); once
-torch has taken exp2 of the shifted log-weights (vectorised; numba without SVML calls scalar libm, several times
-slower), what remains is a handful of sums and products over the same entries: the normalisers, the normalised
-weights, their contraction with k over the scales, and the totals that the gradients of eta and alpha need. As
-torch passes these are about ten trips through a block that does not fit in cache; here they are one loop per row.
-(The log-weights before the exponentials stay torch's: the backward recomputes them with the same operation, and
-weights normalised with a differently rounded normaliser would not sum to 1 where the energies are large.)
-Tests hold the result to the plain MCGSM (`MCGSM._log_prob_reference`), values and gradients, in float32 and float64.
+For a block of rows the fused forward holds the mixture's weights as [n, 2, S, C] (0: the gate, 1: the joint).
+Around the exponentials (torch's exp2, vectorised: numba without SVML calls scalar libm, several times slower) are
+a dozen element-wise trips through a block that does not fit in cache: the log-weights and their row maxima
+(`log_weights`), then the normalisers, the normalised weights, their contraction with k over the scales and the
+totals that the gradients of eta and alpha need (`after_exp2`). Here each side is one loop per row. Tests hold the
+result to the plain MCGSM (`MCGSM._log_prob_reference`), values and gradients, in float32 and float64.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ except ImportError:  # the torch passes compute the same
 
 
 def usable(t: torch.Tensor) -> bool:
-    """Whether `after_exp2` can run on tensors like `t`: numba importable, CPU float32/float64, one torch thread
+    """Whether the kernels can run on tensors like `t`: numba importable, CPU float32/float64, one torch thread
     (the loop is single-threaded; with more threads torch's parallel passes are the better choice)."""
     return (numba is not None and t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
             and torch.get_num_threads() == 1)
@@ -34,6 +32,34 @@ def _jit(fn):  # noqa: ANN001, ANN202
     # error_model="numpy": 1 / 0 gives inf (a row of infinite energy), as in torch, instead of raising
     return (numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(fn) if numba is not None
             else fn)
+
+
+@_jit
+def log_weights(values, bias, slope, logw, shift, lowest, subtract):  # noqa: ANN001, ANN201
+    """logw [n, 2, S, C] = bias + values * slope less a per-row shift [n, 2]: with `subtract` false, the row maxima
+    (at least `lowest`, so that a row of -inf keeps a finite shift), written into shift; with it true, the given
+    shift (the backward's log2 normalisers). values [n, 2, C], bias [2, S, C], slope [S, C]. The forward and the
+    backward's recomputation both come here, so the weights they see are rounded alike (numba contracts no
+    multiply-add without fastmath)."""
+    n, _, num_s, num_c = logw.shape
+    for r in range(n):
+        for t in range(2):
+            m = shift[r, t]
+            if not subtract:
+                m = lowest
+                for s in range(num_s):
+                    for c in range(num_c):
+                        x = bias[t, s, c] + values[r, t, c] * slope[s, c]
+                        logw[r, t, s, c] = x
+                        m = max(m, x)
+                shift[r, t] = m
+                for s in range(num_s):
+                    for c in range(num_c):
+                        logw[r, t, s, c] -= m
+            else:
+                for s in range(num_s):
+                    for c in range(num_c):
+                        logw[r, t, s, c] = (bias[t, s, c] + values[r, t, c] * slope[s, c]) - m
 
 
 @_jit
