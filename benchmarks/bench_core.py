@@ -86,13 +86,21 @@ def trainer_step_at(model: RIDE, patches: torch.Tensor, repeats: int) -> dict[st
         (-model.mcgsm.log_prob_unchecked(hidden, y.reshape(-1, 1)).mean()).backward()
 
     t_mcgsm = best_time(mcgsm_step, repeats)
+    real_mcgsm = mcgsm_kernels.usable
+    try:
+        mcgsm_kernels.usable = lambda t: False
+        t_mcgsm_torch = best_time(mcgsm_step, repeats)
+    finally:
+        mcgsm_kernels.usable = real_mcgsm
+    t_mcgsm = min(t_mcgsm, best_time(mcgsm_step, repeats))
     n_rows = patches.shape[0] * min(hp, wp)  # cells of the longest anti-diagonal, all patches
     rate_lstm = gemm_rate(n_rows, k_in + 2 * d, 5 * d, 20 * repeats)
     flops = slstm_train_flops_per_pixel(model) * pixels / t_step
     return {"patch": patches.shape[2], "pixels": pixels, "step_s": t_step, "px_per_s": pixels / t_step,
             "cost_model_flops": flops, "lstm_gemm_rows": n_rows, "lstm_gemm_flops": rate_lstm,
             "fraction_of_lstm_gemm": flops / rate_lstm, "mcgsm_s": t_mcgsm, "mcgsm_share": t_mcgsm / t_step,
-            "compiled_loops": real[0](patches), "torch_passes_step_s": t_torch_passes}
+            "compiled_loops": real[0](patches), "torch_passes_step_s": t_torch_passes,
+            "mcgsm_torch_passes_s": t_mcgsm_torch}
 
 
 def trainer_step(model: RIDE, data: torch.Tensor, results: dict[str, Any], sizes: list[int], repeats: int) -> None:
@@ -115,7 +123,8 @@ def trainer_step(model: RIDE, data: torch.Tensor, results: dict[str, Any], sizes
               f"{r['cost_model_flops'] / 1e9:7.1f} | {r['lstm_gemm_flops'] / 1e9:5.1f} GFLOP/s "
               f"({r['lstm_gemm_rows']:4d}): {r['fraction_of_lstm_gemm']:6.1%} | {rate_big / 1e9:5.1f} GFLOP/s: "
               f"{r['fraction_of_2048_gemm']:6.1%} | {r['mcgsm_share']:6.1%} | {r['torch_passes_step_s'] * 1e3:6.2f} ms "
-              f"({r['torch_passes_step_s'] / r['step_s']:.2f}x)")
+              f"({r['torch_passes_step_s'] / r['step_s']:.2f}x; MCGSM alone {r['mcgsm_s'] * 1e3:.1f} ms, "
+              f"torch's passes {r['mcgsm_torch_passes_s'] * 1e3:.1f} ms)")
     if not rows[0]["compiled_loops"]:
         print("  (the compiled loops were not used: numba missing or more than one thread; both columns are torch's "
               "passes)")
