@@ -34,6 +34,18 @@ def _seeded_global_rng():
     torch.set_rng_state(state)
 
 
+def use_path(path: str, kernels, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: ANN001 - a kernels module
+    """Runs the calling test on one of a fast path's two implementations: "compiled" (the numba loops of `kernels`,
+    `ride.sweep_kernels` or `ride.mcgsm_kernels`; skipped without numba) or "torch" (torch's element-wise passes,
+    the path without numba or with several threads). Returns `path`."""
+    if path == "compiled":
+        pytest.importorskip("numba", reason="the compiled loops need numba")
+        assert kernels.usable(torch.zeros((), dtype=torch.float64)), "one thread and numba: the loops must be used"
+    else:
+        monkeypatch.setattr(kernels, "usable", lambda t: False)
+    return path
+
+
 def make_smooth_images(num: int, channels: int, height: int, width: int, seed: int, noise: float = 0.01,
                        dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Blurred noise plus a little white noise, roughly on [0,1): strongly predictable pixels, so a fitted

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from conftest import use_path
 from torch import nn
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal, Normal
 
@@ -264,14 +265,9 @@ def _values_and_grads(fn, model: MCGSM, h: torch.Tensor, y: torch.Tensor,
 
 @pytest.fixture(params=["compiled", "torch"])
 def tail_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test with the fused forward's work after the exponentials in the compiled loop (`ride.mcgsm_kernels`,
-    numba) and in torch's passes (the path without numba, or with several threads)."""
-    if request.param == "compiled":
-        pytest.importorskip("numba", reason="the compiled pass needs numba")
-        assert mcgsm_kernels.usable(torch.zeros((), dtype=F64)), "one thread and numba: the kernel must be used"
-    else:
-        monkeypatch.setattr(mcgsm_kernels, "usable", lambda t: False)
-    return request.param
+    """The fused forward's work around the exponentials in the compiled loops (`ride.mcgsm_kernels`) or in torch's
+    passes."""
+    return use_path(request.param, mcgsm_kernels, monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", [F64, torch.float32])

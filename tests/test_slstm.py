@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import use_path
 from torch import nn
 
 from ride import sweep_kernels
@@ -17,14 +18,8 @@ SHAPES = [(5, 9), (9, 4), (1, 7), (6, 1), (1, 1), (3, 3)]
 
 @pytest.fixture(params=["compiled", "torch"])
 def cell_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test with the sweep's cell updates in the compiled loops (`ride.sweep_kernels`, numba) and in torch's
-    element-wise passes (the path without numba, or with several threads)."""
-    if request.param == "compiled":
-        pytest.importorskip("numba", reason="the compiled cell updates need numba")
-        assert sweep_kernels.usable(torch.zeros((), dtype=F64)), "one thread and numba: the kernels must be used"
-    else:
-        monkeypatch.setattr(sweep_kernels, "usable", lambda t: False)
-    return request.param
+    """The sweep's cell updates in the compiled loops (`ride.sweep_kernels`) or in torch's passes."""
+    return use_path(request.param, sweep_kernels, monkeypatch)
 
 
 def make_layers(num_layers: int, input_size: int, hidden: int, seed: int) -> nn.ModuleList:
