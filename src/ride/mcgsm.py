@@ -181,10 +181,11 @@ def _univariate_forward(h: Tensor, y: Tensor, eta: Tensor, alpha: Tensor, beta: 
                      joint_k=h.new_empty(N, C), diff_k=h.new_empty(N, C))
         if need_totals:
             saved["totals"] = h.new_zeros(2, 2, S, C)
-    blk = _Block(h, min(prm.rows, N), prm, need_totals)
-    contraction = h.new_empty(min(prm.rows, N), 2, C) if need_backward else None
-    lowest = torch.finfo(h.dtype).min
     fused = mcgsm_kernels.usable(h)  # before and after the exponentials: compiled loops
+    # the torch passes' scratch and contraction buffers: the compiled loops need neither
+    blk = _Block(h, min(prm.rows, N), prm, need_totals and not fused)
+    contraction = h.new_empty(min(prm.rows, N), 2, C) if need_backward and not fused else None
+    lowest = torch.finfo(h.dtype).min
     if fused:
         acc = mcgsm_kernels.totals_buffer(S, C)
         one = np.ones((), dtype=torch.empty((), dtype=h.dtype).numpy().dtype)[()]
