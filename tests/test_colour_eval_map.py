@@ -18,6 +18,7 @@ from conftest import make_smooth_images, make_tiny_colour, make_tiny_ride, rando
 from PIL import Image
 
 import ride
+from ride import protocols
 from ride.cli import main
 from ride.colour import bits_per_dim
 from ride.colour_lossless import LosslessColourRIDE
@@ -254,8 +255,18 @@ def test_colour_images_with_a_grey_model_say_what_to_use(grey_checkpoint, grey_f
                          str(tmp_path / "m.npy"), "--per-channel"], capsys)
     assert rc == 2 and "--per-channel maps the coded channels of a lossless colour model" in err
     rc, out, err = _cli(["eval", "--checkpoint", str(grey_checkpoint), "--images", str(folder), "--protocol",
-                         "whole", "--no-progress"], capsys)
-    assert rc == 2 and "--protocol whole" in err and "needs a lossless colour model" in err and "tiles64" in err
+                         "whole", "--no-progress"], capsys)  # a grey model scores the colour file's luma
+    assert rc == 0 and "converted to luma" in err and "from 2 images" in out
+    images = [load_image(folder / name, grey=True) for name in ("colour.png", "grey.png")]
+    sums = protocols.whole_image_sums(ride.load(grey_checkpoint), images)
+    rc, out, _ = _cli(["eval", "--checkpoint", str(grey_checkpoint), "--images", str(folder), "--protocol",
+                       "whole", "--json", "--no-progress"], capsys)
+    result = json.loads(out)
+    assert result["bits_per_pixel"] == pytest.approx(float(sums[2] / sums[1]) / LN2, rel=1e-9)
+    assert (result["num_evaluated_images"], result["num_pixels"]) == (2, int(sums[1]))
+    rc, out, err = _cli(["eval", "--checkpoint", str(grey_checkpoint), "--images", str(folder), "--protocol",
+                         "whole", "--ensemble", "--no-progress"], capsys)
+    assert rc == 2 and "--ensemble is available under --protocol tiles64 only" in err
 
 
 def test_images_too_small_for_the_protocol(colour_model, rgb_dir, tmp_path, capsys) -> None:

@@ -140,6 +140,26 @@ def test_evaluate_tiles_is_reproducible_and_independent_of_batching_and_sharding
     assert reduced.num_tiles % 2 == 0
 
 
+def test_whole_image_sums_by_hand_and_by_shard():
+    """Each image in one piece with the tile protocol's noise; images without a predicted pixel are left out."""
+    images = [*_images(), torch.zeros(1, 2, 40, dtype=torch.uint8)]  # the last has fewer rows than the margin
+    rows = torch.zeros(len(images), 3, dtype=torch.float64)
+    sums = P.whole_image_sums(PixelValue(), images, seed=7, per_image=rows)
+    counted = [dequantize(im, torch.Generator().manual_seed(P.image_seed(7, im)))[0, 2:, 2:-2].double()
+               for im in images[:3]]
+    rates = torch.stack([c.mean() for c in counted]) / math.log(2)
+    assert sums[:2].tolist() == [3.0, float(sum(c.numel() for c in counted))]
+    assert float(sums[2]) == pytest.approx(float(sum(c.sum() for c in counted)), rel=1e-12)
+    assert sums[3:].tolist() == pytest.approx([float(rates.sum()), float(rates.square().sum())], rel=1e-12)
+    assert rows[:3, 1].tolist() == [c.numel() for c in counted] and rows[3].tolist() == [0.0, 0.0, 0.0]
+    assert rows[:, 2].sum() == pytest.approx(float(sums[2]), rel=1e-12)
+    sharded = sum(P.whole_image_sums(PixelValue(), images, seed=7, shard=(r, 2)) for r in range(2))
+    torch.testing.assert_close(sharded, sums, rtol=1e-12, atol=0)
+    assert P.whole_image_sums(PixelValue(), images, seed=8)[2] != sums[2]
+    with pytest.raises(ValueError, match="uint8"):
+        P.whole_image_sums(PixelValue(), [torch.zeros(1, 64, 64)])
+
+
 def test_evaluate_tiles_rejects_bad_images():
     with pytest.raises(ValueError, match="no 64x64 tile"):
         P.evaluate_tiles(PixelValue(), [torch.zeros(1, 40, 80, dtype=torch.uint8)])

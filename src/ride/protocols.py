@@ -246,6 +246,40 @@ def tile_sums(model: torch.nn.Module, images: Iterable[Tensor], tile_size: int =
     return sums
 
 
+@torch.no_grad()
+def whole_image_sums(model: torch.nn.Module, images: Iterable[Tensor], seed: int = 0,
+                     device: str | torch.device | None = None, shard: tuple[int, int] = (0, 1),
+                     per_image: Tensor | None = None) -> Tensor:
+    """Sums over this shard's whole images, each one piece, float64 [5]: (num_images, num_pixels, sum ln p (nats),
+    sum of per-image rates (bit/px), sum of their squares), as `tile_sums` gives for tiles.
+
+    Each image (uint8 [C, H, W], any size) is dequantised with the noise the tile protocol gives it (seeded by
+    `image_seed(seed, image)`) and evaluated in one piece: every pixel the model predicts, with the whole causal
+    past, as a user scoring a photograph gets it. Image k of all images is shard k % world's. Images smaller than
+    the model's window predict no pixel and are left out. `per_image` [num_images, 3] receives (1, num_pixels, sum
+    ln p) in each evaluated image's row.
+    """
+    _check_shard(shard)
+    rank, world = shard
+    device = _model_device(model) if device is None else device
+    top, left, right = model.margin
+    sums = torch.zeros(5, dtype=torch.float64)
+    for index, image in enumerate(images):
+        _check_uint8_image(image, index)
+        if index % world != rank or image.shape[1] <= top or image.shape[2] <= left + right:
+            continue
+        x = dequantize(image, torch.Generator().manual_seed(image_seed(seed, image)))
+        log_p = model.log_prob_pixels(x[None].to(device)).double().cpu()
+        nats, pixels = log_p.sum(), log_p.numel()
+        rate = nats / pixels / LN2
+        sums += torch.stack([torch.tensor(1.0, dtype=torch.float64), torch.tensor(float(pixels), dtype=torch.float64),
+                             nats, rate, rate.square()])
+        if per_image is not None:
+            per_image[index] += torch.stack([torch.tensor(1.0, dtype=torch.float64),
+                                             torch.tensor(float(pixels), dtype=torch.float64), nats])
+    return sums
+
+
 def tile_result(sums: Tensor, pixels_per_tile: int, ensemble: bool) -> TileResult:
     """The `TileResult` of (all shards') summed `tile_sums`."""
     num_tiles, num_pixels, total_nats, total_rate, total_rate_sq = (float(v) for v in sums)

@@ -5,11 +5,13 @@ Protocols:
                or a colour model: a ColourRIDE reports its rate per RGB pixel and the bound 8 - rate/3 per
                sub-pixel (design §11), a LosslessColourRIDE its exact discrete code length in bits per sub-pixel
                (-log2 P of the 8-bit RGB values / 3, also per coded channel; no dequantisation: no bound, no seed)
-    whole      a LosslessColourRIDE's exact code length of whole images of any size (every pixel it predicts, no
-               tiling, one image per batch): the figure `ride map` shows, per image with --per-image
+    whole      whole images of any size, each in one piece (every pixel the model predicts, with its whole causal
+               past; one image per batch): a RIDE's rate with the tile protocol's dequantisation noise, ± over
+               images; a LosslessColourRIDE's exact code length, the figure `ride map` shows (per image with
+               --per-image)
     patches63  8x8 patches, centred, bottom-right pixel dropped (design §9.2); a 63-dim patch model checkpoint
     patches64  the same plus the DC model and the -ln 64 Jacobian (bit/px)
-`--ensemble` averages the density over the 8 dihedral transforms (design §7) under any protocol.
+`--ensemble` averages the density over the 8 dihedral transforms (design §7) under tiles64 and the patch protocols.
 Data: `--data bsds300|wikipedia_photos|usc_sipi_aerials|brodatz|deadleaves` (`--split`; the data root from
 --data-root or RIDE_DATA) or `--images DIR` (a folder or glob of PNG/JPEG/TIFF files, read as grey luma for a
 1-channel model, with a notice for colour files; read as RGB for a colour model, which refuses grey files).
@@ -56,9 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluates a saved model on a data set under a named protocol (design §9) and prints the "
                     "log-likelihood rate in bit/px (mean log2 p of the counted pixels on the [0,1) scale, higher is "
                     "better), its standard error, the counted pixels and the discrete code-length bound 8 - rate "
-                    "(colour: 8 - rate/3 per sub-pixel); for patch protocols also nats per patch. A lossless colour "
-                    "model (LosslessColourRIDE) reports its exact code length in bits per sub-pixel instead, in all "
-                    "and per coded channel, on 64x64 tiles or (--protocol whole) on whole images.")
+                    "(colour: 8 - rate/3 per sub-pixel); for patch protocols also nats per patch. --protocol whole "
+                    "evaluates each image in one piece instead of 64x64 tiles. A lossless colour model "
+                    "(LosslessColourRIDE) reports its exact code length in bits per sub-pixel instead, in all and "
+                    "per coded channel.")
     p.add_argument("--checkpoint", required=True, metavar="M",
                    help="model file written by ride.save, or the name of a shipped model (`ride models`)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="tiles64", help="evaluation protocol (default tiles64)")
@@ -201,10 +204,10 @@ def _eval_tiles(args: argparse.Namespace, model: torch.nn.Module, device: torch.
                          f"baseline), the checkpoint holds a {type(model).__name__}")
     channels = model.config.num_channels
     exact = isinstance(model, LosslessColourRIDE)  # exact discrete code lengths of 8-bit RGB images
-    if args.protocol == "whole" and not exact:
-        raise ValueError(f"--protocol whole gives exact code lengths of whole images and needs a lossless colour "
-                         f"model (LosslessColourRIDE); the checkpoint holds a {type(model).__name__}: use "
-                         "--protocol tiles64")
+    whole = args.protocol == "whole"
+    if whole and args.ensemble:
+        raise ValueError("--ensemble is available under --protocol tiles64 only (the transforms' common pixels are "
+                         "defined per tile)")
     if exact and args.ensemble:
         raise ValueError("--ensemble: the lossless colour model's exact code length has no ensemble version")
     dataset, description = _image_source(args, channels)
@@ -239,8 +242,10 @@ def _eval_tiles(args: argparse.Namespace, model: torch.nn.Module, device: torch.
     per_image = torch.zeros(count, 5 if exact else 3, dtype=torch.float64)
     try:
         if exact:
-            sums = _exact_colour_sums(model, images(), None if args.protocol == "whole" else TILE_SIZE,
+            sums = _exact_colour_sums(model, images(), None if whole else TILE_SIZE,
                                       args.batch_size or 32, device, shard, per_image)
+        elif whole:
+            sums = protocols.whole_image_sums(model, images(), args.seed, device, shard, per_image)
         else:
             sums = protocols.tile_sums(model, images(), TILE_SIZE, args.ensemble, args.seed, args.batch_size or 32,
                                        device, None, shard, per_image)
@@ -258,22 +263,42 @@ def _eval_tiles(args: argparse.Namespace, model: torch.nn.Module, device: torch.
               file=sys.stderr)
     if exact:
         return _exact_colour_result(args, model, sums, per_image[: len(names)], names, skipped, description)
-    pixels_per_tile = int(protocols.counted_pixels(model, TILE_SIZE, TILE_SIZE, args.ensemble).sum())
-    result = protocols.tile_result(sums, pixels_per_tile, args.ensemble)
-    rows = [{"image": name, "num_tiles": int(t), "num_pixels": int(n),
-             "bits_per_pixel": protocols.bits_per_pixel_from_nats(float(nats), int(n)) if n else None}
-            for name, (t, n, nats) in zip(names, per_image.tolist(), strict=False)]
-    out = {"protocol": args.protocol, "bits_per_pixel": result.bits_per_pixel, "stderr": result.stderr,
-           "num_pixels": result.num_pixels, "discrete_bound_bits_per_pixel": result.discrete_bound_bits_per_pixel,
-           "num_tiles": result.num_tiles, "pixels_per_tile": result.pixels_per_tile, "num_images": len(names),
-           "num_skipped": len(skipped), "seed": args.seed, "data": description, "per_image": rows}
+    if whole:
+        out = _whole_result(sums, per_image[: len(names)], names)
+    else:
+        pixels_per_tile = int(protocols.counted_pixels(model, TILE_SIZE, TILE_SIZE, args.ensemble).sum())
+        result = protocols.tile_result(sums, pixels_per_tile, args.ensemble)
+        rows = [{"image": name, "num_tiles": int(t), "num_pixels": int(n),
+                 "bits_per_pixel": protocols.bits_per_pixel_from_nats(float(nats), int(n)) if n else None}
+                for name, (t, n, nats) in zip(names, per_image.tolist(), strict=False)]
+        out = {"bits_per_pixel": result.bits_per_pixel, "stderr": result.stderr, "num_pixels": result.num_pixels,
+               "discrete_bound_bits_per_pixel": result.discrete_bound_bits_per_pixel,
+               "num_tiles": result.num_tiles, "pixels_per_tile": result.pixels_per_tile, "per_image": rows}
+    out.update(protocol=args.protocol, num_images=len(names), num_skipped=len(skipped), seed=args.seed,
+               data=description)
     if channels == 3:
         # A ColourRIDE's rate is log2 p of a whole RGB pixel (three [0,1)-scale values), so 8 - rate bounds nothing;
         # per sub-pixel the dequantisation bound is 8 - rate/3 (design §11, `ride.colour.bits_per_dim`).
         del out["discrete_bound_bits_per_pixel"]
         out.update(rgb=True, discrete_bound_bits_per_subpixel=protocols.discrete_bound_bits_per_pixel(
-            result.bits_per_pixel / 3))
+            out["bits_per_pixel"] / 3))
     return out
+
+
+def _whole_result(sums: torch.Tensor, per_image: torch.Tensor, names: list[str]) -> dict[str, Any]:
+    """The result dict of (all shards') summed `protocols.whole_image_sums`: the rate over all predicted pixels of
+    all images (bit/px), ± the standard error over images of the per-image rates."""
+    num_images, num_pixels, total_nats, total_rate, total_rate_sq = (float(v) for v in sums)
+    if num_images < 1:
+        raise ValueError("no image has a pixel the model predicts: every image is smaller than its window")
+    rate = protocols.bits_per_pixel_from_nats(total_nats, int(num_pixels))
+    rows = [{"image": name, "num_pixels": int(n),
+             "bits_per_pixel": protocols.bits_per_pixel_from_nats(float(nats), int(n)) if n else None}
+            for name, (_, n, nats) in zip(names, per_image.tolist(), strict=True)]
+    return {"bits_per_pixel": rate, "stderr": protocols._stderr_from_sums(num_images, total_rate, total_rate_sq),
+            "num_pixels": int(num_pixels),
+            "discrete_bound_bits_per_pixel": protocols.discrete_bound_bits_per_pixel(rate),
+            "num_evaluated_images": int(num_images), "per_image": rows}
 
 
 def _exact_colour_units(images: Iterable[torch.Tensor], tile_size: int | None, batch_size: int,
@@ -450,6 +475,20 @@ def _print_human(r: dict[str, Any]) -> None:
                                            "is better)"),
             ("counted pixels", f"{r['num_pixels']} RGB pixels in {r['num_tiles']} tiles of {TILE_SIZE}x{TILE_SIZE} "
                                f"({r['pixels_per_tile']} per tile) from {r['num_images']} images, seed {r['seed']}")]
+    elif r["protocol"] == "whole":
+        unit = "RGB pixel" if r.get("rgb") else "px"
+        pm, why = _plus_minus(r["stderr"], "images")
+        rows += [
+            ("log-likelihood rate", f"{r['bits_per_pixel']:.4f}{pm} bit/{unit} (higher is better; mean log2 p over "
+                                    f"every predicted pixel of the whole images, [0,1) scale{why})")]
+        if r.get("rgb"):
+            rows += [("discrete code-length bound", f"8 - rate/3 = {r['discrete_bound_bits_per_subpixel']:.4f} bits "
+                                                    "per sub-pixel (upper bound; lower is better)")]
+        else:
+            rows += [("discrete code-length bound", f"8 - rate = {r['discrete_bound_bits_per_pixel']:.4f} bit/px "
+                                                    "(upper bound on -log2 P of the 8-bit pixels; lower is better)")]
+        rows += [("counted pixels", f"{r['num_pixels']} (every pixel the model predicts: its border rows and columns "
+                                    f"are context only) from {r['num_evaluated_images']} images, seed {r['seed']}")]
     elif r["protocol"] == "tiles64":
         rows += [
             ("log-likelihood rate", f"{r['bits_per_pixel']:.4f} ± {r['stderr']:.4f} bit/px (higher is better; mean "
