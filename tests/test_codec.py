@@ -213,6 +213,26 @@ def test_models_without_layers_are_refused(tiny_ride) -> None:
         compress(tiny_ride(num_layers=0).float(), np.zeros((4, 4), dtype=np.uint8))
 
 
+def test_streams_photo_grey_made_before_its_cell_clip_still_decode(smooth_images, tmp_path) -> None:
+    """photo_grey clips its cells at 10 since 2026-12-07 and writes format 4; its earlier streams (format 2, clip
+    10^4, the same integer tables and fingerprint) decode with it, without --checkpoint, to the same pixels."""
+    from dataclasses import asdict
+
+    from ride.model_zoo import DEFAULT_CODEC_MODEL
+
+    shipped = ride.pretrained(DEFAULT_CODEC_MODEL)
+    assert shipped.config.cell_clip == 10.0
+    before = ride.RIDE(**{**asdict(shipped.config), "cell_clip": 1e4}).float()
+    before.load_state_dict(shipped.state_dict())
+    image = smooth_uint8(smooth_images, 30, 41, seed=8)
+    old, new = compress(before, image), compress(shipped, image)
+    assert (old[4], new[4]) == (2, 4) and old[18:26] == new[22:30]  # the same fingerprint
+    (tmp_path / "old.ride").write_bytes(old)
+    assert main(["decompress", str(tmp_path / "old.ride"), "-o", str(tmp_path / "old.png"), "--no-progress"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "old.png")), image)
+    assert np.array_equal(decompress(shipped, new), image)
+
+
 def test_cli_decompress_finds_the_shipped_model_that_made_the_stream(smooth_images, tmp_path, capsys) -> None:
     """Without --checkpoint, a stream of a shipped model that is not the default (an earlier default) decodes."""
     from ride.model_zoo import DEFAULT_CODEC_MODEL

@@ -270,7 +270,7 @@ def test_cli_picks_the_shipped_colour_model_by_mode(tmp_path, capsys) -> None:
     Image.fromarray(image[..., 1], mode="L").save(tmp_path / "g.png")
     assert main(["compress", str(tmp_path / "c.png"), str(tmp_path / "g.png"), "--out-dir", str(tmp_path),
                  "--no-progress"]) == 0
-    expected = {"c": (3, DEFAULT_COLOUR_CODEC_MODEL), "g": (2, DEFAULT_CODEC_MODEL)}
+    expected = {"c": (3, DEFAULT_COLOUR_CODEC_MODEL), "g": (4, DEFAULT_CODEC_MODEL)}  # photo_grey: its cell clip
     for stem, (version, name) in expected.items():
         data = (tmp_path / f"{stem}.ride").read_bytes()
         header, _ = unpack_header(data)

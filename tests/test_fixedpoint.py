@@ -25,7 +25,7 @@ from PIL import Image
 
 import ride
 from ride.codec import compress, decompress, integer_model, kernels
-from ride.codec.fixedpoint import F32_EXACT, F64_EXACT, FrontStepper, quantise
+from ride.codec.fixedpoint import CELL_CLIP_INT, F32_EXACT, F64_EXACT, FrontStepper, quantise
 from ride.codec.fixedpoint_ref import reference_cdf_tables
 from ride.codec.format import unpack_header
 
@@ -118,6 +118,38 @@ def test_kernels_equal_numpy_reference_photo_grey(smooth_images) -> None:
     im = integer_model(ride.pretrained("photo_grey"))
     canvas = _canvas(im, _grey(smooth_images, 2, 7, 12, seed=5), pad=77)
     assert np.array_equal(_kernel_tables(im, canvas), reference_cdf_tables(im, canvas.numpy()))
+
+
+def test_a_tighter_cell_clip_is_format_4_and_the_stream_states_it(tiny_ride, smooth_images) -> None:
+    """A model whose cells are clipped below format 2's 10^4 (RIDEConfig.cell_clip, as photo_grey's) codes with that
+    clip in every path (reference, torch, kernels) and writes format 4, whose header states the clip: any model with
+    the same integer tables decodes it, and format-2 streams still decode with 10^4."""
+    from dataclasses import asdict
+
+    model = tiny_ride(num_layers=2, nb_size=3, num_hiddens=5, num_components=4, num_scales=3, seed=9).float()
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.bias[3 * 5 :] = 3.0  # forget gates near 1: the cells grow along the diagonals
+    clipped = ride.RIDE(**{**asdict(model.config), "cell_clip": 0.5}).float()
+    clipped.load_state_dict(model.state_dict())
+    im, im_clipped = quantise(model), quantise(clipped)
+    assert (im.cell_clip, im_clipped.cell_clip) == (CELL_CLIP_INT, 1 << 14)
+    assert im_clipped.fingerprint == im.fingerprint  # the tables; the stream states the clip
+    canvas = _canvas(im_clipped, _grey(smooth_images, 2, 9, 11, seed=4), pad=100)
+    ref = reference_cdf_tables(im_clipped, canvas.numpy())
+    assert not np.array_equal(ref, reference_cdf_tables(im, canvas.numpy())), "the clip was never hit"
+    assert np.array_equal(_fast_tables(im_clipped, canvas), ref)
+    if kernels.available():
+        assert np.array_equal(_kernel_tables(im_clipped, canvas), ref)
+    image = _grey(smooth_images, 1, 13, 17, seed=2)[0]
+    backends = ("kernels", "torch") if kernels.available() else ("torch",)
+    streams = {b: compress(clipped, image, stripes=2, backend=b) for b in backends}
+    data, plain = streams[backends[0]], compress(model, image, stripes=2)
+    assert len(set(streams.values())) == 1 and data != plain
+    assert (data[4], plain[4]) == (4, 2) and unpack_header(data)[0].cell_clip == 1 << 14
+    for backend in backends:
+        for decoder, stream in ((clipped, data), (model, data), (clipped, plain)):
+            assert np.array_equal(decompress(decoder, stream, backend=backend), image)
 
 
 @pytest.mark.skipif(not kernels.available(), reason="numba is not installed: the compiled kernels are not used")

@@ -34,10 +34,34 @@ def test_config_defaults_and_validation() -> None:
     assert RIDE(nb_size=9, num_layers=0).margin == (4, 4, 4)
     for kwargs, found in [({"num_layers": -1}, "-1"), ({"nb_size": 4}, "4"), ({"num_hiddens": 0}, "0"),
                           ({"num_components": 2.0}, "2.0"), ({"num_channels": True}, "True"),
-                          ({"nb_size": 1}, "1")]:
+                          ({"nb_size": 1}, "1"), ({"cell_clip": 0.0}, "0.0"), ({"cell_clip": float("nan")}, "nan"),
+                          ({"cell_clip": True}, "True"), ({"cell_clip": "10"}, "'10'")]:
         with pytest.raises(ValueError, match=next(iter(kwargs))) as err:
             RIDE(**kwargs)
         assert found in str(err.value)
+
+
+def test_the_configs_cell_clip_reaches_every_path(tiny_ride, smooth_images, tmp_path) -> None:
+    """RIDEConfig.cell_clip: the sweep, the raster reference, the sampler's front and a saved copy all clip the cells
+    there, so the clipped model is one normalised density whatever computes it."""
+    from dataclasses import asdict
+
+    import ride
+
+    model = tiny_ride(num_layers=2, nb_size=3, seed=5)
+    clipped = RIDE(**{**asdict(model.config), "cell_clip": 0.3}).double()
+    clipped.load_state_dict(model.state_dict())
+    assert [layer.cell_clip for layer in clipped.layers] == [0.3, 0.3]
+    images = smooth_images(2, 1, 9, 10, seed=6)
+    lp = clipped.log_prob_pixels(images)
+    assert not torch.allclose(lp, model.log_prob_pixels(images)), "the clip was never hit: the test would not test it"
+    torch.testing.assert_close(clipped.log_prob_pixels(images, impl="raster"), lp, rtol=1e-10, atol=1e-12)
+    drawn, lp_drawn = clipped.sample(images, generator=torch.Generator().manual_seed(1), return_log_prob=True)
+    torch.testing.assert_close(lp_drawn, clipped.log_prob_pixels(drawn), rtol=1e-9, atol=1e-10)
+    ride.save(clipped, tmp_path / "clipped.pt")
+    again = ride.load(tmp_path / "clipped.pt")
+    assert again.config.cell_clip == 0.3
+    torch.testing.assert_close(again.log_prob_pixels(images), lp, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("num_layers", [0, 1, 2])

@@ -10,7 +10,7 @@ from torch import nn
 
 from ride import sweep_kernels
 from ride.slstm import SpatialLSTM, run_layers
-from ride.wavefront import DiagonalLayout, DiagonalSweep
+from ride.wavefront import CELL_CLIP, DiagonalLayout, DiagonalSweep
 
 F64 = torch.float64
 SHAPES = [(5, 9), (9, 4), (1, 7), (6, 1), (1, 1), (3, 3)]
@@ -131,11 +131,11 @@ def test_gradcheck_diagonal_sweep_function(cell_path: str) -> None:
     w_rec = (0.7 * torch.randn(2 * dim, 5 * dim, generator=gen, dtype=F64)).requires_grad_(True)
 
     def f(*args: torch.Tensor) -> torch.Tensor:
-        return layout.unpack(DiagonalSweep.apply(*args, layout))
+        return layout.unpack(DiagonalSweep.apply(*args, layout, CELL_CLIP))
 
     assert torch.autograd.gradcheck(f, (x, w_in, bias, w_rec), eps=1e-6, atol=1e-8)
     # the pads of the output hold the zero states outside the grid, and so do those of the input's gradient
-    h = DiagonalSweep.apply(x, w_in, bias, w_rec, layout)
+    h = DiagonalSweep.apply(x, w_in, bias, w_rec, layout, CELL_CLIP)
     pads = torch.ones(layout.length, dtype=torch.bool)
     pads[layout.cell_index(torch.device("cpu"))] = False
     assert torch.equal(h[pads], torch.zeros_like(h[pads]))
@@ -189,13 +189,9 @@ def test_bad_impl_raises() -> None:
 
 
 @pytest.mark.parametrize("clip", [2.0, 1e4])
-def test_cell_clip_is_the_same_in_both_implementations(clip: float, monkeypatch: pytest.MonkeyPatch,
-                                                        cell_path: str) -> None:
+def test_cell_clip_is_the_same_in_both_implementations(clip: float, cell_path: str) -> None:
     # Forget biases of +3 make f_r + f_c ~ 1.9, so the cells grow geometrically along the diagonals; a small clip
     # is hit on a small grid, the default one on a larger grid. Values and gradients must agree where clipped.
-    import ride.slstm
-    import ride.wavefront
-
     size = 12 if clip < 10 else 40
     layers = make_layers(1, 3, 4, seed=11)
     with torch.no_grad():
@@ -203,11 +199,9 @@ def test_cell_clip_is_the_same_in_both_implementations(clip: float, monkeypatch:
         layers[0].bias[:4] = 1.0
     x = torch.randn(2, size, size + 3, 3, dtype=F64, generator=torch.Generator().manual_seed(2))
     x.requires_grad_(True)
-    monkeypatch.setattr(ride.wavefront, "CELL_CLIP", float("inf"))
-    monkeypatch.setattr(ride.slstm, "CELL_CLIP", float("inf"))
+    layers[0].cell_clip = float("inf")
     unclipped = run_layers(layers, x).detach()
-    monkeypatch.setattr(ride.wavefront, "CELL_CLIP", clip)
-    monkeypatch.setattr(ride.slstm, "CELL_CLIP", clip)
+    layers[0].cell_clip = clip
     fast, ref = run_layers(layers, x), run_layers(layers, x, impl="raster")
     if clip < 10:  # a clip this small is hit and changes h
         assert not torch.allclose(fast, unclipped), "the clip was never hit: the test would not test it"

@@ -28,7 +28,6 @@ import torch
 from torch import Tensor
 
 from .mcgsm import standard_draws
-from .wavefront import CELL_CLIP
 
 if TYPE_CHECKING:
     from .model import RIDE
@@ -109,7 +108,7 @@ class SkewedFront:
             self._in_bias = torch.cat(biases).to(dtype)
             self._split = (whiten.shape[1], blocks[1].shape[1] if model.layers else 0, self.channels)
             self._layers = [(layer.weight_in.detach().to(dtype), layer.bias.detach().to(dtype),
-                             layer.weight_rec.detach().to(dtype)) for layer in model.layers]
+                             layer.weight_rec.detach().to(dtype), layer.cell_clip) for layer in model.layers]
             # one MCGSM (RIDE) or one univariate head per output channel (LosslessColourRIDE)
             heads = getattr(model, "heads", None)
             self.heads = [MCGSMTables(head, dtype) for head in heads] if heads is not None else None
@@ -144,15 +143,17 @@ class SkewedFront:
         here = self._here_base[rows] + front.t
         both = (self._past_base[rows] + front.t).view(-1)  # (up, left) per cell
         hidden = mapped[:, k : k + dz]
-        for layer, (w_in, bias, w_rec), state in zip(range(len(self._layers)), self._layers, self.states,
-                                                     strict=True):
+        for layer, (w_in, bias, w_rec, clip), state in zip(range(len(self._layers)), self._layers, self.states,
+                                                           strict=True):
             z = hidden if layer == 0 else torch.addmm(bias, hidden, w_in)
-            hidden = self._cell(z, w_rec, state, both, here, b, n)
+            hidden = self._cell(z, w_rec, state, both, here, b, n, clip)
         return hidden, base
 
     @staticmethod
-    def _cell(z: Tensor, w_rec: Tensor, state: Tensor, both: Tensor, here: Tensor, b: int, n: int) -> Tensor:
-        """One spatial LSTM update of B*n cells (design §4, same gate order as `SpatialLSTM.step`)."""
+    def _cell(z: Tensor, w_rec: Tensor, state: Tensor, both: Tensor, here: Tensor, b: int, n: int,
+              clip: float) -> Tensor:
+        """One spatial LSTM update of B*n cells (design §4, same gate order as `SpatialLSTM.step`; cells clipped to
+        +-clip)."""
         d = w_rec.shape[0] // 2
         past = state.index_select(1, both).view(b * n, 2, 2 * d)  # [cell, (up, left), (h | c)]
         pre = torch.addmm(z, past[:, :, :d].reshape(b * n, 2 * d), w_rec)  # [h_up | h_left] @ W_rec
@@ -162,7 +163,7 @@ class SkewedFront:
         new = torch.empty_like(past[:, 0])  # (h | c)
         h, c = new[:, :d], new[:, d:]
         torch.mul(cand, in_gate, out=c)
-        c.addcmul_(past[:, 1, d:], forget_left).addcmul_(past[:, 0, d:], forget_up).clamp_(-CELL_CLIP, CELL_CLIP)
+        c.addcmul_(past[:, 1, d:], forget_left).addcmul_(past[:, 0, d:], forget_up).clamp_(-clip, clip)
         torch.mul(c, out_gate, out=h).tanh_()
         state.index_copy_(1, here, new.view(b, n, 2 * d))
         return h

@@ -18,6 +18,7 @@ from .mcgsm import MCGSM
 from .neighbourhood import Neighbourhood, extract_pairs
 from .preconditioner import Preconditioner
 from .slstm import SpatialLSTM, run_layers
+from .wavefront import CELL_CLIP
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,22 @@ class RIDEConfig:
     num_scales: int = 4
     num_features: int = 32
     nb_size: int = 5
+    # The spatial LSTM's cells are clipped to +-cell_clip (design §4): the default acts only on runaway cells; a
+    # small clip keeps the state of a model trained on small patches bounded on whole photographs.
+    cell_clip: float = CELL_CLIP
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
+            if name == "cell_clip":
+                continue
             minimum = 0 if name == "num_layers" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, found {value!r}")
         if self.nb_size < 3 or self.nb_size % 2 == 0:
             raise ValueError(f"nb_size must be odd and >= 3, found {self.nb_size}")
+        clip = self.cell_clip
+        if not isinstance(clip, (int, float)) or isinstance(clip, bool) or not clip > 0:
+            raise ValueError(f"cell_clip must be a number > 0, found {clip!r}")
 
 
 def check_images(images: object, num_channels: int, nb: Neighbourhood, name: str = "images") -> None:
@@ -96,15 +105,16 @@ class RIDE(nn.Module):
     """Recurrent image density estimator: a normalised density over images on the [0,1) scale."""
 
     def __init__(self, num_channels: int = 1, num_hiddens: int = 64, num_layers: int = 1, num_components: int = 32,
-                 num_scales: int = 4, num_features: int = 32, nb_size: int = 5) -> None:
+                 num_scales: int = 4, num_features: int = 32, nb_size: int = 5, cell_clip: float = CELL_CLIP) -> None:
         super().__init__()
         self.config = RIDEConfig(num_channels, num_hiddens, num_layers, num_components, num_scales, num_features,
-                                 nb_size)
+                                 nb_size, cell_clip)
         self.neighbourhood = Neighbourhood.square(nb_size)
         dim_in = num_channels * self.neighbourhood.num_inputs
         self.preconditioner = Preconditioner(dim_in, num_channels)
         self.layers = nn.ModuleList(
-            SpatialLSTM(dim_in if k == 0 else num_hiddens, num_hiddens) for k in range(num_layers))
+            SpatialLSTM(dim_in if k == 0 else num_hiddens, num_hiddens, cell_clip=cell_clip)
+            for k in range(num_layers))
         dim_hidden = num_hiddens if num_layers > 0 else dim_in
         self.mcgsm = MCGSM(dim_hidden, num_channels, num_components, num_scales, num_features)
 

@@ -4,7 +4,8 @@
     c_ij = g * i + c_(i,j-1) * f_c + c_(i-1,j) * f_r
     h_ij = tanh(c_ij * o)
 
-c_ij is clipped to +-CELL_CLIP (see `wavefront.CELL_CLIP`) so that untrained layers cannot overflow on large grids.
+c_ij is clipped to +-cell_clip (default `wavefront.CELL_CLIP`) so that untrained layers cannot overflow on large
+grids; a smaller clip keeps a trained layer's state bounded on images far larger than its training patches.
 Two implementations of the same function: `raster` (plain loop over pixels with autograd, the reference) and
 `sweep` (anti-diagonal wavefront with a hand-written backward, see `wavefront.py`). Tests hold them equal.
 """
@@ -20,9 +21,11 @@ from .wavefront import CELL_CLIP, DiagonalLayout, diagonal_sweep
 class SpatialLSTM(nn.Module):
     """One spatial LSTM layer: inputs [B, H, W, K] -> hidden states [B, H, W, D]."""
 
-    def __init__(self, input_size: int, hidden_size: int = 64, init_scale: float = 0.08) -> None:
+    def __init__(self, input_size: int, hidden_size: int = 64, init_scale: float = 0.08,
+                 cell_clip: float = CELL_CLIP) -> None:
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
+        self.cell_clip = float(cell_clip)  # part of the model's definition: kept in the owner's config
         d = hidden_size
         # Gate order along the 5D axis: g, o, i, f_r, f_c. Rows of weight_rec: h_up (D) then h_left (D).
         self.weight_in = nn.Parameter(torch.empty(input_size, 5 * d).uniform_(-init_scale, init_scale))
@@ -40,7 +43,7 @@ class SpatialLSTM(nn.Module):
 
     def forward_packed(self, packed: Tensor, layout: DiagonalLayout) -> Tensor:
         """The sweep on the packed layout: [L, B, K] -> [L, B, D] (stacked layers stay packed)."""
-        return diagonal_sweep(packed, self.weight_in, self.bias, self.weight_rec, layout)
+        return diagonal_sweep(packed, self.weight_in, self.bias, self.weight_rec, layout, self.cell_clip)
 
     def step(self, z: Tensor, h_up: Tensor, h_left: Tensor, c_up: Tensor, c_left: Tensor) -> tuple[Tensor, Tensor]:
         """One cell update for N cells: z [N, 5D] input projection (bias included), states [N, D] -> (h, c)."""
@@ -48,7 +51,7 @@ class SpatialLSTM(nn.Module):
         pre = z + torch.cat([h_up, h_left], dim=-1) @ self.weight_rec
         cand = torch.tanh(pre[..., :d])
         out_gate, in_gate, forget_up, forget_left = torch.sigmoid(pre[..., d:]).split(d, dim=-1)
-        c = (cand * in_gate + c_left * forget_left + c_up * forget_up).clamp(-CELL_CLIP, CELL_CLIP)
+        c = (cand * in_gate + c_left * forget_left + c_up * forget_up).clamp(-self.cell_clip, self.cell_clip)
         return torch.tanh(c * out_gate), c
 
     def _raster(self, inputs: Tensor) -> Tensor:

@@ -20,10 +20,11 @@ from torch.autograd.function import once_differentiable
 
 from . import sweep_kernels
 
-#: Memory cells are clipped to [-CELL_CLIP, CELL_CLIP]. With forget gates f_r + f_c > 1 (e.g. an untrained layer)
-#: the recurrence c_ij = g*i + c_left*f_c + c_up*f_r grows geometrically along the diagonals and overflows on large
-#: grids (inf - inf = NaN). The clip acts only far beyond where h = tanh(c*o) saturates, so it changes no finite
-#: result in practice; the density stays exactly normalised (h is still a function of the causal past).
+#: The default cell clip: memory cells are clipped to [-clip, clip]. With forget gates f_r + f_c > 1 (e.g. an
+#: untrained layer) the recurrence c_ij = g*i + c_left*f_c + c_up*f_r grows geometrically along the diagonals and
+#: overflows on large grids (inf - inf = NaN). This default acts only far beyond where h = tanh(c*o) saturates; a
+#: model can set a smaller one (`RIDEConfig.cell_clip`, design §4) to keep its state bounded on images far larger
+#: than its training patches. Either way the density stays exactly normalised (h is a function of the causal past).
 CELL_CLIP = 1e4
 
 
@@ -134,7 +135,8 @@ def with_ones(inputs: Tensor) -> Tensor:
     return torch.cat([inputs, inputs.new_ones(*inputs.shape[:2], 1)], dim=2)
 
 
-def _sweep(x1: Tensor, weight: Tensor, layout: DiagonalLayout, gates: Tensor | None) -> tuple[Tensor, Tensor]:
+def _sweep(x1: Tensor, weight: Tensor, layout: DiagonalLayout, gates: Tensor | None,
+           clip: float) -> tuple[Tensor, Tensor]:
     """The forward sweep over inputs x1 [L, B, K + 1] (see `with_ones`) with `fused_weight`: (c, h) [L, B, D].
     Writes the activated gates into `gates` [L, B, 5D] when given; without it (inference) one diagonal's gates live
     in a small reused buffer that stays in cache."""
@@ -153,7 +155,7 @@ def _sweep(x1: Tensor, weight: Tensor, layout: DiagonalLayout, gates: Tensor | N
     minus_one, zero = x1.new_full((), -1.0), x1.new_zeros(())
     fused = sweep_kernels.usable(x1)  # the cell update in one compiled loop instead of seven passes
     if fused:
-        consts = sweep_kernels.constants(x1.dtype, CELL_CLIP)
+        consts = sweep_kernels.constants(x1.dtype, clip)
         c_np, h_np = c.numpy(), h.numpy()
     for cur, n, up in layout.steps:
         rows = n * batch
@@ -176,7 +178,7 @@ def _sweep(x1: Tensor, weight: Tensor, layout: DiagonalLayout, gates: Tensor | N
         torch.mul(cand, in_gate, out=cc)
         cc.addcmul_(c[up : up + n], forget_up)
         cc.addcmul_(c[up + 1 : up + n + 1], forget_left)
-        cc.clamp_(-CELL_CLIP, CELL_CLIP)
+        cc.clamp_(-clip, clip)
         hh = h[cur : cur + n]
         torch.addcmul(zero, cc, out_gate, value=2, out=hh).sigmoid_()  # h = tanh(c o) = 2 sigmoid(2 c o) - 1
         torch.add(minus_one, hh, alpha=2, out=hh)
@@ -184,18 +186,18 @@ def _sweep(x1: Tensor, weight: Tensor, layout: DiagonalLayout, gates: Tensor | N
 
 
 def diagonal_sweep(inputs: Tensor, weight_in: Tensor, bias: Tensor, weight_rec: Tensor,
-                   layout: DiagonalLayout) -> Tensor:
-    """h [L, B, D] from packed inputs [L, B, K] (see `DiagonalSweep`); skips the autograd bookkeeping when no
-    gradient is needed."""
+                   layout: DiagonalLayout, clip: float = CELL_CLIP) -> Tensor:
+    """h [L, B, D] from packed inputs [L, B, K] (see `DiagonalSweep`; cells clipped to +-clip); skips the autograd
+    bookkeeping when no gradient is needed."""
     params = (inputs, weight_in, bias, weight_rec)
     if torch.is_grad_enabled() and any(t.requires_grad for t in params):
-        return DiagonalSweep.apply(*params, layout)
-    return _sweep(with_ones(inputs), fused_weight(weight_in, bias, weight_rec), layout, None)[1]
+        return DiagonalSweep.apply(*params, layout, clip)
+    return _sweep(with_ones(inputs), fused_weight(weight_in, bias, weight_rec), layout, None, clip)[1]
 
 
 class DiagonalSweep(torch.autograd.Function):
     """h = SLSTM(x) on the packed layout: inputs x [L, B, K], weight_in [K, 5D], bias [5D], weight_rec [2D, 5D]
-    (rows: h_up then h_left). Returns h [L, B, D] with zero pads.
+    (rows: h_up then h_left); cells clipped to +-clip. Returns h [L, B, D] with zero pads.
 
     Gate order along the 5D axis: g (tanh), o, i, f_r, f_c (sigmoid). Each diagonal's pre-activations are one
     product [n B, 2D + K + 1] @ [2D + K + 1, 5D] of the rows [h_up, h_left, x, 1] (see `_sweep`): one well-shaped
@@ -206,19 +208,19 @@ class DiagonalSweep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, inputs: Tensor, weight_in: Tensor, bias: Tensor, weight_rec: Tensor,
-                layout: DiagonalLayout) -> Tensor:
+                layout: DiagonalLayout, clip: float) -> Tensor:
         x1 = with_ones(inputs)
         gates = x1.new_empty(*x1.shape[:2], weight_rec.shape[1])  # activated gates of every cell, for the backward
-        c, h = _sweep(x1, fused_weight(weight_in, bias, weight_rec), layout, gates)
-        ctx.layout = layout
+        c, h = _sweep(x1, fused_weight(weight_in, bias, weight_rec), layout, gates, clip)
+        ctx.layout, ctx.clip = layout, clip
         low, high = torch.aminmax(c)  # the clip's gradient mask is needed only when it was hit
-        ctx.clipped = bool(high >= CELL_CLIP) or bool(low <= -CELL_CLIP)
+        ctx.clipped = bool(high >= clip) or bool(low <= -clip)
         ctx.save_for_backward(x1, weight_in, weight_rec, gates, c, h)
         return h
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_h: Tensor) -> tuple[Tensor | None, Tensor, Tensor, Tensor, None]:
+    def backward(ctx, grad_h: Tensor) -> tuple[Tensor | None, Tensor, Tensor, Tensor, None, None]:
         x1, weight_in, weight_rec, gates, c, h = ctx.saved_tensors
         clipped = ctx.clipped
         _, batch, dim = h.shape
@@ -231,7 +233,7 @@ class DiagonalSweep(torch.autograd.Function):
         dg_buf = gates.new_empty(max(n for _, n, _ in ctx.layout.steps), batch, 5 * dim)
         fused = sweep_kernels.usable(h)
         if fused:
-            consts = sweep_kernels.constants(h.dtype, CELL_CLIP)
+            consts = sweep_kernels.constants(h.dtype, ctx.clip)
             g_np, c_np, h_np, dh_np, dc_np, dg_np = (t.numpy() for t in (gates, c, h, dh, dc, dg_buf))
         for cur, n, up in reversed(ctx.layout.steps):
             rows = n * batch
@@ -248,7 +250,7 @@ class DiagonalSweep(torch.autograd.Function):
             _tanh_backward_(dco, hh)  # through h = tanh(c * o), in place: this diagonal's dh is not read again
             dcc = dc[cur : cur + n].addcmul_(dco, out_gate)
             if clipped:
-                dcc.masked_fill_(cc.abs() >= CELL_CLIP, 0)
+                dcc.masked_fill_(cc.abs() >= ctx.clip, 0)
             dg = dg_buf[:n]
             d_cand, d_out, d_in, d_up, d_left = dg.split(dim, dim=-1)
             torch.mul(dco, cc, out=d_out)
@@ -261,7 +263,7 @@ class DiagonalSweep(torch.autograd.Function):
             dc[up : up + n].addcmul_(dcc, forget_up)
             dc[up + 1 : up + n + 1].addcmul_(dcc, forget_left)
             _backward_products(dg.view(rows, 5 * dim), w_t, dh, dw, dx, x1, h, cur, up, n)
-        return dx, dw[2 * dim : -1], dw[-1], dw[: 2 * dim], None
+        return dx, dw[2 * dim : -1], dw[-1], dw[: 2 * dim], None, None
 
 
 def _backward_products(flat_dg: Tensor, w_t: tuple[Tensor, Tensor], dh: Tensor, dw: Tensor, dx: Tensor | None,

@@ -4,8 +4,9 @@
     ride compress A.png B.png --out-dir DIR          several: DIR/A.ride, DIR/B.ride
     ride decompress IN.ride -o OUT.png               (or several with --out-dir)
 
-Grey streams are format version 2, colour streams version 3 (portable: exact integer arithmetic, see `ride.codec`);
-version-1 files still decode. `--checkpoint M` names a checkpoint file or a shipped model; without it, compress
+Grey streams are format version 2 (4 for a model with a tighter cell clip, as photo_grey), colour streams version 3
+(portable: exact integer arithmetic, see `ride.codec`); version-1 files still decode. `--checkpoint M` names a
+checkpoint file or a shipped model; without it, compress
 uses the shipped grey model (`model_zoo.DEFAULT_CODEC_MODEL`) for 8-bit grey images and the shipped colour model
 (`model_zoo.DEFAULT_COLOUR_CODEC_MODEL`) for 8-bit RGB images, and decompress finds the shipped model whose
 fingerprint the stream carries. Other images (alpha channels, 16-bit, palettes, CMYK...) are refused, never
@@ -53,8 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
         if name == "compress":
             p.add_argument("--stripes", type=int, default=None, metavar="K",
-                           help="code the image as K horizontal stripes side by side (default: one per ~128 rows for "
-                                "grey, ~512 for RGB; each stripe's top rows lose the context above them)")
+                           help="code the image as K horizontal stripes side by side (default: one per ~512 rows "
+                                "for RGB and for grey models with a tight cell clip (photo_grey), ~128 for other "
+                                "grey models; each stripe's top rows lose the context above them)")
             p.add_argument("--exact", action="store_true",
                            help="one stripe: every pixel coded with its full causal context, exactly the model's "
                                 "code length (format 2 always uses the exact integer CDF of all 256 values); "

@@ -5,9 +5,10 @@ Colour images (format version 3) are coded as the grey ones are, with the colour
 (`colour_fixedpoint.quantise_colour`): the three channels of each pixel in the model's order (R, then G given R, then
 B given R and G), each channel's frame at its own rounded mean.
 
-`compress` writes format version 2 (docs/codec_format.md): the model is first turned into exact integer arithmetic
-(`fixedpoint.quantise`, cached per model), so that a stream decodes on any machine, under any kernel set, BLAS or
-thread count; the engine is `codec.engine`. `decompress` also reads version-1 streams with the float path below.
+`compress` writes format version 2 (4 for a model that clips its cells below 10^4; docs/codec_format.md): the
+model is first turned into exact integer arithmetic (`fixedpoint.quantise`, cached per model), so that a stream
+decodes on any machine, under any kernel set, BLAS or thread count; the engine is `codec.engine`. `decompress`
+also reads version-1 streams with the float path below.
 
 Version 1 (float, read only). The image is placed in a frame of constant value (its rounded mean, stored in the
 header): `top` rows above and `left`/`right` columns beside it, so that every image pixel is a predicted pixel of
@@ -28,6 +29,7 @@ rounding; the pixel checksum turns that into an error, never a silently wrong im
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 
@@ -39,7 +41,7 @@ from torch import Tensor, nn
 from ..front import MCGSMTables, SkewedFront
 from . import engine
 from .colour_fixedpoint import IntColourRIDE, quantise_colour
-from .fixedpoint import IntRIDE, quantise
+from .fixedpoint import CELL_CLIP_INT, IntRIDE, quantise
 from .format import (
     DIGIT_BITS,
     MODE_CODED,
@@ -65,10 +67,12 @@ Progress = Callable[[int, int], None]
 # code smaller, as long as the model does not drift on sequences longer than its training patches (RESULTS.md
 # "Stripe height"). photo_colour, trained on patches of up to 128 px, codes every Wikimedia val photograph smaller
 # in one stripe than in ~128-row stripes (pooled 3.077 vs 3.089 bits per sub-pixel; ~512 rows: 3.079, encoding
-# ~10% slower at two threads); photo_grey, trained on patches of up to 64 px, drifts on some (003: 2.971 bits/px in
-# stripes of ~512 rows, 2.932 at ~128).
-STRIPE_ROWS = 128  # grey (format 2)
+# ~10% slower at two threads). Grey models trained on patches of up to 64 px drift on some with the default cell clip
+# (photo_grey before its clip of 10: 003 2.971 bits/px in stripes of ~512 rows, 2.932 at ~128); with its cells
+# clipped at 10, photo_grey codes all ten smaller at ~512 rows (pooled 3.5714 vs 3.5869) and in one stripe (3.5692).
+STRIPE_ROWS = 128  # grey, a model with format 2's cell clip
 STRIPE_ROWS_COLOUR = 512  # RGB (format 3)
+STRIPE_ROWS_BOUNDED = 512  # grey, a model that clips its cells more tightly (format 4)
 DIGIT_BITS_DEFAULT = 2
 _INT_MODELS: dict[bytes, IntRIDE | IntColourRIDE] = {}
 
@@ -89,9 +93,11 @@ def _is_colour(model: nn.Module) -> bool:
     return isinstance(model, LosslessColourRIDE)
 
 
-def default_stripes(height: int, colour: bool = False) -> int:
-    """Stripes used by `compress` when not given: about one per STRIPE_ROWS (grey) or STRIPE_ROWS_COLOUR rows."""
-    return max(1, round(height / (STRIPE_ROWS_COLOUR if colour else STRIPE_ROWS)))
+def default_stripes(height: int, colour: bool = False, bounded: bool = False) -> int:
+    """Stripes used by `compress` when not given: about one per STRIPE_ROWS_COLOUR rows (RGB), STRIPE_ROWS_BOUNDED
+    (grey, a model whose cells are clipped below format 2's clip: `bounded`) or STRIPE_ROWS (other grey models)."""
+    rows = STRIPE_ROWS_COLOUR if colour else STRIPE_ROWS_BOUNDED if bounded else STRIPE_ROWS
+    return max(1, round(height / rows))
 
 
 def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | None = None,
@@ -101,7 +107,8 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     version 3; then `backend` must be "auto" or "kernels").
 
     `progress(done_fronts, total_fronts)` is called after every front. `stripes` horizontal stripes are coded side
-    by side (default `default_stripes(H, colour)`; more stripes: more pixels per front, less context at their top rows).
+    by side (default `default_stripes(H, colour, bounded)`; more stripes: more pixels per front, less context at
+    their top rows).
     `digit_bits` (1, 2, 4 or 8) bits of each pixel are coded per range-coder symbol. Returns the bytes of the
     stream (header included, the model excluded: decoding needs the same model). Where the model would need more
     than 8 bits per pixel (noise), the pixels are stored as they are. The result does not depend on the machine,
@@ -112,7 +119,8 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     colour = isinstance(im, IntColourRIDE)
     pixels = _check_image(image, colour)
     height, width = pixels.shape[:2]
-    stripes = default_stripes(height, colour) if stripes is None else stripes
+    bounded = not colour and im.cell_clip < CELL_CLIP_INT
+    stripes = default_stripes(height, colour, bounded) if stripes is None else stripes
     if not isinstance(stripes, int) or not 1 <= stripes <= 65535:
         raise ValueError(f"stripes must be an integer in [1, 65535], found {stripes!r}")
     if digit_bits not in DIGIT_BITS:
@@ -126,7 +134,7 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     if len(payload) >= pixels.size:
         mode, payload = MODE_STORED, pixels.tobytes()
     header = Header2(mode, height, width, pad, stripes, digit_bits, im.fingerprint, pixel_checksum(pixels),
-                     len(payload))
+                     len(payload), im.cell_clip)  # format 4 when the model clips its cells more tightly
     return header.pack() + payload
 
 
@@ -224,8 +232,11 @@ def decompress(model: nn.Module, data: bytes, progress: Progress | None = None, 
         with _one_thread():
             image = _decode(model, header, payload, progress)
     else:
-        image = engine.decode(integer_model(model), payload, header.height, header.width, header.pad_value,
-                                 header.stripes, header.digit_bits, progress, backend)
+        im = integer_model(model)
+        if im.cell_clip != header.cell_clip:  # the clip the stream was coded with (format 2: 10^4), not the model's
+            im = dataclasses.replace(im, cell_clip=header.cell_clip)
+        image = engine.decode(im, payload, header.height, header.width, header.pad_value, header.stripes,
+                              header.digit_bits, progress, backend)
     if pixel_checksum(image) != header.pixel_crc:
         cause = ("it was encoded on hardware or software whose arithmetic differs from this one's (format version 1 "
                  "streams decode only there)" if header.version == VERSION_1 else "or made by another program")

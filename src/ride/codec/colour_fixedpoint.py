@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fixedpoint import (
+    CELL_CLIP_INT,
     F64_EXACT,
     FEAT_BITS,
     Q_BITS,
@@ -76,6 +77,7 @@ class IntColourRIDE:
     exp2: np.ndarray
     phi: np.ndarray
     dims: tuple[int, int, int, int, int]  # D, layers, C, S, F
+    cell_clip: int = CELL_CLIP_INT  # as in IntRIDE (the colour models keep the format's clip)
 
     @property
     def fingerprint(self) -> bytes:

@@ -53,7 +53,7 @@ Z_RANGE = 8  # PHI covers z in [-8, 8]
 PHI_ONE = 1 << 16
 WEIGHT_ONE = 1 << 15
 R_SHIFT = 24  # z index = rshift(d * r_cs, R_SHIFT)
-CELL_CLIP_INT = 10_000 << UNIT_BITS  # wavefront.CELL_CLIP at 2^-15
+CELL_CLIP_INT = 10_000 << UNIT_BITS  # wavefront.CELL_CLIP at 2^-15: format 2's clip (format 4 states its own)
 F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
 MAX_SHIFT = 62
@@ -182,19 +182,37 @@ class IntRIDE:
     exp2: np.ndarray  # [2^LOG_BITS] round(2^15 2^(-j/2^LOG_BITS))
     phi: np.ndarray  # [2 Z_RANGE 2^Z_BITS + 1] round(2^16 Phi(z))
     dims: tuple[int, int, int, int, int] = field(default=(0, 0, 0, 0, 0))  # D, layers, C, S, F
+    # cells are clipped to +-cell_clip (at 2^-15): CELL_CLIP_INT, or the float model's smaller `cell_clip`. Not in
+    # the fingerprint: a stream's header states the clip it was coded with (format 4; format 2 means CELL_CLIP_INT)
+    cell_clip: int = CELL_CLIP_INT
 
     @property
     def fingerprint(self) -> bytes:
-        """8 bytes: SHA-256 over every integer array and scalar of the integer model (not the float weights)."""
+        """8 bytes: SHA-256 over every integer array and scalar of the integer model (not the float weights), the
+        cell clip excepted (the stream states it)."""
         digest = hashlib.sha256(b"ride-intmodel-v2")
         digest_fields(self, digest)
         return digest.digest()[:8]
+
+
+UNDIGESTED = ("cell_clip",)  # fields a stream states in its header
+
+
+def cell_clip_int(clip: float) -> int:
+    """A float model's cell clip at 2^-15 (round half up), at most the format's CELL_CLIP_INT and at least 1."""
+    if not clip > 0:
+        raise ValueError(f"cell_clip must be > 0, found {clip!r}")
+    if clip >= CELL_CLIP_INT / (1 << UNIT_BITS):
+        return CELL_CLIP_INT
+    return max(1, math.floor(clip * (1 << UNIT_BITS) + 0.5))
 
 
 def digest_fields(obj: object, digest) -> None:  # noqa: ANN001 - a hashlib object
     """Feed every field of an integer-model dataclass to `digest`: name and item count, then each array's shape and
     little-endian int64 bytes, nested dataclasses field by field, other values by repr."""
     for f in fields(obj):
+        if f.name in UNDIGESTED:
+            continue
         value = getattr(obj, f.name)
         items = value if isinstance(value, list) else [value]
         digest.update(f"{f.name}|{len(items)}".encode())
@@ -316,7 +334,8 @@ def quantise(model, hidden_levels: int = 255) -> IntRIDE:  # noqa: ANN001 - a ri
         offsets=nb.offsets().numpy().astype(np.int64), margin=tuple(int(m) for m in model.margin),
         hidden_levels=a_levels, **trunk,
         out_weight=np.concatenate([w_feat, w_mean], 1), out_shift=np.concatenate([sh_feat, sh_mean]),
-        **gate, **tables(a_levels), dims=(d, len(model.layers), c, s, f))
+        **gate, **tables(a_levels), dims=(d, len(model.layers), c, s, f),
+        cell_clip=cell_clip_int(model.config.cell_clip))
 
 
 # ---------------------------------------------------------------------------------------------- fast path (torch)
@@ -435,7 +454,7 @@ class FrontStepper(FrontGeometry):
             cand, out_g, in_g, f_up, f_left = gates.split(d, 1)
             cell = cand * in_g
             cell.addcmul_(c_past[:, 1], f_left).addcmul_(c_past[:, 0], f_up)
-            cell = rshift(cell, UNIT_BITS).clamp_(-CELL_CLIP_INT, CELL_CLIP_INT)
+            cell = rshift(cell, UNIT_BITS).clamp_(-self.im.cell_clip, self.im.cell_clip)
             x = rshift(cell * out_g, 2 * UNIT_BITS - PRE_BITS).clamp_(-r, r).add_(r)
             below = self.tanh_h32.index_select(0, x.view(-1)).view(b * n, d)
             hs.index_copy_(1, here, below.view(b, n, d))

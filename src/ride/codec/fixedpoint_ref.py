@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from .fixedpoint import (
-    CELL_CLIP_INT,
     FEAT_CLIP,
     LOG_BITS,
     MAX_SHIFT,
@@ -76,7 +75,7 @@ def _raster_trunk(im, canvas: np.ndarray):  # noqa: ANN001, ANN202 - an IntRIDE 
                 cand = _lookup(im.tanh, pre[:d])
                 out_g, in_g, f_up, f_left = (_lookup(im.sigmoid, pre[d * (g + 1) : d * (g + 2)]) for g in range(4))
                 new_c = cand * in_g + cell[k][i + 1, j] * f_left + cell[k][i, j + 1] * f_up
-                new_c = np.clip(_rshift(new_c, UNIT_BITS), -CELL_CLIP_INT, CELL_CLIP_INT)
+                new_c = np.clip(_rshift(new_c, UNIT_BITS), -im.cell_clip, im.cell_clip)
                 new_h = _lookup(im.tanh_h, _rshift(new_c * out_g, 2 * UNIT_BITS - PRE_BITS))
                 cell[k][i + 1, j + 1], h[k][i + 1, j + 1] = new_c, new_h
                 below = new_h

@@ -17,6 +17,17 @@ Format version 2 (written by this ride; docs/codec_format.md describes it comple
     34      4     CRC-32 of bytes 0..33
     38      n     payload: the range coder's 32-bit words, little-endian (mode 0), or the pixels (mode 1)
 
+Format version 4 (grey, written for a model whose cells are clipped more tightly than format 2's +-10^4, e.g.
+`photo_grey`): version 2's fields with the clip inserted after the digit bits; the rest shifts by 4 bytes:
+
+    17      1     bits per coded digit
+    18      4     cell clip: the integer model's cells are clamped to +-this (at 2^-15; format 2 means 10^4 * 2^15)
+    22      8     integer model fingerprint
+    30      4     CRC-32 of the pixels
+    34      4     payload bytes n
+    38      4     CRC-32 of bytes 0..37
+    42      n     payload
+
 Format version 3 (colour: 8-bit RGB images, `colour_fixedpoint.IntColourRIDE`; grey images stay version 2):
 
     offset  size  field (big-endian)
@@ -63,14 +74,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..wavefront import CELL_CLIP
+from .fixedpoint import CELL_CLIP_INT
+
 MAGIC = b"RIDE"
 VERSION = 2
 VERSION_1 = 1
 VERSION_COLOUR = 3
+VERSION_CLIPPED = 4  # grey, with the cell clip in the header
 CHANNEL_ORDERS = ("rgb", "grb")  # the channel-order byte of version 3
 _FIELDS = struct.Struct(">4sBBIIBH8sII")  # version 1
 _FIELDS_2 = struct.Struct(">4sBBIIBHB8sII")
 HEADER_BYTES_2 = _FIELDS_2.size + 4
+_FIELDS_4 = struct.Struct(">4sBBIIBHBI8sII")
+HEADER_BYTES_4 = _FIELDS_4.size + 4
 _FIELDS_3 = struct.Struct(">4sBBII3sHBB8sII")
 HEADER_BYTES_3 = _FIELDS_3.size + 4
 HEADER_BYTES = HEADER_BYTES_2  # of the format written now
@@ -114,13 +131,13 @@ def unpack_header(data: bytes) -> tuple[Header | Header2 | Header3, bytes]:
     if len(data) <= len(MAGIC):
         raise ValueError(f"truncated ride codec stream: {len(data)} bytes, no format version")
     version = data[len(MAGIC)]
-    if version == VERSION:
+    if version in (VERSION, VERSION_CLIPPED):
         return _unpack_header_2(data)
     if version == VERSION_COLOUR:
         return _unpack_header_3(data)
     if version != VERSION_1:
         raise ValueError(f"ride codec stream of format version {version}; this ride reads versions {VERSION_1}, "
-                         f"{VERSION} and {VERSION_COLOUR}")
+                         f"{VERSION}, {VERSION_COLOUR} and {VERSION_CLIPPED}")
     if len(data) < HEADER_BYTES_1:
         raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES_1}-byte "
                          "header")
@@ -145,6 +162,9 @@ def model_fingerprint(model: nn.Module) -> bytes:
     digest = hashlib.sha256(type(model).__name__.encode())
     config = getattr(model, "config", None)
     config = asdict(config) if is_dataclass(config) and not isinstance(config, type) else config
+    if isinstance(config, dict) and config.get("cell_clip") == CELL_CLIP:
+        # added to RIDEConfig after version 1; at its default the model computes what it computed before
+        config = {k: v for k, v in config.items() if k != "cell_clip"}
     digest.update(repr(sorted(config.items()) if isinstance(config, dict) else config).encode())
     for name, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
@@ -156,7 +176,8 @@ def model_fingerprint(model: nn.Module) -> bytes:
 
 @dataclass(frozen=True)
 class Header2:
-    """The fields of a format-version-2 header (see the module docstring)."""
+    """The fields of a grey header: format version 2, or 4 when the cell clip is not format 2's (see the module
+    docstring)."""
 
     mode: int
     height: int
@@ -167,29 +188,42 @@ class Header2:
     fingerprint: bytes  # of the integer model
     pixel_crc: int
     num_bytes: int
-    version = VERSION
+    cell_clip: int = CELL_CLIP_INT  # the integer model's cell clip at 2^-15
+
+    @property
+    def version(self) -> int:
+        return VERSION if self.cell_clip == CELL_CLIP_INT else VERSION_CLIPPED
 
     def pack(self) -> bytes:
-        fields = _FIELDS_2.pack(MAGIC, VERSION, self.mode, self.height, self.width, self.pad_value, self.stripes,
-                                self.digit_bits, self.fingerprint, self.pixel_crc, self.num_bytes)
+        if self.version == VERSION:
+            fields = _FIELDS_2.pack(MAGIC, VERSION, self.mode, self.height, self.width, self.pad_value, self.stripes,
+                                    self.digit_bits, self.fingerprint, self.pixel_crc, self.num_bytes)
+        else:
+            fields = _FIELDS_4.pack(MAGIC, VERSION_CLIPPED, self.mode, self.height, self.width, self.pad_value,
+                                    self.stripes, self.digit_bits, self.cell_clip, self.fingerprint, self.pixel_crc,
+                                    self.num_bytes)
         return fields + _CRC.pack(zlib.crc32(fields))
 
 
 def _unpack_header_2(data: bytes) -> tuple[Header2, bytes]:
-    if len(data) < HEADER_BYTES_2:
-        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES_2}-byte "
-                         "header")
-    _, _, mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes = _FIELDS_2.unpack_from(data)
-    (header_crc,) = _CRC.unpack_from(data, _FIELDS_2.size)
-    if zlib.crc32(data[: _FIELDS_2.size]) != header_crc:
+    """Format 2 or 4 (grey)."""
+    clipped = data[len(MAGIC)] == VERSION_CLIPPED
+    layout, size = (_FIELDS_4, HEADER_BYTES_4) if clipped else (_FIELDS_2, HEADER_BYTES_2)
+    if len(data) < size:
+        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {size}-byte header")
+    values = list(layout.unpack_from(data))
+    clip = values.pop(8) if clipped else CELL_CLIP_INT
+    _, _, mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes = values
+    (header_crc,) = _CRC.unpack_from(data, layout.size)
+    if zlib.crc32(data[: layout.size]) != header_crc:
         raise ValueError("corrupted ride codec stream: the header checksum does not match")
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= stripes <= height) or mode > MODE_STORED \
-            or bits not in DIGIT_BITS:
+            or bits not in DIGIT_BITS or (clipped and not 1 <= clip < CELL_CLIP_INT):
         raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, {stripes} stripes, "
-                         f"{bits} bits per digit")
-    _check_payload_size(data, HEADER_BYTES_2, num_bytes, mode, height * width)
-    header = Header2(mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes)
-    return header, data[HEADER_BYTES_2:]
+                         f"{bits} bits per digit, cell clip {clip}")
+    _check_payload_size(data, size, num_bytes, mode, height * width)
+    header = Header2(mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes, clip)
+    return header, data[size:]
 
 
 @dataclass(frozen=True)

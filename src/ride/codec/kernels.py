@@ -19,7 +19,6 @@ import torch
 
 from .colour_fixedpoint import R_CLIP
 from .fixedpoint import (
-    CELL_CLIP_INT,
     FEAT_CLIP,
     LOG_BITS,
     MAX_SHIFT,
@@ -109,7 +108,7 @@ def _gather_hidden(h_buf, past, below, out):  # noqa: ANN001, ANN202
 
 @_jit_parallel
 def _lstm_cells(pre, shift, half, odd, add, add_rows, gate_tanh, gate_sigmoid, tanh_h, c_buf, h_buf, past, here,  # noqa: ANN001, ANN202
-                below):
+                below, cell_clip):
     """Gates, cells and hidden states of one layer from its exact GEMM sums pre [N, 5D] (design §13 step 2);
     writes the states at `here` and the hidden states [N, D] (float32 holding integers) into `below`.
 
@@ -139,7 +138,7 @@ def _lstm_cells(pre, shift, half, odd, add, add_rows, gate_tanh, gate_sigmoid, t
             cell = (gates[u] * gates[2 * d + u] + c_buf[b, left, u] * gates[4 * d + u]
                     + c_buf[b, up, u] * gates[3 * d + u])
             cell = (cell + (np.int64(1) << (UNIT_BITS - 1))) >> UNIT_BITS
-            cell = min(max(cell, -CELL_CLIP_INT), CELL_CLIP_INT)
+            cell = min(max(cell, -cell_clip), cell_clip)
             c_buf[b, at, u] = cell
             x = (cell * gates[d + u] + (np.int64(1) << (shift_h - 1))) >> shift_h
             index[u] = min(max(x, -r_max), r_max) + r_max
@@ -366,7 +365,7 @@ class KernelStepper(FrontGeometry):
         self.windows = np.concatenate([self.window_start + ch * hc * wc for ch in range(self.channels)], 1)
         stride = self.wp + 1
         self.h = [np.zeros((b, 2 * stride, d), dtype=np.float32) for _ in range(im.dims[1])]
-        # cell states fit int32: |c| <= CELL_CLIP_INT < 2^31 (halves the buffers of wide images)
+        # cell states fit int32: |c| <= im.cell_clip <= CELL_CLIP_INT < 2^31 (halves the buffers of wide images)
         self.c = [np.zeros((b, 2 * stride, d), dtype=np.int32) for _ in range(im.dims[1])]
         self.in_weight = im.in_weight.astype(np.float64)
         self.in_bias = im.in_bias.astype(np.float64)
@@ -403,7 +402,7 @@ class KernelStepper(FrontGeometry):
             pre = _mm(gemm_in, w)  # exact: products and sums < 2^24
             below = np.empty((b * n, d), dtype=np.float32)
             _lstm_cells(pre, shift, half, odd, z0 if k == 0 else bias, k == 0, self.gate_tanh, self.gate_sigmoid,
-                        self.tanh_h, self.c[k], self.h[k], past, here, below)
+                        self.tanh_h, self.c[k], self.h[k], past, here, below, np.int64(self.im.cell_clip))
         return below, base
 
     def step(self, t: int) -> KernelMixture:
