@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ride
-from ride.growth import widen
+from ride.growth import widen, with_cell_clip
 from ride.patch_ride import PatchRIDE
 
 
@@ -62,6 +62,20 @@ def test_widened_patch_ride_has_the_same_density():
     wide = widen(base, 7)
     assert isinstance(wide, PatchRIDE) and wide.patch_size == 4 and wide.ride.config.num_hiddens == 7
     torch.testing.assert_close(wide.log_prob_pixels(z), base.log_prob_pixels(z), rtol=0, atol=1e-12)
+
+
+def test_with_cell_clip_keeps_the_weights_and_the_kind_of_model():
+    torch.manual_seed(4)
+    base = trained_like(PatchRIDE(4, num_hiddens=3, num_components=2, num_features=3, nb_size=3)).double()
+    z = torch.randn(6, 15, dtype=torch.float64)
+    loose = with_cell_clip(base, 1e6)  # beyond any cell here: the same density
+    assert isinstance(loose, PatchRIDE) and loose.patch_size == 4 and loose.ride.config.cell_clip == 1e6
+    assert [layer.cell_clip for layer in loose.ride.layers] == [1e6]
+    torch.testing.assert_close(loose.log_prob_pixels(z), base.log_prob_pixels(z), rtol=0, atol=0)
+    tight = with_cell_clip(base, 1e-3)  # hit everywhere: another density
+    assert not torch.allclose(tight.log_prob_pixels(z), base.log_prob_pixels(z))
+    with pytest.raises(ValueError, match="needs a RIDE or PatchRIDE"):
+        with_cell_clip(torch.nn.Linear(2, 2), 10.0)
 
 
 def test_widen_rejects_what_it_cannot_grow():

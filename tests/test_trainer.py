@@ -168,6 +168,29 @@ def test_widen_to_starts_from_the_same_density(image_dir, tmp_path):
         tiny_config(image_dir, widen_to=10)
 
 
+def test_cell_clip_of_a_fresh_model_and_of_init(image_dir, tmp_path):
+    """`cell_clip` sets RIDEConfig.cell_clip: on a fresh model, or on `init`'s (whose weights are kept); saved."""
+    fresh = Trainer(tiny_config(image_dir, cell_clip=5.0, max_steps_per_epoch=3, patch_sizes=(8,)), tmp_path / "one",
+                    progress=False)
+    assert fresh.model.config.cell_clip == 5.0 and [la.cell_clip for la in fresh.model.layers] == [5.0]
+    fresh.run()
+    base = ride.load(tmp_path / "one" / "model.pt")
+    assert base.config.cell_clip == 5.0
+    config = tiny_config(image_dir, init=str(tmp_path / "one" / "model.pt"), cell_clip=0.5, init_mcgsm=False,
+                         max_steps_per_epoch=3, patch_sizes=(8,))
+    tighter = Trainer(config, tmp_path / "tight", progress=False)
+    assert tighter.model.config.cell_clip == 0.5
+    for name, value in base.state_dict().items():
+        assert torch.equal(tighter.model.state_dict()[name], value), name
+    kept = Trainer(replace_checked(config, {"cell_clip": None}), tmp_path / "kept", progress=False)
+    assert kept.model.config.cell_clip == 5.0
+    for bad, message in (({"cell_clip": 0.0}, "cell_clip must be > 0"),
+                         ({"cell_clip": 10.0, "colour": True, "model": "colour_lossless", "finetune_iter": 0,
+                           "init_mcgsm": False}, "for grey RIDE models")):
+        with pytest.raises(ValueError, match=message):
+            tiny_config(image_dir, **bad)
+
+
 def test_top_layer_only_stages_leave_the_lower_layer_unchanged(image_dir, tmp_path):
     Trainer(tiny_config(image_dir, max_steps_per_epoch=5, patch_sizes=(8,)), tmp_path / "one", progress=False).run()
     base = {k: v.clone() for k, v in ride.load(tmp_path / "one" / "model.pt").layers[0].state_dict().items()}

@@ -7,7 +7,7 @@ lossless colour model) with `num_hiddens` units in every layer that computes exa
 weights, and every weight *from* a new unit (into an old unit's gates, into the next layer's old units, into the
 MCGSM's features and predictors) starts at zero. The new units therefore start as unused capacity: the gradient of
 the loss reaches their outgoing weights at once (their states are non-zero), and their incoming weights once those
-have moved.
+have moved. `with_cell_clip(model, clip)` copies a RIDE with another cell clip (`RIDEConfig.cell_clip`).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _inner(model: nn.Module, what: str) -> RIDE:
     return inner
 
 
-def _rebuilt(model: nn.Module, inner: RIDE, **changes: int) -> tuple[nn.Module, RIDE]:
+def _rebuilt(model: nn.Module, inner: RIDE, **changes: float) -> tuple[nn.Module, RIDE]:
     """(bigger, target): a fresh model of `model`'s type (RIDE or PatchRIDE) with the config of its RIDE `inner`
     changed by `changes`, on `inner`'s device and dtype, the whitening copied; `target` is the RIDE inside it."""
     param = next(inner.parameters())
@@ -95,6 +95,17 @@ def _rebuilt(model: nn.Module, inner: RIDE, **changes: int) -> tuple[nn.Module, 
     target = bigger.ride if isinstance(bigger, PatchRIDE) else bigger
     target.preconditioner.load_state_dict(inner.preconditioner.state_dict())
     return bigger, target
+
+
+def with_cell_clip(model: nn.Module, cell_clip: float) -> nn.Module:
+    """A copy of `model` (RIDE or PatchRIDE) whose spatial LSTM clips its cells to +-cell_clip (`RIDEConfig`); all
+    weights copied. The density changes only where a cell goes beyond the new clip."""
+    inner = model.ride if isinstance(model, PatchRIDE) else model
+    if not isinstance(inner, RIDE):
+        raise ValueError(f"with_cell_clip needs a RIDE or PatchRIDE, found {type(model).__name__}")
+    clipped, target = _rebuilt(model, inner, cell_clip=cell_clip)
+    target.load_state_dict(inner.state_dict())
+    return clipped
 
 
 def add_layer(model: nn.Module) -> nn.Module:

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..checkpoint import load, load_payload, save
-from ..growth import add_layer, widen
+from ..growth import add_layer, widen, with_cell_clip
 from ..model import RIDE
 from ..model_zoo import resolve_checkpoint
 from ..patch_ride import PatchRIDE
@@ -68,8 +68,9 @@ def build_model(config: TrainConfig) -> nn.Module:
     fields = {"num_hiddens": config.num_hiddens, "num_layers": config.num_layers,
               "num_components": config.num_components, "num_scales": config.num_scales,
               "num_features": config.num_features, "nb_size": config.nb_size}
+    clip = {} if config.cell_clip is None else {"cell_clip": config.cell_clip}
     if config.mode == "patches63":
-        return PatchRIDE(**fields)
+        return PatchRIDE(**fields, **clip)
     if config.model == "colour":
         from ..colour import ColourRIDE
 
@@ -78,7 +79,7 @@ def build_model(config: TrainConfig) -> nn.Module:
         from ..colour_lossless import LosslessColourRIDE
 
         return LosslessColourRIDE(config.colour_transform, **fields)
-    return RIDE(**fields)
+    return RIDE(**fields, **clip)
 
 
 class _MeanNLL(nn.Module):
@@ -190,6 +191,8 @@ class Trainer:
                     model = widen(model, cfg.widen_to)
                 if cfg.add_layer:
                     model = add_layer(model)
+                if cfg.cell_clip is not None:
+                    model = with_cell_clip(model, cfg.cell_clip)
             else:
                 model = build_model(cfg)
         model = model.to(self.device).train()
