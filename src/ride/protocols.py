@@ -270,13 +270,12 @@ def whole_image_sums(model: torch.nn.Module, images: Iterable[Tensor], seed: int
             continue
         x = dequantize(image, torch.Generator().manual_seed(image_seed(seed, image)))
         log_p = model.log_prob_pixels(x[None].to(device)).double().cpu()
-        nats, pixels = log_p.sum(), log_p.numel()
-        rate = nats / pixels / LN2
-        sums += torch.stack([torch.tensor(1.0, dtype=torch.float64), torch.tensor(float(pixels), dtype=torch.float64),
-                             nats, rate, rate.square()])
+        nats = log_p.sum()
+        row = torch.stack([torch.ones_like(nats), torch.full_like(nats, log_p.numel()), nats])  # images, pixels, nats
+        rate = nats / row[1] / LN2
+        sums += torch.cat([row, torch.stack([rate, rate.square()])])
         if per_image is not None:
-            per_image[index] += torch.stack([torch.tensor(1.0, dtype=torch.float64),
-                                             torch.tensor(float(pixels), dtype=torch.float64), nats])
+            per_image[index] += row
     return sums
 
 

@@ -199,9 +199,8 @@ UNDIGESTED = ("cell_clip",)  # fields a stream states in its header
 
 
 def cell_clip_int(clip: float) -> int:
-    """A float model's cell clip at 2^-15 (round half up), at most the format's CELL_CLIP_INT and at least 1."""
-    if not clip > 0:
-        raise ValueError(f"cell_clip must be > 0, found {clip!r}")
+    """A float model's cell clip (> 0, as RIDEConfig checks) at 2^-15 (round half up), at most the format's
+    CELL_CLIP_INT and at least 1."""
     if clip >= CELL_CLIP_INT / (1 << UNIT_BITS):
         return CELL_CLIP_INT
     return max(1, math.floor(clip * (1 << UNIT_BITS) + 0.5))
