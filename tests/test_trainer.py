@@ -432,8 +432,14 @@ def test_photos_data_trains_on_both_sets_and_validates_each(tmp_path):
     parts = val["val_bsds300_bits_per_dim"], val["val_wikipedia_photos_bits_per_dim"]
     assert val["val_bits_per_dim"] == pytest.approx(sum(parts) / 2)
     assert abs(parts[0] - parts[1]) > 0.1  # noise JPEGs and dead leaves: the sets' rates differ
-    with pytest.raises(ValueError, match="aerials=true needs data='photos'"):
+    with pytest.raises(ValueError, match="aerials=true needs data='photos' or 'wikipedia_photos'"):
         tiny_config(image_dir=None, images="x", aerials=True)
+    # never-JPEG only: the Wikimedia training images, validated on the Wikimedia val images alone
+    config = tiny_config(None, data="wikipedia_photos", data_root=str(root), images=None, max_steps_per_epoch=2,
+                         val_tile=24)
+    wiki_trainer = Trainer(config, tmp_path / "run_wiki", progress=False)
+    assert len(wiki_trainer.task.train) == 39 and list(wiki_trainer.task.val_sets) == ["wikipedia_photos"]
+    assert wiki_trainer.task.validate(trainer.model)["val_bits_per_dim"] == pytest.approx(parts[1])
 
 
 def test_init_takes_a_shipped_model_name(image_dir, tmp_path):

@@ -20,7 +20,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: JSON configs only
     tomllib = None
 
-DATA_SOURCES = ("bsds300", "photos", "deadleaves", "images", "brodatz")
+DATA_SOURCES = ("bsds300", "photos", "wikipedia_photos", "deadleaves", "images", "brodatz")
 MODES = ("images", "patches63")
 OPTIMIZERS = ("sgd", "adam")
 MODELS = ("ride", "colour", "colour_lossless")
@@ -34,9 +34,10 @@ class TrainConfig:
     # --- data
     # bsds300 (train 180 / val 20) | photos (BSDS300 train + the Wikimedia photographs' 39 training images, and the
     # aerials' 30 with `aerials`; validated on BSDS300 val and the Wikimedia val images, each set's rate weighted
-    # equally) | deadleaves | images (folder/glob) | brodatz (one plate)
+    # equally) | wikipedia_photos (never-JPEG only: the Wikimedia training images, and the aerials' with `aerials`;
+    # validated on the Wikimedia val images) | deadleaves | images (folder/glob) | brodatz (one plate)
     data: str = "bsds300"
-    aerials: bool = False  # data="photos": add the USC-SIPI aerials' training images
+    aerials: bool = False  # data="photos" or "wikipedia_photos": add the USC-SIPI aerials' training images
     data_root: str | None = None  # folder holding bsds300/ and brodatz_usc_sipi/ (default: $RIDE_DATA)
     images: str | None = None  # folder or glob for data="images"
     plate: str | None = None  # USC-SIPI plate for data="brodatz", e.g. "1.1.01"
@@ -116,7 +117,8 @@ class TrainConfig:
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, found {self.optimizer!r}")
         need(self.data != "images" or bool(self.images), "data='images' needs images (a folder or glob)")
         need(self.data != "brodatz" or bool(self.plate), "data='brodatz' needs plate (e.g. '1.1.01')")
-        need(not self.aerials or self.data == "photos", "aerials=true needs data='photos'")
+        need(not self.aerials or self.data in ("photos", "wikipedia_photos"),
+             "aerials=true needs data='photos' or 'wikipedia_photos'")
         need(len(self.patch_sizes) > 0, "patch_sizes is empty")
         need(all(p >= 2 for p in self.patch_sizes), f"patch sizes must be >= 2, found {self.patch_sizes}")
         need(len(self.learning_rates) in (1, len(self.patch_sizes)),

@@ -41,19 +41,21 @@ def load_images(config: TrainConfig) -> tuple[list[Tensor], dict[str, list[Tenso
     """(training images, validation sets by name), uint8 [C, H, W] each, for an images-mode config.
 
     Most sources have one validation set; data="photos" has two (BSDS300 val and the Wikimedia val images), which
-    `ImageTask.validate` weighs equally.
+    `ImageTask.validate` weighs equally; data="wikipedia_photos" validates on the Wikimedia val images alone.
     """
     grey = not config.colour
     if config.data == "bsds300":
         train = _all(BSDS300(config.data_root, "train", grey=grey))
         val = {"bsds300": _all(BSDS300(config.data_root, "val", grey=grey))}
-    elif config.data == "photos":
-        train = _all(BSDS300(config.data_root, "train", grey=grey))
+    elif config.data in ("photos", "wikipedia_photos"):
+        # "wikipedia_photos" leaves out BSDS300, whose pixels (and 4:2:0 chroma) went through JPEG
+        train = _all(BSDS300(config.data_root, "train", grey=grey)) if config.data == "photos" else []
         train += _all(WikipediaPhotos(config.data_root, "train", grey=grey))
         if config.aerials:
             train += _all(USCSIPIAerials(config.data_root, "train", grey=grey))
-        val = {"bsds300": _all(BSDS300(config.data_root, "val", grey=grey)),
-               "wikipedia_photos": _all(WikipediaPhotos(config.data_root, "val", grey=grey))}
+        val = {"wikipedia_photos": _all(WikipediaPhotos(config.data_root, "val", grey=grey))}
+        if config.data == "photos":
+            val = {"bsds300": _all(BSDS300(config.data_root, "val", grey=grey)), **val}
     else:
         if config.data == "deadleaves":
             source = DeadLeaves("train", size=config.data_size)
