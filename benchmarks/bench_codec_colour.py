@@ -95,6 +95,8 @@ def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
             "Wikimedia photographs, validation (colour, whole, never JPEG)": wikipedia_whole(args.wiki_limit)}
     results = {}
     for set_name, images in sets.items():
+        if not images:  # --limit 0 or --wiki-limit 0: that set is left out
+            continue
         bits = {name: 0.0 for name in ["ride", *(["ideal"] if args.ideal else []), *codecs]}
         secs = {"ride enc": 0.0, "ride dec": 0.0}
         subpixels = 0
