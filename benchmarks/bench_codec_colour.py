@@ -4,12 +4,13 @@ WebP and PNG, and speed, in one process.
     python benchmarks/bench_codec_colour.py compare --limit 100 --wiki-limit 10   # bits per sub-pixel
     python benchmarks/bench_codec_colour.py speed --limit 2                       # 768x512 RGB crops
 
-compare: the BSDS300 test images in colour (JPEG files: decoded pixels) and the Wikimedia validation photographs
-(never JPEG, whole, not trained on), every codec losslessly with its round trip checked: ride (default model
-photo_colour, default settings), JPEG XL lossless at efforts 9 and 7, WebP lossless (method 6, level 100) and
-PNG (level 9), all from imagecodecs. Figures are bits per sub-pixel (file bits / (3 H W)); "vs JPEG XL e9" is the
-ratio of total bits. With --ideal, also the float model's exact discrete code length (what an ideal entropy coder
-would reach with the same frame and one stripe).
+compare: the BSDS300 test images in colour (JPEG files: decoded pixels), the Wikimedia validation photographs
+(never JPEG, whole, not trained on) and, with --aerials-limit, the USC-SIPI aerials' validation scans in colour
+(never JPEG, whole, not trained on; the grey one left out), every codec losslessly with its round trip checked:
+ride (default model photo_colour, default settings), JPEG XL lossless at efforts 9 and 7, WebP lossless (method
+6, level 100) and PNG (level 9), all from imagecodecs. Figures are bits per sub-pixel (file bits / (3 H W)); "vs
+JPEG XL e9" is the ratio of total bits. With --ideal, also the float model's exact discrete code length (what an
+ideal entropy coder would reach with the same frame and one stripe).
 speed: encode and decode RGB pixels per second of ride and of the other codecs on the same crops, start-up
 (import, model load, integer model, first kernel call) timed separately. `--threads` sets torch's (and the
 kernels') threads; the streams do not depend on it.
@@ -32,7 +33,12 @@ from PIL import Image  # noqa: E402
 
 import ride  # noqa: E402
 from ride.codec import compress, decompress, ideal_code_length_bits, integer_model  # noqa: E402
-from ride.data.photos import WIKIPEDIA_VAL_EVERY, WIKIPEDIA_VAL_FIRST, every_kth_split  # noqa: E402
+from ride.data.photos import (  # noqa: E402
+    WIKIPEDIA_VAL_EVERY,
+    WIKIPEDIA_VAL_FIRST,
+    USCSIPIAerials,
+    every_kth_split,
+)
 
 T_IMPORT = time.perf_counter() - T_IMPORT
 
@@ -52,6 +58,15 @@ def wikipedia_whole(limit: int, split: str = "val") -> list[tuple[str, np.ndarra
     paths = [paths[k] for k in every_kth_split([os.path.basename(p) for p in paths], split, WIKIPEDIA_VAL_EVERY,
                                                WIKIPEDIA_VAL_FIRST)][:limit]
     return [(os.path.basename(p), _rgb(p)) for p in paths]
+
+
+def aerials_whole(limit: int) -> list[tuple[str, np.ndarray]]:
+    """Whole RGB scans of the USC-SIPI aerials' validation split (3.2.25, grey, left out)."""
+    if limit <= 0:
+        return []
+    scans = USCSIPIAerials(data_root(), "val", grey=False)
+    rgb = [(f"{name}.png", scans[k].permute(1, 2, 0).numpy().copy()) for k, name in enumerate(scans.ids)]
+    return [(name, x) for name, x in rgb if not (x == x[..., :1]).all()][:limit]
 
 
 def wikipedia_crops(limit: int, height: int = 512, width: int = 768) -> list[tuple[str, np.ndarray]]:
@@ -92,7 +107,8 @@ def other_codecs() -> dict[str, tuple]:
 def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
     codecs = other_codecs()
     sets = {"BSDS300 test (colour, JPEG-decoded pixels)": bsds_test(args.limit),
-            "Wikimedia photographs, validation (colour, whole, never JPEG)": wikipedia_whole(args.wiki_limit)}
+            "Wikimedia photographs, validation (colour, whole, never JPEG)": wikipedia_whole(args.wiki_limit),
+            "USC-SIPI aerials, validation (colour scans, whole, never JPEG)": aerials_whole(args.aerials_limit)}
     results = {}
     for set_name, images in sets.items():
         if not images:  # --limit 0 or --wiki-limit 0: that set is left out
@@ -162,6 +178,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=3, help="BSDS300 test images (compare) or crops (speed)")
     parser.add_argument("--wiki-limit", type=int, default=10)
+    parser.add_argument("--aerials-limit", type=int, default=0, help="compare: aerials' validation scans (7 in colour)")
     parser.add_argument("--ideal", action="store_true", help="compare: also the float model's ideal code length")
     parser.add_argument("--json")
     args = parser.parse_args()
