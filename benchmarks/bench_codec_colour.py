@@ -111,7 +111,7 @@ def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
             "USC-SIPI aerials, validation (colour scans, whole, never JPEG)": aerials_whole(args.aerials_limit)}
     results = {}
     for set_name, images in sets.items():
-        if not images:  # --limit 0 or --wiki-limit 0: that set is left out
+        if not images:  # a limit of 0 leaves that set out
             continue
         bits = {name: 0.0 for name in ["ride", *(["ideal"] if args.ideal else []), *codecs]}
         secs = {"ride enc": 0.0, "ride dec": 0.0}
