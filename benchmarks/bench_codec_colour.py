@@ -6,7 +6,7 @@ WebP and PNG, and speed, in one process.
 
 compare: the BSDS300 test images in colour (JPEG files: decoded pixels), the Wikimedia validation photographs
 (never JPEG, whole, not trained on) and, with --aerials-limit, the USC-SIPI aerials' validation scans in colour
-(never JPEG, whole, not trained on; the grey one left out), every codec losslessly with its round trip checked:
+(never JPEG, whole, not trained on; all 7 in colour), every codec losslessly with its round trip checked:
 ride (default model photo_colour, default settings), JPEG XL lossless at efforts 9 and 7, WebP lossless (method
 6, level 100) and PNG (level 9), all from imagecodecs. Figures are bits per sub-pixel (file bits / (3 H W)); "vs
 JPEG XL e9" is the ratio of total bits. With --ideal, also the float model's exact discrete code length (what an
@@ -61,7 +61,7 @@ def wikipedia_whole(limit: int, split: str = "val") -> list[tuple[str, np.ndarra
 
 
 def aerials_whole(limit: int) -> list[tuple[str, np.ndarray]]:
-    """Whole RGB scans of the USC-SIPI aerials' validation split (3.2.25, grey, left out)."""
+    """Whole RGB scans of the USC-SIPI aerials' validation split (all 7 are colour; a grey one would be left out)."""
     if limit <= 0:
         return []
     scans = USCSIPIAerials(data_root(), "val", grey=False)
