@@ -21,6 +21,7 @@ except ModuleNotFoundError:  # Python 3.10: JSON configs only
     tomllib = None
 
 DATA_SOURCES = ("bsds300", "photos", "wikipedia_photos", "deadleaves", "images", "brodatz")
+PHOTO_SOURCES = ("photos", "wikipedia_photos")  # the sources that take the aerials' training images too
 MODES = ("images", "patches63")
 OPTIMIZERS = ("sgd", "adam")
 MODELS = ("ride", "colour", "colour_lossless")
@@ -117,8 +118,7 @@ class TrainConfig:
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, found {self.optimizer!r}")
         need(self.data != "images" or bool(self.images), "data='images' needs images (a folder or glob)")
         need(self.data != "brodatz" or bool(self.plate), "data='brodatz' needs plate (e.g. '1.1.01')")
-        need(not self.aerials or self.data in ("photos", "wikipedia_photos"),
-             "aerials=true needs data='photos' or 'wikipedia_photos'")
+        need(not self.aerials or self.data in PHOTO_SOURCES, "aerials=true needs data='photos' or 'wikipedia_photos'")
         need(len(self.patch_sizes) > 0, "patch_sizes is empty")
         need(all(p >= 2 for p in self.patch_sizes), f"patch sizes must be >= 2, found {self.patch_sizes}")
         need(len(self.learning_rates) in (1, len(self.patch_sizes)),

@@ -21,7 +21,7 @@ from ..marginal import MARGINAL_KEY, marginal_histogram
 from ..neighbourhood import extract_pairs
 from ..patch_ride import PatchRIDE
 from ..units import dequantize
-from .config import TrainConfig
+from .config import PHOTO_SOURCES, TrainConfig
 
 LN2 = math.log(2)
 Reduce = Callable[[Tensor], Tensor]
@@ -47,15 +47,15 @@ def load_images(config: TrainConfig) -> tuple[list[Tensor], dict[str, list[Tenso
     if config.data == "bsds300":
         train = _all(BSDS300(config.data_root, "train", grey=grey))
         val = {"bsds300": _all(BSDS300(config.data_root, "val", grey=grey))}
-    elif config.data in ("photos", "wikipedia_photos"):
+    elif config.data in PHOTO_SOURCES:
         # "wikipedia_photos" leaves out BSDS300, whose pixels (and 4:2:0 chroma) went through JPEG
-        train = _all(BSDS300(config.data_root, "train", grey=grey)) if config.data == "photos" else []
+        with_bsds = config.data == "photos"
+        train = _all(BSDS300(config.data_root, "train", grey=grey)) if with_bsds else []
         train += _all(WikipediaPhotos(config.data_root, "train", grey=grey))
         if config.aerials:
             train += _all(USCSIPIAerials(config.data_root, "train", grey=grey))
-        val = {"wikipedia_photos": _all(WikipediaPhotos(config.data_root, "val", grey=grey))}
-        if config.data == "photos":
-            val = {"bsds300": _all(BSDS300(config.data_root, "val", grey=grey)), **val}
+        val = {"bsds300": _all(BSDS300(config.data_root, "val", grey=grey))} if with_bsds else {}
+        val["wikipedia_photos"] = _all(WikipediaPhotos(config.data_root, "val", grey=grey))
     else:
         if config.data == "deadleaves":
             source = DeadLeaves("train", size=config.data_size)
