@@ -58,6 +58,18 @@ _ZOO: tuple[PretrainedModel, ...] = (
                  "whole wikipedia_photos val": "4.393 ± 0.262 bit/px"},
     ),
     PretrainedModel(
+        name="photo_grey_nojpeg",
+        file="photo_grey_nojpeg.pt",
+        sha256="0b3a48cecf069f42cf423511b3128981cec540b60691bd76f6dd2702c00a33a6",
+        description="photo_grey trained further on the Wikimedia photographs' 39 training images alone (never JPEG "
+                    "at their size); same size and cell clip",
+        use="the codec's second grey candidate: `ride compress` picks it for images that it codes smaller than "
+            "photo_grey (photographs that were never JPEG files); likelihoods of such photographs",
+        source="experiments/photo_grey_nojpeg.toml (photo_grey trained further on never-JPEG photographs)",
+        figures={"tiles64 BSDS300 test": "3.745 ± 0.024 bit/px",
+                 "tiles64 wikipedia_photos val": "4.416 ± 0.027 bit/px"},
+    ),
+    PretrainedModel(
         name="bsds300_ride2_long2",
         file="bsds300_ride2_long2.pt",
         sha256="7c6bcb453e271e48d840cc7acfec3078cf49cc6d3a9b1bf75f189c6e95c81bbe",
@@ -112,6 +124,18 @@ _ZOO: tuple[PretrainedModel, ...] = (
                  "tiles64 BSDS300 test, exact": "2.756 ± 0.011 bits per sub-pixel (lower is better)"},
     ),
     PretrainedModel(
+        name="photo_colour_nojpeg",
+        file="photo_colour_nojpeg.pt",
+        sha256="9342a0dc957e59f330102775140e53315f00f6c2e1150eeea67f471c2942b0e1",
+        description="photo_colour trained further on the Wikimedia photographs' 39 training images alone (never "
+                    "JPEG at their size), on patches of up to 128 px; same size",
+        use="the codec's second colour candidate: `ride compress` picks it for RGB images that it codes smaller "
+            "than photo_colour (photographs that were never JPEG files); exact likelihoods of such photographs",
+        source="experiments/photo_colour_nojpeg.toml, then experiments/photo_colour_nojpeg_long.toml",
+        figures={"tiles64 wikipedia_photos val, exact": "3.062 ± 0.019 bits per sub-pixel (lower is better)",
+                 "tiles64 BSDS300 test, exact": "2.780 ± 0.011 bits per sub-pixel (lower is better)"},
+    ),
+    PretrainedModel(
         name="photo_colour_v1",
         file="photo_colour_v1.pt",
         sha256="0d08578ec634304c60876d1cead13973b31ac25f624bbf57932a7f47fdc16f88",
@@ -135,6 +159,10 @@ _ZOO: tuple[PretrainedModel, ...] = (
 
 DEFAULT_CODEC_MODEL = "photo_grey"
 DEFAULT_COLOUR_CODEC_MODEL = "photo_colour"  # `ride compress` on RGB images
+#: The models among which `ride compress` chooses, per image, the one that codes it smallest (grey: False, RGB:
+#: True); the default first, so that it wins ties (`ride.codec.selection`).
+CODEC_CANDIDATES: dict[bool, tuple[str, ...]] = {False: (DEFAULT_CODEC_MODEL, "photo_grey_nojpeg"),
+                                                 True: (DEFAULT_COLOUR_CODEC_MODEL, "photo_colour_nojpeg")}
 
 
 def pretrained_models() -> list[PretrainedModel]:

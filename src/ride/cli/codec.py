@@ -6,12 +6,13 @@
 
 Grey streams are format version 2 (4 for a model with a tighter cell clip, as photo_grey), colour streams version 3
 (portable: exact integer arithmetic, see `ride.codec`); version-1 files still decode. `--checkpoint M` names a
-checkpoint file or a shipped model; without it, compress
-uses the shipped grey model (`model_zoo.DEFAULT_CODEC_MODEL`) for 8-bit grey images and the shipped colour model
-(`model_zoo.DEFAULT_COLOUR_CODEC_MODEL`) for 8-bit RGB images, and decompress finds the shipped model whose
-fingerprint the stream carries. Other images (alpha channels, 16-bit, palettes, CMYK...) are refused, never
-converted silently. Prints bits/px (and bits per sub-pixel for colour) and the time per image; a progress bar
-counts fronts on stderr.
+checkpoint file or a shipped model, and may be given several times; compress codes each image with the one that
+codes a sample of it smallest (`ride.codec.selection`), by default among the shipped candidates for its mode
+(`model_zoo.CODEC_CANDIDATES`: photo_grey and photo_grey_nojpeg for 8-bit grey images, photo_colour and
+photo_colour_nojpeg for 8-bit RGB ones); one `--checkpoint` codes with that model alone, without the sample.
+Decompress uses the given model whose fingerprint the stream carries, by default the shipped one. Other images
+(alpha channels, 16-bit, palettes, CMYK...) are refused, never converted silently. Prints bits/px (and bits per
+sub-pixel for colour) and the time per image; a progress bar counts fronts on stderr.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ import numpy as np
 import torch
 
 from ..checkpoint import load
-from ..model_zoo import DEFAULT_CODEC_MODEL, DEFAULT_COLOUR_CODEC_MODEL, pretrained_models, resolve_checkpoint
+from ..model_zoo import (
+    CODEC_CANDIDATES,
+    pretrained_models,
+    resolve_checkpoint,
+)
 from ..runtime import check_threads
 
 _MODES = {"RGBA": "a colour image with alpha (RGBA)", "P": "a palette image",
@@ -45,10 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         out = p.add_mutually_exclusive_group(required=True)
         out.add_argument("-o", "--out", metavar=f"OUT{dst}", help="output file (one input)")
         out.add_argument("--out-dir", dest="out_dir", metavar="DIR", help=f"folder for the outputs (NAME{dst})")
-        p.add_argument("--checkpoint", default=None, metavar="M",
-                       help=f"model file or shipped model name (compress: default {DEFAULT_CODEC_MODEL} for grey "
-                            f"images, {DEFAULT_COLOUR_CODEC_MODEL} for RGB images; decompress: default the shipped "
-                            "model whose fingerprint the stream carries); decoding needs the model that encoded")
+        p.add_argument("--checkpoint", action="append", default=None, metavar="M",
+                       help="model file or shipped model name, may be repeated (compress: the one that codes a "
+                            "sample of the image smallest, by default among "
+                            f"{', '.join(CODEC_CANDIDATES[False])} for grey images and "
+                            f"{', '.join(CODEC_CANDIDATES[True])} for RGB ones; one --checkpoint: that model, no "
+                            "sample; decompress: the one whose fingerprint the stream carries, by default among the "
+                            "shipped models); decoding needs the model that encoded")
         p.add_argument("--threads", type=int, default=0,
                        help="torch CPU threads (default: torch's, all cores; format-2 streams do not depend on it)")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
@@ -92,11 +100,17 @@ def _outputs(args: argparse.Namespace) -> list[Path]:
     return [Path(args.out_dir) / (Path(p).stem + args.suffix) for p in args.inputs]
 
 
-def _model(args: argparse.Namespace, default: str = DEFAULT_CODEC_MODEL) -> torch.nn.Module:
-    """The model `--checkpoint` names (else `default`); sets `--threads` first."""
+def _set_threads(args: argparse.Namespace) -> None:
     if check_threads(args.threads):
         torch.set_num_threads(args.threads)
-    return load(resolve_checkpoint(args.checkpoint or default))
+
+
+def _models(names: list[str], cache: dict[str, torch.nn.Module]) -> list[torch.nn.Module]:
+    """The models that `names` (files or shipped names) give, each loaded once."""
+    for name in names:
+        if name not in cache:
+            cache[name] = load(resolve_checkpoint(name))
+    return [cache[name] for name in names]
 
 
 def _codable(model: torch.nn.Module) -> bool:
@@ -108,18 +122,23 @@ def _codable(model: torch.nn.Module) -> bool:
     return isinstance(model, RIDE) and model.config.num_channels == 1 and len(model.layers) > 0
 
 
-def _shipped_model_of(data: bytes, cache: dict[str, torch.nn.Module]) -> torch.nn.Module:
-    """The shipped model that made a stream (the codec's defaults first), found by its fingerprint; ValueError
-    naming the fix when none did."""
+def _model_of(data: bytes, given: list[torch.nn.Module] | None, cache: dict[str, torch.nn.Module]) -> torch.nn.Module:
+    """The model that made a stream, found by its fingerprint among `given` (one given model is used as it is: the
+    codec then says what does not match) or, without any, among the shipped models (the codec's candidates first);
+    ValueError naming the fix when none did."""
     from ..codec import made_with
 
+    if given is not None:
+        if len(given) == 1:
+            return given[0]
+        for model in given:
+            if _codable(model) and made_with(model, data):
+                return model
+        raise ValueError("none of the --checkpoint models made the stream (its model fingerprint matches none)")
     shipped = [e.name for e in pretrained_models()]
-    defaults = [name for name in (DEFAULT_CODEC_MODEL, DEFAULT_COLOUR_CODEC_MODEL) if name in shipped]
-    names = defaults + [name for name in shipped if name not in defaults]
-    for name in names:
-        if name not in cache:
-            cache[name] = load(resolve_checkpoint(name))
-        model = cache[name]
+    first = [name for name in (*CODEC_CANDIDATES[False], *CODEC_CANDIDATES[True]) if name in shipped]
+    for name in first + [name for name in shipped if name not in first]:
+        model = _models([name], cache)[0]
         if _codable(model) and made_with(model, data):
             return model
     raise ValueError("the stream was made with a model that is not shipped with this version of ride: give it with "
@@ -142,26 +161,31 @@ def _progress(bar):  # noqa: ANN001, ANN202 - tqdm bar -> progress callback
 
 def run_compress(args: argparse.Namespace) -> int:
     """Run `ride compress`; returns the exit status."""
-    from ..codec import compress
+    from ..codec.selection import compress_best
 
     outputs = _outputs(args)
     images = [read_image(p) for p in args.inputs]  # every input checked before any work
-    models: dict[bool, torch.nn.Module] = {}  # colour? -> model
+    _set_threads(args)
+    cache: dict[str, torch.nn.Module] = {}
     for src, dst, image in zip(args.inputs, outputs, images, strict=True):
-        colour = image.ndim == 3
-        if colour not in models:
-            models[colour] = _model(args, DEFAULT_COLOUR_CODEC_MODEL if colour else DEFAULT_CODEC_MODEL)
+        names = args.checkpoint or list(CODEC_CANDIDATES[image.ndim == 3])
+        models = _models(names, cache)
         start = time.monotonic()
         with _bar(args, Path(src).name) as bar:
             try:
-                data = compress(models[colour], image, progress=_progress(bar),
-                                stripes=1 if args.exact else args.stripes)
+                choice = compress_best(models, image, progress=_progress(bar),
+                                       stripes=1 if args.exact else args.stripes)
             except ValueError as err:
                 raise ValueError(f"{src}: {err}") from None
         seconds = time.monotonic() - start
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(data)
-        print(f"{src} -> {dst}: {_describe(image, data)}, {seconds:.1f} s")
+        dst.write_bytes(choice.data)
+        chosen = f"model {names[choice.index]}"
+        if len(names) > 1:
+            where = "whole image" if choice.whole else f"sample of {choice.sample_pixels} px"
+            sizes = " / ".join(f"{n} {b} bytes" for n, b in zip(names, choice.sample_bytes, strict=True))
+            chosen += f" ({where}: {sizes})"
+        print(f"{src} -> {dst}: {_describe(image, choice.data)}, {chosen}, {seconds:.1f} s")
     return 0
 
 
@@ -184,11 +208,11 @@ def run_decompress(args: argparse.Namespace) -> int:
     for dst in outputs:
         if dst.suffix.lower() != ".png":
             raise ValueError(f"outputs must be .png files, found {str(dst)!r}")
-    # without --checkpoint, each stream finds the shipped model that made it (the defaults first)
-    given = _model(args) if args.checkpoint is not None else None
-    shipped: dict[str, torch.nn.Module] = {}
-    if given is None and check_threads(args.threads):
-        torch.set_num_threads(args.threads)
+    # each stream finds the model that made it among those given (without --checkpoint: the shipped ones, the
+    # codec's candidates first); one given model decodes every stream (a wrong one fails with the codec's message)
+    _set_threads(args)
+    cache: dict[str, torch.nn.Module] = {}
+    given = _models(args.checkpoint, cache) if args.checkpoint else None
     for src, dst in zip(args.inputs, outputs, strict=True):
         try:
             data = Path(src).read_bytes()
@@ -197,7 +221,7 @@ def run_decompress(args: argparse.Namespace) -> int:
         start = time.monotonic()
         with _bar(args, Path(src).name) as bar:
             try:
-                model = given if given is not None else _shipped_model_of(data, shipped)
+                model = _model_of(data, given, cache)
                 image = decompress(model, data, progress=_progress(bar))
             except ValueError as err:
                 raise ValueError(f"{src}: {err}") from None

@@ -3,8 +3,8 @@
 the integer model along the skewed front, stripes side by side), `colour_fixedpoint` (the colour model in exact
 integer arithmetic, format 3), `fixedpoint` (the model in exact integer arithmetic and its torch front stepper;
 `fixedpoint_ref` its plain NumPy reference), `kernels` (the same integers from compiled numba loops, the default
-when numba is installed) and `format` (the stream's byte layout, the fingerprints and the pixel checksum;
-docs/codec_format.md).
+when numba is installed), `format` (the stream's byte layout, the fingerprints and the pixel checksum;
+docs/codec_format.md) and `selection` (the encoder's choice among candidate models: `compress_best`).
 
     data = ride.codec.compress(model, pixels)      # uint8 [H, W] (or [H, W, 3] with a colour model) -> bytes
     pixels = ride.codec.decompress(model, data)    # bytes -> uint8 [H, W] (or [H, W, 3])
