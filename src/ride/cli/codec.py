@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -128,21 +129,22 @@ def _model_of(data: bytes, given: list[torch.nn.Module] | None, cache: dict[str,
     ValueError naming the fix when none did."""
     from ..codec import made_with
 
+    if given is not None and len(given) == 1:
+        return given[0]
     if given is not None:
-        if len(given) == 1:
-            return given[0]
-        for model in given:
-            if _codable(model) and made_with(model, data):
-                return model
-        raise ValueError("none of the --checkpoint models made the stream (its model fingerprint matches none)")
-    shipped = [e.name for e in pretrained_models()]
-    first = [name for name in (*CODEC_CANDIDATES[False], *CODEC_CANDIDATES[True]) if name in shipped]
-    for name in first + [name for name in shipped if name not in first]:
-        model = _models([name], cache)[0]
+        models: Iterable[torch.nn.Module] = given
+        missing = "none of the --checkpoint models made the stream (its model fingerprint matches none)"
+    else:
+        shipped = [e.name for e in pretrained_models()]
+        first = [name for name in (*CODEC_CANDIDATES[False], *CODEC_CANDIDATES[True]) if name in shipped]
+        names = first + [name for name in shipped if name not in first]
+        models = (_models([name], cache)[0] for name in names)  # loaded only until one matches
+        missing = ("the stream was made with a model that is not shipped with this version of ride: give it with "
+                   "--checkpoint FILE")
+    for model in models:
         if _codable(model) and made_with(model, data):
             return model
-    raise ValueError("the stream was made with a model that is not shipped with this version of ride: give it with "
-                     "--checkpoint FILE")
+    raise ValueError(missing)
 
 
 def _bar(args: argparse.Namespace, desc: str):  # noqa: ANN202 - a tqdm bar
