@@ -186,6 +186,41 @@ def test_foreign_and_damaged_streams() -> None:
         decompress(model, swapped.pack() + payload)
 
 
+def test_a_tighter_cell_clip_is_format_5_and_the_stream_states_it() -> None:
+    """A colour model whose cells are clipped below format 3's 10^4 (LosslessColourConfig.cell_clip, as
+    photo_colour's) codes with that clip in the kernels and the reference, and writes format 5, whose header states
+    the clip: any model with the same integer tables decodes it, and format-3 streams still decode with 10^4."""
+    from ride.growth import with_cell_clip
+
+    model = _colour_model("rgb", 2, seed=4)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.bias[3 * 6 :] = 3.0  # forget gates near 1: the cells grow along the diagonals
+    clipped = with_cell_clip(model, 0.5)
+    assert clipped.config.cell_clip == 0.5 and [la.cell_clip for la in clipped.layers] == [0.5, 0.5]
+    im, im_clipped = quantise_colour(model), quantise_colour(clipped)
+    assert (im.cell_clip, im_clipped.cell_clip) == (10_000 << 15, 1 << 14)
+    assert im_clipped.fingerprint == im.fingerprint  # the tables; the stream states the clip
+    canvas = _canvas(im, np.stack([_smooth_rgb(9, 11, seed=3)]), (100, 120, 90))
+    ref = reference_colour_cdf_tables(im_clipped, canvas)
+    assert not np.array_equal(ref, reference_colour_cdf_tables(im, canvas)), "the clip was never hit"
+    assert np.array_equal(_kernel_tables(im_clipped, canvas), ref)
+    image = _smooth_rgb(13, 17, seed=2)
+    data, plain = compress(clipped, image, stripes=2), compress(model, image, stripes=2)
+    assert data != plain and (data[4], plain[4]) == (5, 3)
+    header, _ = unpack_header(data)
+    assert header.cell_clip == 1 << 14 and header.version == 5 and len(data) == HEADER_BYTES_3 + 4 + header.num_bytes
+    assert unpack_header(plain)[0].cell_clip == 10_000 << 15
+    for decoder, stream in ((clipped, data), (model, data), (clipped, plain), (model, plain)):
+        assert np.array_equal(decompress(decoder, stream), image)
+    with pytest.raises(ValueError, match="header checksum"):
+        decompress(model, data[:22] + bytes([data[22] ^ 1]) + data[23:])  # a damaged clip
+    bad = Header3(*(getattr(header, f) for f in ("mode", "height", "width", "pads", "stripes", "digit_bits",
+                                                  "channel_order", "fingerprint", "pixel_crc", "num_bytes")), 0)
+    with pytest.raises(ValueError, match="cell clip 0"):
+        decompress(model, bad.pack() + data[HEADER_BYTES_3 + 4 :])
+
+
 def test_shipped_photo_colour() -> None:
     """photo_colour: kernels == reference on a small crop; the integer code length within 0.5% of the float
     model's on a smooth colour image; an exact round trip."""
@@ -199,7 +234,7 @@ def test_shipped_photo_colour() -> None:
     data = compress(model, image, stripes=1)
     assert np.array_equal(decompress(model, data), image)
     ideal = ideal_code_length_bits(model, image) / 8
-    assert abs(len(data) - HEADER_BYTES_3 - ideal) < 0.005 * ideal + 8
+    assert abs(unpack_header(data)[0].num_bytes - ideal) < 0.005 * ideal + 8
     assert math.isfinite(ideal)
 
 
@@ -242,17 +277,27 @@ def test_golden_colour_streams(path: Path) -> None:
     byte: the colour format and integer model cannot drift silently."""
     from PIL import Image
 
+    from ride.growth import with_cell_clip
+
     model = ride.load(GOLDEN / "tiny_colour.pt")
     image = np.asarray(Image.open(GOLDEN / "image_rgb_20x26.png"))
     data = path.read_bytes()
     header, _ = unpack_header(data)
-    assert header.version == 3 and header.mode == MODE_CODED and header.fingerprint == integer_model(model).fingerprint
+    clipped = path.name.startswith("colour_clip")  # format 5: the model with its cells clipped at 0.25
+    assert header.version == (5 if clipped else 3) and header.mode == MODE_CODED
+    assert header.fingerprint == integer_model(model).fingerprint
+    assert header.cell_clip == (1 << 13 if clipped else 10_000 << 15)
     assert np.array_equal(decompress(model, data), image)
-    assert compress(model, image, stripes=header.stripes, digit_bits=header.digit_bits) == data
+    encoder = with_cell_clip(model, 0.25) if clipped else model
+    assert compress(encoder, image, stripes=header.stripes, digit_bits=header.digit_bits) == data
+    if clipped:  # the clip changes the probabilities of this image
+        assert compress(model, image, stripes=header.stripes, digit_bits=header.digit_bits)[41:] != data[45:]
 
 
 def test_golden_colour_set_is_complete() -> None:
-    assert len(list(GOLDEN.glob("*.ride"))) == 2, "run tests/golden/make_golden.py --colour"
+    names = sorted(p.name for p in GOLDEN.glob("*.ride"))
+    assert names == ["colour_clip_s2_b2.ride", "colour_s1_b2.ride", "colour_s2_b1.ride"], \
+        "run tests/golden/make_golden.py --colour, then --colour-clip"
 
 
 def test_cli_picks_the_shipped_colour_model_by_mode(tmp_path, capsys) -> None:
@@ -270,7 +315,7 @@ def test_cli_picks_the_shipped_colour_model_by_mode(tmp_path, capsys) -> None:
     Image.fromarray(image[..., 1], mode="L").save(tmp_path / "g.png")
     assert main(["compress", str(tmp_path / "c.png"), str(tmp_path / "g.png"), "--out-dir", str(tmp_path),
                  "--no-progress"]) == 0
-    expected = {"c": (3, DEFAULT_COLOUR_CODEC_MODEL), "g": (4, DEFAULT_CODEC_MODEL)}  # photo_grey: its cell clip
+    expected = {"c": (5, DEFAULT_COLOUR_CODEC_MODEL), "g": (4, DEFAULT_CODEC_MODEL)}  # both clip their cells at 10
     for stem, (version, name) in expected.items():
         data = (tmp_path / f"{stem}.ride").read_bytes()
         header, _ = unpack_header(data)
@@ -280,6 +325,25 @@ def test_cli_picks_the_shipped_colour_model_by_mode(tmp_path, capsys) -> None:
                      "--no-progress"]) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "c2.png")), image)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g2.png")), image[..., 1])
+
+
+def test_streams_photo_colour_made_before_its_cell_clip_still_decode(tmp_path) -> None:
+    """photo_colour clips its cells at 10 since 2026-12-07 and writes format 5; its earlier streams (format 3, clip
+    10^4, the same integer tables and fingerprint) decode with it, without --checkpoint, to the same pixels."""
+    from PIL import Image
+
+    from ride.cli import main
+    from ride.growth import with_cell_clip
+
+    shipped = ride.pretrained("photo_colour")
+    assert shipped.config.cell_clip == 10.0
+    image = _smooth_rgb(23, 31, seed=13)
+    old, new = compress(with_cell_clip(shipped, 1e4), image), compress(shipped, image)
+    assert (old[4], new[4]) == (3, 5) and old[21:29] == new[25:33]  # the same fingerprint
+    (tmp_path / "old.ride").write_bytes(old)
+    assert main(["decompress", str(tmp_path / "old.ride"), "-o", str(tmp_path / "old.png"), "--no-progress"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "old.png")), image)
+    assert np.array_equal(decompress(shipped, new), image)
 
 
 def test_cli_decodes_files_of_an_earlier_shipped_colour_model(tmp_path, capsys) -> None:

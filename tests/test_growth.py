@@ -74,8 +74,25 @@ def test_with_cell_clip_keeps_the_weights_and_the_kind_of_model():
     torch.testing.assert_close(loose.log_prob_pixels(z), base.log_prob_pixels(z), rtol=0, atol=0)
     tight = with_cell_clip(base, 1e-3)  # hit everywhere: another density
     assert not torch.allclose(tight.log_prob_pixels(z), base.log_prob_pixels(z))
-    with pytest.raises(ValueError, match="needs a RIDE or PatchRIDE"):
+    with pytest.raises(ValueError, match="needs a RIDE, PatchRIDE or LosslessColourRIDE"):
         with_cell_clip(torch.nn.Linear(2, 2), 10.0)
+
+
+def test_with_cell_clip_of_the_lossless_colour_model(tmp_path):
+    from conftest import make_smooth_images, make_tiny_lossless_colour
+
+    base = make_tiny_lossless_colour("rgb", 2, seed=6).double()
+    images = make_smooth_images(2, 3, 12, 13, seed=2, noise=0.05)
+    loose = with_cell_clip(base, 1e6)
+    assert type(loose) is type(base) and loose.config.cell_clip == 1e6
+    assert [la.cell_clip for la in loose.layers] == [1e6, 1e6]
+    assert next(loose.parameters()).dtype == torch.float64
+    torch.testing.assert_close(loose.log_prob_pixels(images), base.log_prob_pixels(images), rtol=0, atol=0)
+    tight = with_cell_clip(base, 1e-3)
+    assert not torch.allclose(tight.log_prob_pixels(images), base.log_prob_pixels(images))
+    ride.save(tight, tmp_path / "tight.pt")
+    saved = ride.load(tmp_path / "tight.pt")
+    assert saved.config.cell_clip == 1e-3 and [la.cell_clip for la in saved.layers] == [1e-3, 1e-3]
 
 
 def test_widen_rejects_what_it_cannot_grow():

@@ -185,10 +185,14 @@ def test_cell_clip_of_a_fresh_model_and_of_init(image_dir, tmp_path):
     kept = Trainer(replace_checked(config, {"cell_clip": None}), tmp_path / "kept", progress=False)
     assert kept.model.config.cell_clip == 5.0
     for bad, message in (({"cell_clip": 0.0}, "cell_clip must be > 0"),
-                         ({"cell_clip": 10.0, "colour": True, "model": "colour_lossless", "finetune_iter": 0,
-                           "init_mcgsm": False}, "for grey RIDE models")):
+                         ({"cell_clip": 10.0, "colour": True, "model": "colour", "finetune_iter": 0,
+                           "init_mcgsm": False}, "for RIDE and lossless colour models")):
         with pytest.raises(ValueError, match=message):
             tiny_config(image_dir, **bad)
+    colour = tiny_config(image_dir, cell_clip=2.0, colour=True, model="colour_lossless", finetune_iter=0,
+                         init_mcgsm=False)
+    model = Trainer(colour, tmp_path / "colour", progress=False).model
+    assert model.config.cell_clip == 2.0 and [la.cell_clip for la in model.layers] == [2.0]
 
 
 def test_top_layer_only_stages_leave_the_lower_layer_unchanged(image_dir, tmp_path):

@@ -41,6 +41,7 @@ from .model import RIDEConfig, check_images, draw_pairs
 from .neighbourhood import Neighbourhood, extract_pairs
 from .preconditioner import Preconditioner
 from .slstm import SpatialLSTM, run_layers
+from .wavefront import CELL_CLIP
 
 # ---------------------------------------------------------------------------------------------- colour transforms
 
@@ -118,6 +119,9 @@ class LosslessColourConfig:
     num_scales: int = 4
     num_features: int = 32
     nb_size: int = 5
+    # as RIDEConfig.cell_clip: photo_colour clips at 10, which its tiles never reach but which stops its cells
+    # running away along a whole portrait-shaped image (RESULTS.md, issue 31)
+    cell_clip: float = CELL_CLIP
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORMS:
@@ -135,15 +139,16 @@ class LosslessColourRIDE(nn.Module):
     """Exact discrete probabilities of 8-bit RGB images, channel by channel (see the module notes)."""
 
     def __init__(self, transform: str = "rgb", num_hiddens: int = 64, num_layers: int = 1,
-                 num_components: int = 32, num_scales: int = 4, num_features: int = 32, nb_size: int = 5) -> None:
+                 num_components: int = 32, num_scales: int = 4, num_features: int = 32, nb_size: int = 5,
+                 cell_clip: float = CELL_CLIP) -> None:
         super().__init__()
         self.config = LosslessColourConfig(transform, num_hiddens, num_layers, num_components, num_scales,
-                                           num_features, nb_size)
+                                           num_features, nb_size, cell_clip)
         self.neighbourhood = Neighbourhood.square(nb_size)
         dim_in = 3 * self.neighbourhood.num_inputs
         self.preconditioner = Preconditioner(dim_in, 3)  # fitted with triangular=True
         self.layers = nn.ModuleList(
-            SpatialLSTM(dim_in if k == 0 else num_hiddens, num_hiddens) for k in range(num_layers))
+            SpatialLSTM(dim_in if k == 0 else num_hiddens, num_hiddens, cell_clip=cell_clip) for k in range(num_layers))
         dim_hidden = num_hiddens if num_layers > 0 else dim_in
         self.heads = nn.ModuleList(
             MCGSM(dim_hidden + k, 1, num_components, num_scales, num_features) for k in range(3))

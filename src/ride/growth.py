@@ -5,9 +5,10 @@ new layer's states, so the density changes). `widen(model, num_hiddens)` returns
 lossless colour model) with `num_hiddens` units in every layer that computes exactly the same log-density as `model`
 (Net2Net-style, function-preserving): the old units keep their weights, the new units get fresh random incoming
 weights, and every weight *from* a new unit (into an old unit's gates, into the next layer's old units, into the
-MCGSM's features and predictors) starts at zero. The new units therefore start as unused capacity: the gradient of
-the loss reaches their outgoing weights at once (their states are non-zero), and their incoming weights once those
-have moved. `with_cell_clip(model, clip)` copies a RIDE with another cell clip (`RIDEConfig.cell_clip`).
+MCGSM's features and predictors) starts at zero. The new units therefore start as unused capacity: the gradient of the
+loss reaches their outgoing weights at once (their states are non-zero), and their incoming weights once those have
+moved. `with_cell_clip(model, clip)` copies a RIDE or a lossless colour model with another cell clip (`cell_clip` of its
+config).
 """
 
 from __future__ import annotations
@@ -98,11 +99,17 @@ def _rebuilt(model: nn.Module, inner: RIDE, **changes: float) -> tuple[nn.Module
 
 
 def with_cell_clip(model: nn.Module, cell_clip: float) -> nn.Module:
-    """A copy of `model` (RIDE or PatchRIDE) whose spatial LSTM clips its cells to +-cell_clip (`RIDEConfig`); all
-    weights copied. The density changes only where a cell goes beyond the new clip."""
+    """A copy of `model` (RIDE, PatchRIDE or LosslessColourRIDE) whose spatial LSTM clips its cells to +-cell_clip
+    (`RIDEConfig`, `LosslessColourConfig`); all weights copied. The density changes only where a cell goes beyond the
+    new clip."""
+    if isinstance(model, LosslessColourRIDE):
+        param = next(model.parameters())
+        clipped = LosslessColourRIDE(**{**asdict(model.config), "cell_clip": cell_clip}).to(param.device, param.dtype)
+        clipped.load_state_dict(model.state_dict())
+        return clipped
     inner = model.ride if isinstance(model, PatchRIDE) else model
     if not isinstance(inner, RIDE):
-        raise ValueError(f"with_cell_clip needs a RIDE or PatchRIDE, found {type(model).__name__}")
+        raise ValueError(f"with_cell_clip needs a RIDE, PatchRIDE or LosslessColourRIDE, found {type(model).__name__}")
     clipped, target = _rebuilt(model, inner, cell_clip=cell_clip)
     target.load_state_dict(inner.state_dict())
     return clipped

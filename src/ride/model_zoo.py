@@ -112,7 +112,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
     PretrainedModel(
         name="photo_colour",
         file="photo_colour.pt",
-        sha256="a25ab5051d46e8a26cc4fa4e84fc76ba236e2cd056e3845fc32a58b6621dde69",
+        sha256="03f076232633dbcb372b36775804a4b33e23c0313e59d445d6933787949850ae",
         description="LosslessColourRIDE: R, then G given R, then B given R and G (exact discrete probabilities of "
                     "8-bit RGB); 2 spatial LSTM layers of 64 units over the three channels' 5x5 causal windows, "
                     "three MCGSM heads 32x4; RGB photographs (BSDS300 train + the Wikimedia photographs' 39 "
@@ -126,7 +126,7 @@ _ZOO: tuple[PretrainedModel, ...] = (
     PretrainedModel(
         name="photo_colour_nojpeg",
         file="photo_colour_nojpeg.pt",
-        sha256="9342a0dc957e59f330102775140e53315f00f6c2e1150eeea67f471c2942b0e1",
+        sha256="288651de84d243ea5ae26a7f0fcdad7e04c0618f07ef402a9a7fcb8a1c6644d1",
         description="photo_colour trained further on the Wikimedia photographs' 39 training images alone (never "
                     "JPEG at their size), on patches of up to 128 px; same size",
         use="the codec's second colour candidate: `ride compress` picks it for RGB images that it codes smaller "

@@ -2,12 +2,13 @@
 
     python tests/golden/make_golden.py            # grey (format 2)
     python tests/golden/make_golden.py --colour   # colour (format 3)
+    python tests/golden/make_golden.py --colour-clip   # colour (format 5), from the committed colour/ files
 
 tiny.pt: a small random 2-layer RIDE (saved, so the golden test does not depend on torch's random streams);
 image_24x32.png: a deterministic test image (numpy PCG64); *.ride: their format-2 streams under tiny.pt and
 the shipped bsds300_ride2_long2, with the settings named in the file names. colour/: the same for the colour
 codec (format 3): tiny_colour.pt (conftest.make_tiny_lossless_colour, 2 layers), image_rgb_20x26.png and its
-streams.
+streams; colour/colour_clip*.ride: format 5, the same model with its cells clipped at CLIP (`with_cell_clip`).
 """
 
 import sys
@@ -68,5 +69,20 @@ def main_colour() -> None:
         (out / f"colour_s{stripes}_b{bits}.ride").write_bytes(compress(model, image, stripes=stripes, digit_bits=bits))
 
 
+CLIP = 0.25  # tight enough that the tiny model's cells reach it on the golden image (the stream differs)
+
+
+def main_colour_clip() -> None:
+    from ride.growth import with_cell_clip
+
+    out = HERE / "colour"
+    model = with_cell_clip(ride.load(out / "tiny_colour.pt"), CLIP)
+    image = np.asarray(Image.open(out / "image_rgb_20x26.png"))
+    (out / "colour_clip_s2_b2.ride").write_bytes(compress(model, image, stripes=2, digit_bits=2))
+
+
 if __name__ == "__main__":
-    main() if "--colour" not in sys.argv else main_colour()
+    if "--colour-clip" in sys.argv:
+        main_colour_clip()
+    else:
+        main() if "--colour" not in sys.argv else main_colour()

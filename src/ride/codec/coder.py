@@ -1,9 +1,9 @@
 """Lossless compression of 8-bit grey images with a RIDE model, and of 8-bit RGB images with a lossless colour RIDE
 (`ride.colour_lossless.LosslessColourRIDE`), with a range coder (`constriction`).
 
-Colour images (format version 3) are coded as the grey ones are, with the colour model's integer form
-(`colour_fixedpoint.quantise_colour`): the three channels of each pixel in the model's order (R, then G given R, then
-B given R and G), each channel's frame at its own rounded mean.
+Colour images (format version 3, 5 for a model that clips its cells below 10^4) are coded as the grey ones are, with the
+colour model's integer form (`colour_fixedpoint.quantise_colour`): the three channels of each pixel in the model's order
+(R, then G given R, then B given R and G), each channel's frame at its own rounded mean.
 
 `compress` writes format version 2 (4 for a model that clips its cells below 10^4; docs/codec_format.md): the
 model is first turned into exact integer arithmetic (`fixedpoint.quantise`, cached per model), so that a stream
@@ -47,7 +47,6 @@ from .format import (
     MODE_CODED,
     MODE_STORED,
     VERSION_1,
-    VERSION_COLOUR,
     Header,
     Header2,
     Header3,
@@ -71,7 +70,7 @@ Progress = Callable[[int, int], None]
 # (photo_grey before its clip of 10: 003 2.971 bits/px in stripes of ~512 rows, 2.932 at ~128); with its cells
 # clipped at 10, photo_grey codes all ten smaller at ~512 rows (pooled 3.5714 vs 3.5869) and in one stripe (3.5692).
 STRIPE_ROWS = 128  # grey, a model with format 2's cell clip
-STRIPE_ROWS_COLOUR = 512  # RGB (format 3)
+STRIPE_ROWS_COLOUR = 512  # RGB (formats 3 and 5)
 STRIPE_ROWS_BOUNDED = 512  # grey, a model that clips its cells more tightly (format 4)
 DIGIT_BITS_DEFAULT = 2
 _INT_MODELS: dict[bytes, IntRIDE | IntColourRIDE] = {}
@@ -103,8 +102,9 @@ def default_stripes(height: int, colour: bool = False, bounded: bool = False) ->
 def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | None = None,
              stripes: int | None = None, digit_bits: int = DIGIT_BITS_DEFAULT, backend: str = "auto") -> bytes:
     """Lossless stream of a grey image uint8 [H, W] (any size from 1x1) under a one-channel RIDE `model` with at
-    least one layer (format version 2), or of an RGB image uint8 [H, W, 3] under a `LosslessColourRIDE` (format
-    version 3; then `backend` must be "auto" or "kernels").
+    least one layer (format version 2, or 4 with a tighter cell clip), or of an RGB image uint8 [H, W, 3] under a
+    `LosslessColourRIDE` (format version 3, or 5 with a tighter cell clip; then `backend` must be "auto" or
+    "kernels").
 
     `progress(done_fronts, total_fronts)` is called after every front. `stripes` horizontal stripes are coded side
     by side (default `default_stripes(H, colour, bounded)`; more stripes: more pixels per front, less context at
@@ -151,7 +151,7 @@ def _compress_colour(im: IntColourRIDE, pixels: np.ndarray, stripes: int, digit_
         mode, payload = MODE_STORED, pixels.tobytes()
     height, width, _ = pixels.shape
     header = Header3(mode, height, width, pads, stripes, digit_bits, im.transform, im.fingerprint,
-                     pixel_checksum(pixels), len(payload))
+                     pixel_checksum(pixels), len(payload), im.cell_clip)  # format 5 when the model clips its cells
     return header.pack() + payload
 
 
@@ -211,8 +211,8 @@ def made_with(model: nn.Module, data: bytes) -> bool:
 
 
 def decompress(model: nn.Module, data: bytes, progress: Progress | None = None, backend: str = "auto") -> np.ndarray:
-    """The image of a stream made by `compress` with the same `model`: grey uint8 [H, W] (format 2, or 1), or RGB
-    uint8 [H, W, 3] (format 3, a colour model).
+    """The image of a stream made by `compress` with the same `model`: grey uint8 [H, W] (format 2, 4 or 1), or RGB
+    uint8 [H, W, 3] (format 3 or 5, a colour model).
 
     ValueError for a foreign, truncated or corrupted stream, a stream of another model, or a checksum mismatch.
     `backend` as for `compress` (formats 2 and 3).
@@ -221,10 +221,10 @@ def decompress(model: nn.Module, data: bytes, progress: Progress | None = None, 
     header, payload = unpack_header(data)
     fingerprint = _fingerprint(model, header.version)
     if header.fingerprint != fingerprint:
-        kind = "colour" if header.version == VERSION_COLOUR else "grey"
+        kind = "colour" if isinstance(header, Header3) else "grey"
         raise ValueError(f"the stream ({kind}) was made with another model (fingerprint {header.fingerprint.hex()}), "
                          f"not this one ({fingerprint.hex()}); decode it with the model that encoded it")
-    if header.version == VERSION_COLOUR:
+    if isinstance(header, Header3):
         image = _decompress_colour(integer_model(model), header, payload, progress, backend)
     elif header.mode == MODE_STORED:
         image = np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width).copy()
@@ -251,6 +251,8 @@ def _decompress_colour(im: IntColourRIDE, header: Header3, payload: bytes, progr
                          f"made it codes {im.transform!r}")
     if header.mode == MODE_STORED:
         return np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width, 3).copy()
+    if im.cell_clip != header.cell_clip:  # the clip the stream was coded with (format 3: 10^4), not the model's
+        im = dataclasses.replace(im, cell_clip=header.cell_clip)
     if backend not in ("auto", "kernels"):
         raise ValueError(f"the colour codec runs on the compiled kernels: backend 'auto' or 'kernels', found "
                          f"{backend!r}")

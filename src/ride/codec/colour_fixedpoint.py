@@ -1,4 +1,5 @@
-"""The lossless colour RIDE in exact integer arithmetic: the model behind colour codec streams (format version 3).
+"""The lossless colour RIDE in exact integer arithmetic: the model behind colour codec streams (format version 3,
+or 5 with a tighter cell clip).
 
 `quantise_colour(model)` turns a `LosslessColourRIDE` (channels coded one after another, design §11) into an
 `IntColourRIDE` with the conventions of `fixedpoint` (docs/codec_format.md): the same integer input map and spatial
@@ -31,6 +32,7 @@ from .fixedpoint import (
     _arr,
     _fold_rows,
     _quantise_columns,
+    cell_clip_int,
     digest_fields,
     quantise_gate,
     quantise_trunk,
@@ -77,7 +79,7 @@ class IntColourRIDE:
     exp2: np.ndarray
     phi: np.ndarray
     dims: tuple[int, int, int, int, int]  # D, layers, C, S, F
-    cell_clip: int = CELL_CLIP_INT  # as in IntRIDE (the colour models keep the format's clip)
+    cell_clip: int = CELL_CLIP_INT  # as in IntRIDE: the float model's cell_clip; not in the fingerprint
 
     @property
     def fingerprint(self) -> bytes:
@@ -124,4 +126,5 @@ def quantise_colour(model, hidden_levels: int = 255) -> IntColourRIDE:  # noqa: 
         transform=transform, offsets=model.neighbourhood.offsets().numpy().astype(np.int64),
         margin=tuple(int(m) for m in model.margin), hidden_levels=hidden_levels,
         **quantise_trunk(model, hidden_levels), heads=heads, **tables(hidden_levels),
-        dims=(model.config.num_hiddens, len(model.layers), h0.num_components, h0.num_scales, h0.num_features))
+        dims=(model.config.num_hiddens, len(model.layers), h0.num_components, h0.num_scales, h0.num_features),
+        cell_clip=cell_clip_int(model.config.cell_clip))

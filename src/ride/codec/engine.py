@@ -11,8 +11,8 @@ an integer below 2^24 and its scale factor is exactly 1, so its float arithmetic
 digit, then cells (stripe, row). The decoder evaluates the CDF only at the edges its digits need: 8 / b rounds of
 2^b - 1 edges per pixel, the encoder all of them at once.
 
-Colour (format version 3, `encode_colour` / `decode_colour`): the same with the integer colour model on canvases of
-the three coded channels (a frame value each); per front the trunk step, then channel 0, 1, 2 of all the front's
+Colour (format versions 3 and 5, `encode_colour` / `decode_colour`): the same with the integer colour model on canvases
+of the three coded channels (a frame value each); per front the trunk step, then channel 0, 1, 2 of all the front's
 cells in turn (coding order: front, channel, digit, cells), each head given the channels decoded before it.
 """
 

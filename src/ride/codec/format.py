@@ -28,7 +28,7 @@ Format version 4 (grey, written for a model whose cells are clipped more tightly
     38      4     CRC-32 of bytes 0..37
     42      n     payload
 
-Format version 3 (colour: 8-bit RGB images, `colour_fixedpoint.IntColourRIDE`; grey images stay version 2):
+Format version 3 (colour: 8-bit RGB images, `colour_fixedpoint.IntColourRIDE`; grey images stay version 2 or 4):
 
     offset  size  field (big-endian)
     0       4     magic b"RIDE"
@@ -45,6 +45,17 @@ Format version 3 (colour: 8-bit RGB images, `colour_fixedpoint.IntColourRIDE`; g
     33      4     payload bytes n
     37      4     CRC-32 of bytes 0..36
     41      n     payload: the range coder's 32-bit words, little-endian (mode 0), or the RGB pixels (mode 1)
+
+Format version 5 (colour, written for a model whose cells are clipped more tightly than version 3's +-10^4, e.g.
+`photo_colour`): version 3's fields with the clip inserted after the channel order; the rest shifts by 4 bytes:
+
+    20      1     channel order
+    21      4     cell clip: the integer model's cells are clamped to +-this (at 2^-15; version 3 means 10^4 * 2^15)
+    25      8     integer colour model fingerprint
+    33      4     CRC-32 of the pixels
+    37      4     payload bytes n
+    41      4     CRC-32 of bytes 0..40
+    45      n     payload
 
 Format version 1 (read only; floating-point probabilities, so it decodes only on machines whose arithmetic matches
 the encoder's):
@@ -82,7 +93,8 @@ VERSION = 2
 VERSION_1 = 1
 VERSION_COLOUR = 3
 VERSION_CLIPPED = 4  # grey, with the cell clip in the header
-CHANNEL_ORDERS = ("rgb", "grb")  # the channel-order byte of version 3
+VERSION_COLOUR_CLIPPED = 5  # colour, with the cell clip in the header
+CHANNEL_ORDERS = ("rgb", "grb")  # the channel-order byte of versions 3 and 5
 _FIELDS = struct.Struct(">4sBBIIBH8sII")  # version 1
 _FIELDS_2 = struct.Struct(">4sBBIIBHB8sII")
 HEADER_BYTES_2 = _FIELDS_2.size + 4
@@ -90,6 +102,8 @@ _FIELDS_4 = struct.Struct(">4sBBIIBHBI8sII")
 HEADER_BYTES_4 = _FIELDS_4.size + 4
 _FIELDS_3 = struct.Struct(">4sBBII3sHBB8sII")
 HEADER_BYTES_3 = _FIELDS_3.size + 4
+_FIELDS_5 = struct.Struct(">4sBBII3sHBBI8sII")
+HEADER_BYTES_5 = _FIELDS_5.size + 4
 HEADER_BYTES = HEADER_BYTES_2  # of the format written now
 DIGIT_BITS = (1, 2, 4, 8)
 _CRC = struct.Struct(">I")
@@ -133,11 +147,11 @@ def unpack_header(data: bytes) -> tuple[Header | Header2 | Header3, bytes]:
     version = data[len(MAGIC)]
     if version in (VERSION, VERSION_CLIPPED):
         return _unpack_header_2(data)
-    if version == VERSION_COLOUR:
+    if version in (VERSION_COLOUR, VERSION_COLOUR_CLIPPED):
         return _unpack_header_3(data)
     if version != VERSION_1:
-        raise ValueError(f"ride codec stream of format version {version}; this ride reads versions {VERSION_1}, "
-                         f"{VERSION}, {VERSION_COLOUR} and {VERSION_CLIPPED}")
+        raise ValueError(f"ride codec stream of format version {version}; this ride reads versions {VERSION_1} to "
+                         f"{VERSION_COLOUR_CLIPPED}")
     if len(data) < HEADER_BYTES_1:
         raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES_1}-byte "
                          "header")
@@ -228,7 +242,8 @@ def _unpack_header_2(data: bytes) -> tuple[Header2, bytes]:
 
 @dataclass(frozen=True)
 class Header3:
-    """The fields of a format-version-3 (colour) header (see the module docstring)."""
+    """The fields of a colour header: format version 3, or 5 when the cell clip is not version 3's (see the module
+    docstring)."""
 
     mode: int
     height: int
@@ -240,32 +255,43 @@ class Header3:
     fingerprint: bytes  # of the integer colour model
     pixel_crc: int
     num_bytes: int
-    version = VERSION_COLOUR
+    cell_clip: int = CELL_CLIP_INT  # the integer model's cell clip at 2^-15
+
+    @property
+    def version(self) -> int:
+        return VERSION_COLOUR if self.cell_clip == CELL_CLIP_INT else VERSION_COLOUR_CLIPPED
 
     def pack(self) -> bytes:
-        fields = _FIELDS_3.pack(MAGIC, VERSION_COLOUR, self.mode, self.height, self.width, bytes(self.pads),
-                                self.stripes, self.digit_bits, CHANNEL_ORDERS.index(self.channel_order),
-                                self.fingerprint, self.pixel_crc, self.num_bytes)
+        common = (self.mode, self.height, self.width, bytes(self.pads), self.stripes, self.digit_bits,
+                  CHANNEL_ORDERS.index(self.channel_order))
+        if self.version == VERSION_COLOUR:
+            fields = _FIELDS_3.pack(MAGIC, VERSION_COLOUR, *common, self.fingerprint, self.pixel_crc, self.num_bytes)
+        else:
+            fields = _FIELDS_5.pack(MAGIC, VERSION_COLOUR_CLIPPED, *common, self.cell_clip, self.fingerprint,
+                                    self.pixel_crc, self.num_bytes)
         return fields + _CRC.pack(zlib.crc32(fields))
 
 
 def _unpack_header_3(data: bytes) -> tuple[Header3, bytes]:
-    if len(data) < HEADER_BYTES_3:
-        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES_3}-byte "
-                         "header")
-    _, _, mode, height, width, pads, stripes, bits, order, fingerprint, pixel_crc, num_bytes = \
-        _FIELDS_3.unpack_from(data)
-    (header_crc,) = _CRC.unpack_from(data, _FIELDS_3.size)
-    if zlib.crc32(data[: _FIELDS_3.size]) != header_crc:
+    """Format 3 or 5 (colour)."""
+    clipped = data[len(MAGIC)] == VERSION_COLOUR_CLIPPED
+    layout, size = (_FIELDS_5, HEADER_BYTES_5) if clipped else (_FIELDS_3, HEADER_BYTES_3)
+    if len(data) < size:
+        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {size}-byte header")
+    values = list(layout.unpack_from(data))
+    clip = values.pop(9) if clipped else CELL_CLIP_INT
+    _, _, mode, height, width, pads, stripes, bits, order, fingerprint, pixel_crc, num_bytes = values
+    (header_crc,) = _CRC.unpack_from(data, layout.size)
+    if zlib.crc32(data[: layout.size]) != header_crc:
         raise ValueError("corrupted ride codec stream: the header checksum does not match")
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= stripes <= height) or mode > MODE_STORED \
-            or bits not in DIGIT_BITS or order >= len(CHANNEL_ORDERS):
+            or bits not in DIGIT_BITS or order >= len(CHANNEL_ORDERS) or (clipped and not 1 <= clip < CELL_CLIP_INT):
         raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, {stripes} stripes, "
-                         f"{bits} bits per digit, channel order {order}")
-    _check_payload_size(data, HEADER_BYTES_3, num_bytes, mode, 3 * height * width)
+                         f"{bits} bits per digit, channel order {order}, cell clip {clip}")
+    _check_payload_size(data, size, num_bytes, mode, 3 * height * width)
     header = Header3(mode, height, width, tuple(pads), stripes, bits, CHANNEL_ORDERS[order], fingerprint, pixel_crc,
-                     num_bytes)
-    return header, data[HEADER_BYTES_3:]
+                     num_bytes, clip)
+    return header, data[size:]
 
 
 def _check_payload_size(data: bytes, header_bytes: int, num_bytes: int, mode: int, num_pixels: int) -> None:

@@ -62,9 +62,9 @@ class TrainConfig:
     # widen every spatial LSTM layer of `init` to this many units, keeping its density exactly (`ride.growth.widen`:
     # the new units' outgoing weights start at zero); applied before add_layer; 0: off
     widen_to: int = 0
-    # the spatial LSTM's cell clip (RIDEConfig.cell_clip, design §4; grey models): None keeps init's, or the default
-    # 1e4 for a fresh model; a small clip (photo_grey: 10) keeps the cells bounded on images far larger than the
-    # training patches
+    # the spatial LSTM's cell clip (RIDEConfig.cell_clip, design §4; grey and lossless colour models): None keeps
+    # init's, or the default 1e4 for a fresh model; a small clip (photo_grey, photo_colour: 10) keeps the cells
+    # bounded on images far larger than the training patches
     cell_clip: float | None = None
     init_mcgsm: bool = True  # start the MCGSM at the least-squares predictor of the initial hidden states
     # the first this many stages update only the top spatial LSTM layer and the MCGSM; the layers below stay as they
@@ -130,8 +130,8 @@ class TrainConfig:
         need(not self.add_layer or self.init is not None, "add_layer needs init (the model to add a layer to)")
         need(self.widen_to >= 0, f"widen_to must be >= 0, found {self.widen_to}")
         need(not self.widen_to or self.init is not None, "widen_to needs init (the model to widen)")
-        need(self.cell_clip is None or (self.cell_clip > 0 and self.model == "ride"),
-             f"cell_clip must be > 0 and is for grey RIDE models (model='ride'), found {self.cell_clip!r} with "
+        need(self.cell_clip is None or (self.cell_clip > 0 and self.model in ("ride", "colour_lossless")),
+             f"cell_clip must be > 0 and is for RIDE and lossless colour models, found {self.cell_clip!r} with "
              f"model={self.model!r}")
         need(self.mode != "patches63" or self.data == "bsds300", "mode='patches63' needs data='bsds300'")
         need(self.model == "ride" or self.colour, f"model={self.model!r} needs colour=true (RGB images)")

@@ -78,7 +78,7 @@ def build_model(config: TrainConfig) -> nn.Module:
     if config.model == "colour_lossless":
         from ..colour_lossless import LosslessColourRIDE
 
-        return LosslessColourRIDE(config.colour_transform, **fields)
+        return LosslessColourRIDE(config.colour_transform, **fields, **clip)
     return RIDE(**fields, **clip)
 
 
