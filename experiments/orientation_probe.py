@@ -70,11 +70,18 @@ def main() -> None:
         best = int(np.argmin(bits))
         print(f"{name} {crop.shape}: identity {bits[0] / crop.size:.4f} bits per sub-pixel, best {ORIENTATIONS[best]} "
               f"{bits[best] / crop.size:.4f} ({100 * (bits[best] / bits[0] - 1):+.2f}%), worst "
-              f"{100 * (max(bits) / bits[0] - 1):+.2f}%", flush=True)
+              f"{100 * (max(bits) / bits[0] - 1):+.2f}%; all (k, flip) in order {ORIENTATIONS}: "
+              f"{' '.join(f'{b / crop.size:.4f}' for b in bits)}", flush=True)
     table = np.asarray(sizes)
     total = table.sum(0)
     fixed = int(np.argmin(total))
     oracle = table.min(1).sum()
+    # identity or its transpose-like quarter turns only: the choice a 1-bit field (rows or columns first) would allow
+    pairs = {f"{ORIENTATIONS[a]} or {ORIENTATIONS[b]}": 100 * (table[:, [a, b]].min(1).sum() / total[0] - 1)
+             for a, b in ((0, 1), (0, 3), (0, 4))}
+    ranks = (table.argsort(1).argsort(1)[:, 0] + 1).tolist()
+    print(f"identity's rank per image (1 = smallest of 8): {ranks}; two-way oracles: "
+          + ", ".join(f"{k} {v:+.3f}%" for k, v in pairs.items()))
     print(f"{args.model} on {len(sizes)} {args.set} crops of {args.crop or 'whole'}: identity {total[0]:.0f} bits; "
           f"best fixed orientation {ORIENTATIONS[fixed]} {100 * (total[fixed] / total[0] - 1):+.3f}%; per-image "
           f"oracle {100 * (oracle / total[0] - 1):+.3f}%; {time.perf_counter() - start:.0f} s")

@@ -119,8 +119,8 @@ class LosslessColourConfig:
     num_scales: int = 4
     num_features: int = 32
     nb_size: int = 5
-    # as RIDEConfig.cell_clip: photo_colour clips at 10, which its tiles never reach but which stops its cells
-    # running away along a whole portrait-shaped image (RESULTS.md, issue 31)
+    # as RIDEConfig.cell_clip: the shipped colour models clip at 10, which leaves their code lengths of whole
+    # photographs within 0.001% and stops photo_colour's cells running away along a tall image (RESULTS.md, issue 31)
     cell_clip: float = CELL_CLIP
 
     def __post_init__(self) -> None:

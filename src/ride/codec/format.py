@@ -219,18 +219,25 @@ class Header2:
         return fields + _CRC.pack(zlib.crc32(fields))
 
 
+def _header_fields(data: bytes, layout: struct.Struct, clip_at: int | None) -> tuple[list, int]:
+    """(the fields of `layout` without the cell clip, the clip: the field at clip_at, or CELL_CLIP_INT where the
+    layout has none) of a header whose length and checksum are checked."""
+    size = layout.size + _CRC.size
+    if len(data) < size:
+        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {size}-byte header")
+    values = list(layout.unpack_from(data))
+    (header_crc,) = _CRC.unpack_from(data, layout.size)
+    if zlib.crc32(data[: layout.size]) != header_crc:
+        raise ValueError("corrupted ride codec stream: the header checksum does not match")
+    return values, CELL_CLIP_INT if clip_at is None else values.pop(clip_at)
+
+
 def _unpack_header_2(data: bytes) -> tuple[Header2, bytes]:
     """Format 2 or 4 (grey)."""
     clipped = data[len(MAGIC)] == VERSION_CLIPPED
     layout, size = (_FIELDS_4, HEADER_BYTES_4) if clipped else (_FIELDS_2, HEADER_BYTES_2)
-    if len(data) < size:
-        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {size}-byte header")
-    values = list(layout.unpack_from(data))
-    clip = values.pop(8) if clipped else CELL_CLIP_INT
+    values, clip = _header_fields(data, layout, 8 if clipped else None)
     _, _, mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes = values
-    (header_crc,) = _CRC.unpack_from(data, layout.size)
-    if zlib.crc32(data[: layout.size]) != header_crc:
-        raise ValueError("corrupted ride codec stream: the header checksum does not match")
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= stripes <= height) or mode > MODE_STORED \
             or bits not in DIGIT_BITS or (clipped and not 1 <= clip < CELL_CLIP_INT):
         raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, {stripes} stripes, "
@@ -276,14 +283,8 @@ def _unpack_header_3(data: bytes) -> tuple[Header3, bytes]:
     """Format 3 or 5 (colour)."""
     clipped = data[len(MAGIC)] == VERSION_COLOUR_CLIPPED
     layout, size = (_FIELDS_5, HEADER_BYTES_5) if clipped else (_FIELDS_3, HEADER_BYTES_3)
-    if len(data) < size:
-        raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {size}-byte header")
-    values = list(layout.unpack_from(data))
-    clip = values.pop(9) if clipped else CELL_CLIP_INT
+    values, clip = _header_fields(data, layout, 9 if clipped else None)
     _, _, mode, height, width, pads, stripes, bits, order, fingerprint, pixel_crc, num_bytes = values
-    (header_crc,) = _CRC.unpack_from(data, layout.size)
-    if zlib.crc32(data[: layout.size]) != header_crc:
-        raise ValueError("corrupted ride codec stream: the header checksum does not match")
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= stripes <= height) or mode > MODE_STORED \
             or bits not in DIGIT_BITS or order >= len(CHANNEL_ORDERS) or (clipped and not 1 <= clip < CELL_CLIP_INT):
         raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, {stripes} stripes, "
