@@ -42,16 +42,24 @@ def log_weights(values, bias, slope, logw, shift, lowest, subtract):  # noqa: AN
     backward's recomputation both come here, so the weights they see are rounded alike (numba contracts no
     multiply-add without fastmath)."""
     n, _, num_s, num_c = logw.shape
+    # the row maximum as C partial maxima along s, then one over c: a maximum is exact in any order, and the
+    # forward's loop takes half the time of one running maximum over all of s and c (2.4 vs 5.1 ms per 18,000
+    # rows, 2026-12-07)
+    part = np.empty(num_c, dtype=logw.dtype)
     for r in range(n):
         for t in range(2):
             m = shift[r, t]
             if not subtract:
-                m = lowest
+                for c in range(num_c):
+                    part[c] = lowest
                 for s in range(num_s):
                     for c in range(num_c):
                         x = bias[t, s, c] + values[r, t, c] * slope[s, c]
                         logw[r, t, s, c] = x
-                        m = max(m, x)
+                        part[c] = max(part[c], x)
+                m = part[0]
+                for c in range(1, num_c):
+                    m = max(m, part[c])
                 shift[r, t] = m
                 for s in range(num_s):
                     for c in range(num_c):
