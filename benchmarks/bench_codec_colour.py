@@ -1,16 +1,17 @@
-"""The colour codec (format version 3, `LosslessColourRIDE` in exact integer arithmetic): size against JPEG XL,
+"""The colour codec (format version 3 or 5, `LosslessColourRIDE` in exact integer arithmetic): size against JPEG XL,
 WebP and PNG, and speed, in one process.
 
     python benchmarks/bench_codec_colour.py compare --limit 100 --wiki-limit 10   # bits per sub-pixel
     python benchmarks/bench_codec_colour.py speed --limit 2                       # 768x512 RGB crops
 
-compare: the BSDS300 test images in colour (JPEG files: decoded pixels), the Wikimedia validation photographs
-(never JPEG, whole, not trained on) and, with --aerials-limit, the USC-SIPI aerials' validation scans in colour
-(never JPEG, whole, not trained on; all 7 in colour), every codec losslessly with its round trip checked:
-ride (default model photo_colour, default settings), JPEG XL lossless at efforts 9 and 7, WebP lossless (method
-6, level 100) and PNG (level 9), all from imagecodecs. Figures are bits per sub-pixel (file bits / (3 H W)); "vs
-JPEG XL e9" is the ratio of total bits. With --ideal, also the float model's exact discrete code length (what an
-ideal entropy coder would reach with the same frame and one stripe).
+compare: the BSDS300 test images in colour (JPEG files: decoded pixels), the Wikimedia validation photographs (never
+JPEG, whole, not trained on) and, with --aerials-limit, the USC-SIPI aerials' validation scans in colour (never
+JPEG, whole, not trained on; all 7 in colour), every codec losslessly with its round trip checked: ride (default
+model photo_colour, default settings; `--checkpoint choice`: what `ride compress` does by default, the shipped
+candidate that codes a sample of the image smallest, `ride.codec.selection`), JPEG XL lossless at efforts 9 and 7,
+WebP lossless (method 6, level 100) and PNG (level 9), all from imagecodecs. Figures are bits per sub-pixel (file
+bits / (3 H W)); "vs JPEG XL e9" is the ratio of total bits. With --ideal, also the float model's exact discrete
+code length (what an ideal entropy coder would reach with the same frame and one stripe).
 speed: encode and decode RGB pixels per second of ride and of the other codecs on the same crops, start-up
 (import, model load, integer model, first kernel call) timed separately. `--threads` sets torch's (and the
 kernels') threads; the streams do not depend on it.
@@ -33,6 +34,7 @@ from PIL import Image  # noqa: E402
 
 import ride  # noqa: E402
 from ride.codec import compress, decompress, ideal_code_length_bits, integer_model  # noqa: E402
+from ride.codec.selection import compress_best  # noqa: E402
 from ride.data.photos import (  # noqa: E402
     WIKIPEDIA_VAL_EVERY,
     WIKIPEDIA_VAL_FIRST,
@@ -104,6 +106,14 @@ def other_codecs() -> dict[str, tuple]:
     }
 
 
+def encode(models, image: np.ndarray):  # noqa: ANN001, ANN201
+    """(stream, the model that decodes it): one model, or the encoder's choice among a list of them."""
+    if isinstance(models, list):
+        choice = compress_best(models, image)
+        return choice.data, models[choice.index]
+    return compress(models, image), models
+
+
 def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
     codecs = other_codecs()
     sets = {"BSDS300 test (colour, JPEG-decoded pixels)": bsds_test(args.limit),
@@ -117,12 +127,12 @@ def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
         secs = {"ride enc": 0.0, "ride dec": 0.0}
         subpixels = 0
         for k, (name, image) in enumerate(images):
-            stream, enc = timed(compress, model, image)
-            out, dec = timed(decompress, model, stream)
+            (stream, used), enc = timed(encode, model, image)
+            out, dec = timed(decompress, used, stream)
             assert np.array_equal(out, image), name
             bits["ride"] += 8 * len(stream)
             if args.ideal:
-                bits["ideal"] += ideal_code_length_bits(model, image)
+                bits["ideal"] += ideal_code_length_bits(used, image)
             secs["ride enc"] += enc
             secs["ride dec"] += dec
             sizes = {}
@@ -159,8 +169,8 @@ def speed(args: argparse.Namespace, model) -> None:  # noqa: ANN001
     print("|---|---|---|---|---|")
     for name, image in wikipedia_crops(args.limit):
         px = image.shape[0] * image.shape[1]
-        stream, enc = timed(compress, model, image)
-        out, dec = timed(decompress, model, stream)
+        (stream, used), enc = timed(encode, model, image)
+        out, dec = timed(decompress, used, stream)
         assert np.array_equal(out, image)
         print(f"| {name} {image.shape[1]}x{image.shape[0]} | ride ({args.checkpoint}) | "
               f"{8 * len(stream) / image.size:.4f} | {px / enc:,.0f} | {px / dec:,.0f} |", flush=True)
@@ -174,7 +184,9 @@ def speed(args: argparse.Namespace, model) -> None:  # noqa: ANN001
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["compare", "speed"])
-    parser.add_argument("--checkpoint", default="photo_colour")
+    parser.add_argument("--checkpoint", default="photo_colour",
+                        help="a shipped name or a .pt file, or 'choice': the codec's default choice among the shipped "
+                             "colour candidates")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=3, help="BSDS300 test images (compare) or crops (speed)")
     parser.add_argument("--wiki-limit", type=int, default=10)
@@ -183,11 +195,17 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, t_model = timed(lambda: ride.load(args.checkpoint) if args.checkpoint.endswith(".pt")
-                           else ride.pretrained(args.checkpoint))
-    _, t_int = timed(integer_model, model)
+    if args.checkpoint == "choice":
+        from ride.model_zoo import CODEC_CANDIDATES
+
+        model, t_model = timed(lambda: [ride.pretrained(name) for name in CODEC_CANDIDATES[True]])
+        args.checkpoint = "choice of " + " / ".join(CODEC_CANDIDATES[True])
+    else:
+        model, t_model = timed(lambda: ride.load(args.checkpoint) if args.checkpoint.endswith(".pt")
+                               else ride.pretrained(args.checkpoint))
+    _, t_int = timed(lambda: [integer_model(m) for m in (model if isinstance(model, list) else [model])])
     tiny = np.zeros((4, 4, 3), dtype=np.uint8)
-    _, t_first = timed(compress, model, tiny)
+    _, t_first = timed(encode, model, tiny)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} threads; start-up: import {T_IMPORT:.2f} s, model {t_model:.2f} s, integer model "
           f"{t_int:.2f} s, first kernel call {t_first:.2f} s\n")
