@@ -24,6 +24,7 @@ import ride
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_codec_colour import wikipedia_whole  # noqa: E402 - benchmarks/
+from orientation_probe import central_crop  # noqa: E402 - experiments/, the script's own folder
 
 WEIGHTS = (0.3, 0.5, 0.7)
 
@@ -40,9 +41,7 @@ def main() -> None:
     totals = {"a": 0.0, "b": 0.0, "choice": 0.0, **{w: 0.0 for w in WEIGHTS}}
     count = 0
     for name, image in wikipedia_whole(args.limit):
-        h, w = image.shape[:2]
-        s = min(args.crop, h, w)
-        crop = image[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+        crop = central_crop(image, args.crop)
         values = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]
         la, lb = a.log_prob_discrete_pixels(values), b.log_prob_discrete_pixels(values)  # nats [1, H', W', 3]
         bits = {"a": -la.sum().item() / math.log(2), "b": -lb.sum().item() / math.log(2)}

@@ -66,8 +66,7 @@ def _widen_mcgsm(old: MCGSM, new: MCGSM, rows: torch.Tensor | None = None) -> No
 def _widen_colour(model: LosslessColourRIDE, num_hiddens: int) -> LosslessColourRIDE:
     """`widen` for the lossless colour model: its layers as RIDE's; head k reads [h, y~_0 .. y~_(k-1)], so the new
     units' inputs go between the old units' and the channels'."""
-    param = next(model.parameters())
-    wider = LosslessColourRIDE(**{**asdict(model.config), "num_hiddens": num_hiddens}).to(param.device, param.dtype)
+    wider = _colour_like(model, num_hiddens=num_hiddens)
     wider.preconditioner.load_state_dict(model.preconditioner.state_dict())
     for old, new in zip(model.layers, wider.layers, strict=True):
         _widen_layer(old, new)
@@ -76,6 +75,12 @@ def _widen_colour(model: LosslessColourRIDE, num_hiddens: int) -> LosslessColour
         rows = torch.cat([torch.arange(d), torch.arange(k) + num_hiddens])  # h's old units, then the channels
         _widen_mcgsm(old, new, rows)
     return wider
+
+
+def _colour_like(model: LosslessColourRIDE, **changes: float) -> LosslessColourRIDE:
+    """A fresh lossless colour model with `model`'s config changed by `changes`, on its device and dtype."""
+    param = next(model.parameters())
+    return LosslessColourRIDE(**{**asdict(model.config), **changes}).to(param.device, param.dtype)
 
 
 def _inner(model: nn.Module, what: str) -> RIDE:
@@ -103,8 +108,7 @@ def with_cell_clip(model: nn.Module, cell_clip: float) -> nn.Module:
     (`RIDEConfig`, `LosslessColourConfig`); all weights copied. The density changes only where a cell goes beyond the
     new clip."""
     if isinstance(model, LosslessColourRIDE):
-        param = next(model.parameters())
-        clipped = LosslessColourRIDE(**{**asdict(model.config), "cell_clip": cell_clip}).to(param.device, param.dtype)
+        clipped = _colour_like(model, cell_clip=cell_clip)
         clipped.load_state_dict(model.state_dict())
         return clipped
     inner = model.ride if isinstance(model, PatchRIDE) else model

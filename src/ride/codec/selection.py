@@ -76,11 +76,12 @@ def compress_best(models: Sequence[nn.Module], image: np.ndarray, progress: Prog
         raise ValueError(f"image must be [H, W] or [H, W, 3], found shape {pixels.shape}")
     windows = sample_windows(pixels.shape[0], pixels.shape[1], bands, rows, max_width)
     sample_pixels = sum((r.stop - r.start) * (c.stop - c.start) for r, c in windows)
-    if len(models) == 1 or sample_pixels >= pixels.shape[0] * pixels.shape[1]:
+    whole = len(models) == 1 or sample_pixels >= pixels.shape[0] * pixels.shape[1]
+    if whole:
         streams = [compress(model, pixels, progress=progress, stripes=stripes) for model in models]
-        index = min(range(len(models)), key=lambda i: len(streams[i]))
-        return Choice(index, streams[index], tuple(len(s) for s in streams), pixels.shape[0] * pixels.shape[1], True)
-    sizes = sample_bytes(models, pixels, windows)
-    index = min(range(len(models)), key=lambda i: sizes[i])
-    return Choice(index, compress(models[index], pixels, progress=progress, stripes=stripes), sizes, sample_pixels,
-                  False)
+        sizes, sample_pixels = tuple(len(s) for s in streams), pixels.shape[0] * pixels.shape[1]
+    else:
+        sizes = sample_bytes(models, pixels, windows)
+    index = min(range(len(models)), key=sizes.__getitem__)  # the first of equals
+    data = streams[index] if whole else compress(models[index], pixels, progress=progress, stripes=stripes)
+    return Choice(index, data, sizes, sample_pixels, whole)
