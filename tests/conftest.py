@@ -179,3 +179,11 @@ def make_photo_root(root: Path, size: int = 32, num_bsds_train: int = 22) -> Pat
     for k, img in enumerate(ride.dead_leaves_images(49, size, seed=5), start=1):
         Image.fromarray(np.asarray(img, dtype=np.uint8).reshape(size, size)).save(wiki / f"{k:03d}.png")
     return root
+
+
+def repeat_image(image: np.ndarray) -> np.ndarray:
+    """A grey [H >= 15, W >= 17] or RGB [H, W, 3] image with a flat block (one value or colour) pasted in: the
+    codec's repeat flag hits there and misses elsewhere (the images of the format-6 and format-7 golden streams)."""
+    out = image.copy()
+    out[6:15, 4:17] = (200, 90, 30) if image.ndim == 3 else 90
+    return out

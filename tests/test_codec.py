@@ -14,7 +14,7 @@ from PIL import Image
 import ride
 from ride.cli import main
 from ride.codec import compress, compress_v1, decompress, ideal_code_length_bits
-from ride.codec.format import HEADER_BYTES
+from ride.codec.format import HEADER_BYTES, unpack_header
 
 
 @pytest.fixture
@@ -58,10 +58,10 @@ def test_uniform_noise_costs_about_8_bits(model) -> None:
 def test_file_size_is_close_to_the_ideal_code_length(tiny_ride, smooth_images) -> None:
     model = tiny_ride(num_layers=1, nb_size=3, seed=4).float()
     image = smooth_uint8(smooth_images, 40, 48, seed=5)
-    data = compress(model, image)
+    data = compress(model, image, repeat=False)  # the model's code length alone (the repeat flag: test_fixedpoint)
     ideal_bits = ideal_code_length_bits(model, image)
     assert ideal_bits / image.size < 8  # the model beats storing the pixels, so the stream is range-coded
-    overhead = (8 * (len(data) - HEADER_BYTES) - ideal_bits) / image.size
+    overhead = (8 * len(unpack_header(data)[1]) - ideal_bits) / image.size
     assert -0.01 < overhead < 0.05, overhead
 
 
@@ -202,9 +202,9 @@ def test_version_1_streams_still_decode(model, smooth_images) -> None:
 
 def test_unknown_versions_are_refused_by_number(model, smooth_images) -> None:
     data = bytearray(compress(model, smooth_uint8(smooth_images, 5, 6)))
-    assert data[4] == 2
-    data[4] = 7
-    with pytest.raises(ValueError, match="format version 7"):
+    assert data[4] == 7
+    data[4] = 8
+    with pytest.raises(ValueError, match="format version 8"):
         decompress(model, bytes(data))
 
 
@@ -214,8 +214,9 @@ def test_models_without_layers_are_refused(tiny_ride) -> None:
 
 
 def test_streams_photo_grey_made_before_its_cell_clip_still_decode(smooth_images, tmp_path) -> None:
-    """photo_grey clips its cells at 10 since 2026-12-07 and writes format 4; its earlier streams (format 2, clip
-    10^4, the same integer tables and fingerprint) decode with it, without --checkpoint, to the same pixels."""
+    """photo_grey clips its cells at 10 since 2026-12-07 and writes format 4 (7 with the repeat flag); its earlier
+    streams (format 2, clip 10^4, the same integer tables and fingerprint) decode with it, without --checkpoint, to
+    the same pixels."""
     from dataclasses import asdict
 
     from ride.model_zoo import DEFAULT_CODEC_MODEL
@@ -225,7 +226,7 @@ def test_streams_photo_grey_made_before_its_cell_clip_still_decode(smooth_images
     before = ride.RIDE(**{**asdict(shipped.config), "cell_clip": 1e4}).float()
     before.load_state_dict(shipped.state_dict())
     image = smooth_uint8(smooth_images, 30, 41, seed=8)
-    old, new = compress(before, image), compress(shipped, image)
+    old, new = compress(before, image, repeat=False), compress(shipped, image, repeat=False)
     assert (old[4], new[4]) == (2, 4) and old[18:26] == new[22:30]  # the same fingerprint
     (tmp_path / "old.ride").write_bytes(old)
     assert main(["decompress", str(tmp_path / "old.ride"), "-o", str(tmp_path / "old.png"), "--no-progress"]) == 0

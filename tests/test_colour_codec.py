@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_smooth_images, make_tiny_lossless_colour
+from conftest import make_smooth_images, make_tiny_lossless_colour, repeat_image
 
 import ride
 from ride.codec import compress, decompress, ideal_code_length_bits, integer_model, kernels
@@ -110,12 +110,14 @@ def test_round_trip_colours_and_stored_mode() -> None:
         "noise": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
     }
     for name, image in cases.items():
-        data = compress(model, image)
-        header, _ = unpack_header(data)
-        assert header.version == 3 and header.channel_order == "grb"
-        assert np.array_equal(decompress(model, data), image), name
+        for repeat, version in ((True, 6), (False, 3)):
+            data = compress(model, image, repeat=repeat)
+            header, _ = unpack_header(data)
+            assert header.version == version and header.channel_order == "grb"
+            assert np.array_equal(decompress(model, data), image), (name, repeat)
     # white noise cannot be compressed: stored, one byte per sub-pixel
     assert header.mode == MODE_STORED and len(data) == HEADER_BYTES_3 + 16 * 16 * 3
+    assert len(compress(model, image)) == HEADER_BYTES_3 + 4 + 16 * 16 * 3  # format 6: the clip field too
 
 
 def test_code_length_near_float_model() -> None:
@@ -206,7 +208,7 @@ def test_a_tighter_cell_clip_is_format_5_and_the_stream_states_it() -> None:
     assert not np.array_equal(ref, reference_colour_cdf_tables(im, canvas)), "the clip was never hit"
     assert np.array_equal(_kernel_tables(im_clipped, canvas), ref)
     image = _smooth_rgb(13, 17, seed=2)
-    data, plain = compress(clipped, image, stripes=2), compress(model, image, stripes=2)
+    data, plain = compress(clipped, image, stripes=2, repeat=False), compress(model, image, stripes=2, repeat=False)
     assert data != plain and (data[4], plain[4]) == (5, 3)
     header, _ = unpack_header(data)
     assert header.cell_clip == 1 << 14 and header.version == 5 and len(data) == HEADER_BYTES_3 + 4 + header.num_bytes
@@ -284,20 +286,24 @@ def test_golden_colour_streams(path: Path) -> None:
     data = path.read_bytes()
     header, _ = unpack_header(data)
     clipped = path.name.startswith("colour_clip")  # format 5: the model with its cells clipped at 0.25
-    assert header.version == (5 if clipped else 3) and header.mode == MODE_CODED
+    repeat = path.name.startswith("colour_repeat")  # format 6: the repeat flag, on the image with a flat block
+    if repeat:
+        image = repeat_image(image)
+    assert header.version == (5 if clipped else 6 if repeat else 3) and header.mode == MODE_CODED
     assert header.fingerprint == integer_model(model).fingerprint
     assert header.cell_clip == (1 << 13 if clipped else 10_000 << 15)
     assert np.array_equal(decompress(model, data), image)
     encoder = with_cell_clip(model, 0.25) if clipped else model
-    assert compress(encoder, image, stripes=header.stripes, digit_bits=header.digit_bits) == data
+    assert compress(encoder, image, stripes=header.stripes, digit_bits=header.digit_bits, repeat=repeat) == data
     if clipped:  # the clip changes the probabilities of this image
-        assert compress(model, image, stripes=header.stripes, digit_bits=header.digit_bits)[41:] != data[45:]
+        plain = compress(model, image, stripes=header.stripes, digit_bits=header.digit_bits, repeat=False)
+        assert plain[41:] != data[45:]
 
 
 def test_golden_colour_set_is_complete() -> None:
     names = sorted(p.name for p in GOLDEN.glob("*.ride"))
-    assert names == ["colour_clip_s2_b2.ride", "colour_s1_b2.ride", "colour_s2_b1.ride"], \
-        "run tests/golden/make_golden.py --colour, then --colour-clip"
+    assert names == ["colour_clip_s2_b2.ride", "colour_repeat_s2_b2.ride", "colour_s1_b2.ride",
+                     "colour_s2_b1.ride"], "run tests/golden/make_golden.py --colour, --colour-clip, --colour-repeat"
 
 
 def test_cli_picks_the_shipped_colour_model_by_mode(tmp_path, capsys) -> None:
@@ -315,7 +321,7 @@ def test_cli_picks_the_shipped_colour_model_by_mode(tmp_path, capsys) -> None:
     Image.fromarray(image[..., 1], mode="L").save(tmp_path / "g.png")
     assert main(["compress", str(tmp_path / "c.png"), str(tmp_path / "g.png"), "--out-dir", str(tmp_path),
                  "--no-progress"]) == 0
-    expected = {"c": (5, DEFAULT_COLOUR_CODEC_MODEL), "g": (4, DEFAULT_CODEC_MODEL)}  # both clip their cells at 10
+    expected = {"c": (6, DEFAULT_COLOUR_CODEC_MODEL), "g": (7, DEFAULT_CODEC_MODEL)}  # the repeat flag
     for stem, (version, name) in expected.items():
         data = (tmp_path / f"{stem}.ride").read_bytes()
         header, _ = unpack_header(data)
@@ -338,7 +344,8 @@ def test_streams_photo_colour_made_before_its_cell_clip_still_decode(tmp_path) -
     shipped = ride.pretrained("photo_colour")
     assert shipped.config.cell_clip == 10.0
     image = _smooth_rgb(23, 31, seed=13)
-    old, new = compress(with_cell_clip(shipped, 1e4), image), compress(shipped, image)
+    old = compress(with_cell_clip(shipped, 1e4), image, repeat=False)
+    new = compress(shipped, image, repeat=False)
     assert (old[4], new[4]) == (3, 5) and old[21:29] == new[25:33]  # the same fingerprint
     (tmp_path / "old.ride").write_bytes(old)
     assert main(["decompress", str(tmp_path / "old.ride"), "-o", str(tmp_path / "old.png"), "--no-progress"]) == 0
@@ -366,3 +373,122 @@ def test_cli_decodes_files_of_an_earlier_shipped_colour_model(tmp_path, capsys) 
                  "photo_colour", "--no-progress"]) != 0
     assert "made with another model" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def _plain_digits(table: np.ndarray, value: int, bits: int) -> tuple[list[int], np.ndarray]:
+    """The digits of `value` and their frequencies [levels, 2^b] from one cell's Cq at all 257 edges, plainly
+    (engine's rule: sum 2^24 - 2^b, equal frequencies for an interval without mass)."""
+    radix, free = 1 << bits, (1 << 24) - (1 << bits)
+    start, digits, freqs = 0, [], []
+    for level in range(8 // bits):
+        width = 8 - bits * (level + 1)
+        ext = [int(table[start + (j << width)]) for j in range(radix + 1)]
+        total = ext[-1] - ext[0]
+        cum = [(j * free) >> bits if total == 0 else ((e - ext[0]) * free) // total for j, e in enumerate(ext)]
+        freqs.append(np.diff(cum))
+        digit = (value >> width) & (radix - 1)
+        digits.append(digit)
+        start += digit << width
+    return digits, np.array(freqs)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_digits_without_a_value_equal_a_plain_reference(bits: int) -> None:
+    """The repeat flag's miss: the kernels' value masses are the reference tables' Cq(v + 1) - Cq(v), and the digits'
+    frequencies with v taken out are the plain ones of the reference table minus v's mass above v."""
+    model = _colour_model("rgb", 2, seed=2)
+    im = quantise_colour(model)
+    image = _smooth_rgb(7, 9, seed=8)
+    canvas = _canvas(im, image[None], (100, 110, 120))
+    ref = reference_colour_cdf_tables(im, canvas)[0]  # [Hp, Wp, 3, 257]
+    stepper = kernels.ColourKernelStepper(im, canvas.astype(np.int32))
+    top, left = im.margin[:2]
+    rng = np.random.default_rng(bits)
+    checked = 0
+    for t in range(stepper.num_fronts):
+        lo, hi = stepper.rows(t)
+        if lo > hi:
+            continue
+        rows = np.arange(lo, hi + 1)
+        cols = t - stepper.skew * rows
+        hidden, base = stepper.trunk(t)
+        codes = canvas[0, :, rows + top, cols + left].reshape(-1, 3)
+        keep = np.arange(rows.size)
+        for k in range(3):
+            mix = stepper.head(k, hidden, base, codes)
+            values = (codes[:, k] - 1) >> 1
+            skip = np.where(rng.random(rows.size) < 0.5, (values + rng.integers(1, 256, rows.size)) % 256,
+                            np.clip(values + rng.integers(-2, 3, rows.size), 0, 255))
+            skip[values == skip] = (skip[values == skip] + 1) % 256
+            mass, total = stepper.value_masses(mix, keep, skip)
+            tables = ref[rows, cols, k]  # [n, 257]
+            assert np.array_equal(mass, tables[keep, skip + 1] - tables[keep, skip])
+            assert np.array_equal(total, tables[:, 256])
+            symbols, freqs = stepper.encode_digits(mix, keep, values, bits, skip, mass)
+            levels = 8 // bits
+            for q in keep:
+                excluded = tables[q] - mass[q] * (np.arange(257) > skip[q])
+                digits, plain = _plain_digits(excluded, int(values[q]), bits)
+                assert list(symbols.reshape(levels, -1)[:, q]) == digits
+                assert np.array_equal(freqs.reshape(levels, -1, 1 << bits)[:, q], plain)
+                checked += 1
+    assert checked == 3 * 7 * 9
+
+
+def test_repeat_buckets_counts_and_frequencies() -> None:
+    from ride.codec import repeat
+
+    rng = np.random.default_rng(0)
+    total = rng.integers(1 << 20, 1 << 38, 2000)
+    mass = (total * rng.random(2000) ** 6).astype(np.int64)
+    mass[:5] = 0
+    b = repeat.buckets(mass, total)
+    assert (b[:5] == repeat.BUCKETS - 1).all()
+    half_bits = -2 * np.log2(np.maximum(mass, 1) / total)
+    exact = np.minimum(np.floor(half_bits), repeat.BUCKETS - 1)
+    inside = np.abs(half_bits - np.rint(half_bits)) > 1e-3  # not at a bucket's edge (the thresholds are rounded)
+    assert np.array_equal(b[5:][inside[5:]], exact[5:][inside[5:]])
+    with pytest.raises(ValueError, match="2\\^48"):
+        repeat.buckets(np.array([1]), np.array([1 << 48]))
+    counts = repeat.RepeatCounts(3)
+    context = np.array([7])
+    first = counts.frequencies(context)
+    assert first.sum() == (1 << 24) - 2 and first[0, 0] == first[0, 1]  # 1/2 each before any event
+    for _ in range(repeat.COUNT_LIMIT + 10):
+        counts.update(context, np.array([True]))
+    assert counts.seen[7] < repeat.COUNT_LIMIT and counts.hits[7] == counts.seen[7]  # halved, still all hits
+    freqs = counts.frequencies(context)
+    assert freqs.sum() == (1 << 24) - 2 and freqs[0, 1] > 0.999 * freqs.sum() and freqs[0, 0] > 0
+    neighbours = (np.array([5, 5, 7]), np.array([5, 6, 7]), np.array([5, 5, 9]), np.array([5, 5, 8]))  # W N NW NE
+    ctx = counts.contexts(2, neighbours, np.array([1, 0, 0]), np.array([10, 10, 10]), np.array([10, 10, 10]))
+    flat = np.array([3, 2, 1])
+    assert np.array_equal(ctx, ((2 * repeat.FLATNESS + flat) * 2 + np.array([1, 0, 0])) * repeat.BUCKETS)
+
+
+def test_repeat_flag_round_trips_and_codes_flat_areas_nearly_free() -> None:
+    """Format 6: exact round trips (flat blocks, smooth areas, edges of the value range, every digit size and
+    stripes), flat images at a few hundredths of the bits, never (much) larger than format 3."""
+    model = _colour_model("grb", 2, seed=5)
+    rng = np.random.default_rng(9)
+    smooth = repeat_image(_smooth_rgb(23, 29, seed=4))
+    smooth[:4, -6:] = 255
+    smooth[-5:, :3] = 0
+    smooth[10:12] = smooth[9:10]  # rows that repeat the row above
+    speckled = smooth.copy()
+    speckled[rng.random(smooth.shape[:2]) < 0.05] = rng.integers(0, 256, 3)
+    for name, image in (("smooth", smooth), ("speckled", speckled)):
+        for stripes, bits in ((None, 2), (1, 1), (3, 4), (2, 8)):
+            data = compress(model, image, stripes=stripes, digit_bits=bits)
+            header, _ = unpack_header(data)
+            assert header.version == 6 and header.repeat and header.mode == MODE_CODED
+            assert np.array_equal(decompress(model, data), image), (name, stripes, bits)
+            plain = compress(model, image, stripes=stripes, digit_bits=bits, repeat=False)
+            assert len(data) < len(plain) + 8, (name, len(data), len(plain))
+    flat = np.full((40, 50, 3), (12, 200, 255), np.uint8)
+    data, plain = compress(model, flat), compress(model, flat, repeat=False)
+    assert np.array_equal(decompress(model, data), flat)
+    assert 8 * unpack_header(data)[0].num_bytes < 0.02 * flat.size < 8 * unpack_header(plain)[0].num_bytes
+    damaged = bytearray(compress(model, smooth))
+    damaged[HEADER_BYTES_3 + 4 + 3] ^= 0x10
+    with pytest.raises(ValueError, match="corrupted|checksum"):
+        decompress(model, bytes(damaged))

@@ -1,14 +1,18 @@
 """Writes the golden streams of tests/test_fixedpoint.py (run once, from the repository root; commit the output).
 
     python tests/golden/make_golden.py            # grey (format 2)
+    python tests/golden/make_golden.py --repeat   # grey with the repeat flag (format 7), from the committed files
     python tests/golden/make_golden.py --colour   # colour (format 3)
     python tests/golden/make_golden.py --colour-clip   # colour (format 5), from the committed colour/ files
+    python tests/golden/make_golden.py --colour-repeat   # colour with the repeat flag (format 6), likewise
 
 tiny.pt: a small random 2-layer RIDE (saved, so the golden test does not depend on torch's random streams);
 image_24x32.png: a deterministic test image (numpy PCG64); *.ride: their format-2 streams under tiny.pt and
 the shipped bsds300_ride2_long2, with the settings named in the file names. colour/: the same for the colour
 codec (format 3): tiny_colour.pt (conftest.make_tiny_lossless_colour, 2 layers), image_rgb_20x26.png and its
-streams; colour/colour_clip*.ride: format 5, the same model with its cells clipped at CLIP (`with_cell_clip`).
+streams; colour/colour_clip*.ride: format 5, the same model with its cells clipped at CLIP (`with_cell_clip`);
+colour/colour_repeat*.ride: format 6 (the repeat flag), the unclipped model on the image with a flat block pasted in;
+tiny_repeat*.ride: the same for grey (format 7).
 """
 
 import sys
@@ -45,8 +49,17 @@ def main() -> None:
     long2 = ride.pretrained("bsds300_ride2_long2")
     for name, model in (("tiny", tiny), ("long2", long2)):
         for stripes, bits in ((1, 2), (3, 1)):
-            data = compress(model, image, stripes=stripes, digit_bits=bits)
+            data = compress(model, image, stripes=stripes, digit_bits=bits, repeat=False)
             (HERE / f"{name}_s{stripes}_b{bits}.ride").write_bytes(data)
+
+
+def main_repeat() -> None:
+    sys.path.insert(0, str(HERE.parent))
+    from conftest import repeat_image
+
+    image = repeat_image(np.asarray(Image.open(HERE / "image_24x32.png")))
+    tiny = ride.load(HERE / "tiny.pt")
+    (HERE / "tiny_repeat_s2_b2.ride").write_bytes(compress(tiny, image, stripes=2, digit_bits=2, repeat=True))
 
 
 def main_colour() -> None:
@@ -66,7 +79,8 @@ def main_colour() -> None:
     ride.save(make_tiny_lossless_colour("rgb", 2, seed=3), out / "tiny_colour.pt")
     model = ride.load(out / "tiny_colour.pt")
     for stripes, bits in ((1, 2), (2, 1)):
-        (out / f"colour_s{stripes}_b{bits}.ride").write_bytes(compress(model, image, stripes=stripes, digit_bits=bits))
+        (out / f"colour_s{stripes}_b{bits}.ride").write_bytes(compress(model, image, stripes=stripes, digit_bits=bits,
+                                                                       repeat=False))
 
 
 CLIP = 0.25  # tight enough that the tiny model's cells reach it on the golden image (the stream differs)
@@ -78,11 +92,25 @@ def main_colour_clip() -> None:
     out = HERE / "colour"
     model = with_cell_clip(ride.load(out / "tiny_colour.pt"), CLIP)
     image = np.asarray(Image.open(out / "image_rgb_20x26.png"))
-    (out / "colour_clip_s2_b2.ride").write_bytes(compress(model, image, stripes=2, digit_bits=2))
+    (out / "colour_clip_s2_b2.ride").write_bytes(compress(model, image, stripes=2, digit_bits=2, repeat=False))
+
+
+def main_colour_repeat() -> None:
+    sys.path.insert(0, str(HERE.parent))
+    from conftest import repeat_image
+
+    out = HERE / "colour"
+    model = ride.load(out / "tiny_colour.pt")
+    image = repeat_image(np.asarray(Image.open(out / "image_rgb_20x26.png")))
+    (out / "colour_repeat_s2_b2.ride").write_bytes(compress(model, image, stripes=2, digit_bits=2, repeat=True))
 
 
 if __name__ == "__main__":
     if "--colour-clip" in sys.argv:
         main_colour_clip()
+    elif "--colour-repeat" in sys.argv:
+        main_colour_repeat()
+    elif "--repeat" in sys.argv:
+        main_repeat()
     else:
         main() if "--colour" not in sys.argv else main_colour()

@@ -1,11 +1,13 @@
 """Lossless compression of 8-bit grey images with a RIDE model, and of 8-bit RGB images with a lossless colour RIDE
 (`ride.colour_lossless.LosslessColourRIDE`), with a range coder (`constriction`).
 
-Colour images (format version 3, 5 for a model that clips its cells below 10^4) are coded as the grey ones are, with the
-colour model's integer form (`colour_fixedpoint.quantise_colour`): the three channels of each pixel in the model's order
-(R, then G given R, then B given R and G), each channel's frame at its own rounded mean.
+Colour images (format version 6 with the repeat flag of `codec.repeat`; 3, or 5 for a model that clips its cells
+below 10^4, without it) are coded as the grey ones are, with the colour model's integer form
+(`colour_fixedpoint.quantise_colour`): the three channels of each pixel in the model's order (R, then G given R, then
+B given R and G), each channel's frame at its own rounded mean.
 
-`compress` writes format version 2 (4 for a model that clips its cells below 10^4; docs/codec_format.md): the
+`compress` writes grey images as format version 7 (the repeat flag; without it 2, or 4 for a model that clips its
+cells below 10^4; docs/codec_format.md): the
 model is first turned into exact integer arithmetic (`fixedpoint.quantise`, cached per model), so that a stream
 decodes on any machine, under any kernel set, BLAS or thread count; the engine is `codec.engine`. `decompress`
 also reads version-1 streams with the float path below.
@@ -100,11 +102,12 @@ def default_stripes(height: int, colour: bool = False, bounded: bool = False) ->
 
 
 def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | None = None,
-             stripes: int | None = None, digit_bits: int = DIGIT_BITS_DEFAULT, backend: str = "auto") -> bytes:
+             stripes: int | None = None, digit_bits: int = DIGIT_BITS_DEFAULT, backend: str = "auto",
+             repeat: bool = True) -> bytes:
     """Lossless stream of a grey image uint8 [H, W] (any size from 1x1) under a one-channel RIDE `model` with at
-    least one layer (format version 2, or 4 with a tighter cell clip), or of an RGB image uint8 [H, W, 3] under a
-    `LosslessColourRIDE` (format version 3, or 5 with a tighter cell clip; then `backend` must be "auto" or
-    "kernels").
+    least one layer (format version 7; without `repeat` 2, or 4 with a tighter cell clip), or of an RGB image uint8
+    [H, W, 3] under a `LosslessColourRIDE` (format version 6; without `repeat` 3, or 5 with a tighter cell clip;
+    then `backend` must be "auto" or "kernels").
 
     `progress(done_fronts, total_fronts)` is called after every front. `stripes` horizontal stripes are coded side
     by side (default `default_stripes(H, colour, bounded)`; more stripes: more pixels per front, less context at
@@ -113,7 +116,9 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     stream (header included, the model excluded: decoding needs the same model). Where the model would need more
     than 8 bits per pixel (noise), the pixels are stored as they are. The result does not depend on the machine,
     the torch kernels or the number of threads. `backend`: "kernels" (compiled with numba), "torch", or "auto"
-    (the kernels when numba can be imported): the same integers, the same stream.
+    (the kernels when numba can be imported): the same integers, the same stream. `repeat` (colour only): code
+    each pixel's (sub-pixel's) repeat flag first (`codec.repeat`; format 7 grey, 6 colour; False: format 2 or 4
+    grey, 3 or 5 colour, as before).
     """
     im = integer_model(model)
     colour = isinstance(im, IntColourRIDE)
@@ -127,31 +132,31 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
         raise ValueError(f"digit_bits must be one of {DIGIT_BITS}, found {digit_bits!r}")
     stripes = engine.stripe_layout(height, stripes)[1]
     if colour:
-        return _compress_colour(im, pixels, stripes, digit_bits, progress, backend)
+        return _compress_colour(im, pixels, stripes, digit_bits, progress, backend, repeat)
     pad = int(round(float(pixels.mean())))
-    payload = engine.encode(im, pixels, pad, stripes, digit_bits, progress, backend)
+    payload = engine.encode(im, pixels, pad, stripes, digit_bits, progress, backend, repeat)
     mode = MODE_CODED
     if len(payload) >= pixels.size:
         mode, payload = MODE_STORED, pixels.tobytes()
     header = Header2(mode, height, width, pad, stripes, digit_bits, im.fingerprint, pixel_checksum(pixels),
-                     len(payload), im.cell_clip)  # format 4 when the model clips its cells more tightly
+                     len(payload), im.cell_clip, repeat)  # format 7 (2, or 4 for a tighter clip, without repeat)
     return header.pack() + payload
 
 
 def _compress_colour(im: IntColourRIDE, pixels: np.ndarray, stripes: int, digit_bits: int,
-                     progress: Progress | None, backend: str) -> bytes:
+                     progress: Progress | None, backend: str, repeat: bool) -> bytes:
     if backend not in ("auto", "kernels"):
         raise ValueError(f"the colour codec runs on the compiled kernels: backend 'auto' or 'kernels', found "
                          f"{backend!r}")
     coded = _to_coded(pixels, im.transform)
     pads = tuple(int(round(float(coded[..., k].mean()))) for k in range(3))
-    payload = engine.encode_colour(im, coded, pads, stripes, digit_bits, progress)
+    payload = engine.encode_colour(im, coded, pads, stripes, digit_bits, progress, repeat)
     mode = MODE_CODED
     if len(payload) >= pixels.size:
         mode, payload = MODE_STORED, pixels.tobytes()
     height, width, _ = pixels.shape
     header = Header3(mode, height, width, pads, stripes, digit_bits, im.transform, im.fingerprint,
-                     pixel_checksum(pixels), len(payload), im.cell_clip)  # format 5 when the model clips its cells
+                     pixel_checksum(pixels), len(payload), im.cell_clip, repeat)  # format 6 (3 or 5 without repeat)
     return header.pack() + payload
 
 
@@ -211,8 +216,8 @@ def made_with(model: nn.Module, data: bytes) -> bool:
 
 
 def decompress(model: nn.Module, data: bytes, progress: Progress | None = None, backend: str = "auto") -> np.ndarray:
-    """The image of a stream made by `compress` with the same `model`: grey uint8 [H, W] (format 2, 4 or 1), or RGB
-    uint8 [H, W, 3] (format 3 or 5, a colour model).
+    """The image of a stream made by `compress` with the same `model`: grey uint8 [H, W] (format 7, 2, 4 or 1), or RGB
+    uint8 [H, W, 3] (format 3, 5 or 6, a colour model).
 
     ValueError for a foreign, truncated or corrupted stream, a stream of another model, or a checksum mismatch.
     `backend` as for `compress` (formats 2 and 3).
@@ -236,7 +241,7 @@ def decompress(model: nn.Module, data: bytes, progress: Progress | None = None, 
         if im.cell_clip != header.cell_clip:  # the clip the stream was coded with (format 2: 10^4), not the model's
             im = dataclasses.replace(im, cell_clip=header.cell_clip)
         image = engine.decode(im, payload, header.height, header.width, header.pad_value, header.stripes,
-                              header.digit_bits, progress, backend)
+                              header.digit_bits, progress, backend, header.repeat)
     if pixel_checksum(image) != header.pixel_crc:
         cause = ("it was encoded on hardware or software whose arithmetic differs from this one's (format version 1 "
                  "streams decode only there)" if header.version == VERSION_1 else "or made by another program")
@@ -257,7 +262,7 @@ def _decompress_colour(im: IntColourRIDE, header: Header3, payload: bytes, progr
         raise ValueError(f"the colour codec runs on the compiled kernels: backend 'auto' or 'kernels', found "
                          f"{backend!r}")
     coded = engine.decode_colour(im, payload, header.height, header.width, header.pads, header.stripes,
-                                 header.digit_bits, progress)
+                                 header.digit_bits, progress, header.repeat)
     return _to_coded(coded, im.transform)
 
 

@@ -28,6 +28,7 @@ from torch import Tensor
 from . import kernels
 from .colour_fixedpoint import IntColourRIDE
 from .fixedpoint import FrontStepper, IntRIDE, Mixture
+from .repeat import HIT, RepeatCounts
 
 PRECISION = 24  # constriction's default range coder: frequencies sum to 2^24
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
@@ -102,15 +103,17 @@ class TorchCoding(FrontStepper):
     def front(self, t: int) -> Mixture:
         return self.prepare(*self.step(t))
 
-    def encode_digits(self, mix: Mixture, keep: np.ndarray, values: np.ndarray,
-                      digit_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    def encode_digits(self, mix: Mixture, keep: np.ndarray, values: np.ndarray, digit_bits: int,
+                      skip: np.ndarray | None = None, skip_mass: np.ndarray | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray]:
         mix = mix.select(torch.from_numpy(keep))
         v = torch.from_numpy(values.astype(np.int64))
         n, levels, radix = v.shape[0], 8 // digit_bits, 1 << digit_bits
         starts = [(v >> (8 - digit_bits * level)) << (8 - digit_bits * level) for level in range(levels)]
         edges = torch.cat([_interior(s, level, digit_bits) for level, s in enumerate(starts)], 1)
-        inner = self.cdf(mix, edges).view(n, levels, radix - 1)
-        low, high = torch.zeros(n, 1, dtype=torch.int64), mix.total
+        skip_t, mass = _skips(n, skip, skip_mass)
+        inner = _excluded(self.cdf(mix, edges), edges, skip_t, mass).view(n, levels, radix - 1)
+        low, high = torch.zeros(n, 1, dtype=torch.int64), mix.total - mass[:, None]
         freqs, symbols = [], []
         for level in range(levels):
             ext = torch.cat([low, inner[:, level], high], 1)
@@ -120,24 +123,47 @@ class TorchCoding(FrontStepper):
             low, high = ext.gather(1, digit[:, None]), ext.gather(1, digit[:, None] + 1)
         return np.concatenate(symbols), np.concatenate(freqs)
 
-    def decoder(self, mix: Mixture, keep: np.ndarray, digit_bits: int) -> _TorchDigits:
-        return _TorchDigits(self, mix.select(torch.from_numpy(keep)), digit_bits)
+    def decoder(self, mix: Mixture, keep: np.ndarray, digit_bits: int, skip: np.ndarray | None = None,
+                skip_mass: np.ndarray | None = None) -> _TorchDigits:
+        return _TorchDigits(self, mix.select(torch.from_numpy(keep)), digit_bits, skip, skip_mass)
+
+    def value_masses(self, mix: Mixture, keep: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """int64 ([n], [n]): the mass Cq(v + 1) - Cq(v) of each kept cell's value v (0..255), and its Cq(256)."""
+        mix = mix.select(torch.from_numpy(keep))
+        v = torch.from_numpy(np.asarray(values, dtype=np.int64))
+        cq = self.cdf(mix, torch.stack([v.clamp(min=1), v + 1], 1))
+        return (cq[:, 1] - torch.where(v > 0, cq[:, 0], 0)).numpy(), mix.total[:, 0].numpy()
 
     def write(self, t: int, codes: np.ndarray) -> None:
         """Store front t's pixel codes [B * n] (cell order) in the canvases."""
         self.flat.index_copy_(1, self.pixel_index(t), torch.from_numpy(codes.astype(np.int64)).view(self.batch, -1))
 
 
+def _skips(n: int, skip: np.ndarray | None, skip_mass: np.ndarray | None) -> tuple[Tensor, Tensor]:
+    """int64 tensors (values left out, their masses) [n]; none: nothing left out."""
+    if skip is None:
+        return torch.full((n,), -1, dtype=torch.int64), torch.zeros(n, dtype=torch.int64)
+    return torch.from_numpy(np.asarray(skip, dtype=np.int64)), torch.from_numpy(np.asarray(skip_mass, dtype=np.int64))
+
+
+def _excluded(cq: Tensor, edges: Tensor, skip: Tensor, mass: Tensor) -> Tensor:
+    """Cq [n, E] at edges [n, E] without value skip's mass (every edge above skip loses it)."""
+    return cq - mass[:, None] * (edges > skip[:, None])
+
+
 class _TorchDigits:
-    def __init__(self, stepper: TorchCoding, mix: Mixture, digit_bits: int) -> None:
+    def __init__(self, stepper: TorchCoding, mix: Mixture, digit_bits: int, skip: np.ndarray | None = None,
+                 skip_mass: np.ndarray | None = None) -> None:
         n = mix.total.shape[0]
         self.stepper, self.mix, self.digit_bits = stepper, mix, digit_bits
+        self.skip, self.mass = _skips(n, skip, skip_mass)
         self.start = torch.zeros(n, dtype=torch.int64)
-        self.low, self.high = torch.zeros(n, 1, dtype=torch.int64), mix.total
+        self.low, self.high = torch.zeros(n, 1, dtype=torch.int64), mix.total - self.mass[:, None]
 
     def frequencies(self, level: int) -> np.ndarray:
-        self.ext = torch.cat([self.low, self.stepper.cdf(self.mix, _interior(self.start, level, self.digit_bits)),
-                              self.high], 1)
+        edges = _interior(self.start, level, self.digit_bits)
+        inner = _excluded(self.stepper.cdf(self.mix, edges), edges, self.skip, self.mass)
+        self.ext = torch.cat([self.low, inner, self.high], 1)
         return _digit_frequencies(self.ext, self.digit_bits)
 
     def advance(self, digits: np.ndarray, level: int) -> None:
@@ -171,21 +197,28 @@ def _interior(lo: Tensor, level: int, digit_bits: int) -> Tensor:
 
 @torch.no_grad()
 def encode(im: IntRIDE, pixels: np.ndarray, pad: int, stripes: int, digit_bits: int,
-           progress: Progress | None = None, backend: str = "auto") -> bytes:
-    """The range coder's 32-bit words (little-endian bytes) of uint8 pixels [H, W]."""
+           progress: Progress | None = None, backend: str = "auto", repeat: bool = False) -> bytes:
+    """The range coder's 32-bit words (little-endian bytes) of uint8 pixels [H, W]; with `repeat` (format 7),
+    per front the kept cells' repeat flags first, then the digits of those that missed (`codec.repeat`)."""
     height, width = pixels.shape
     grid = _Canvases(im, height, width, pad, stripes, backend)
     grid.fill(pixels)
     stepper = grid.stepper
     values = pixels.reshape(-1)
+    counts = RepeatCounts(1) if repeat else None
     encoder = constriction.stream.queue.RangeEncoder()
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
         if cells is not None:
             keep, index = cells
-            symbols, freqs = stepper.encode_digits(stepper.front(t), keep, values[index].astype(np.int64),
-                                                   digit_bits)
-            encoder.encode(symbols, _CATEGORICAL, freqs)
+            x = values[index].astype(np.int64)
+            if counts is None:
+                symbols, freqs = stepper.encode_digits(stepper.front(t), keep, x, digit_bits)
+                encoder.encode(symbols, _CATEGORICAL, freqs)
+            else:
+                flags = _RepeatFlags(counts, stepper, t, keep)
+                flags.encode(encoder, 0, stepper.front(t), x, digit_bits)
+                flags.update()
         if progress is not None:
             progress(t + 1, stepper.num_fronts)
     return np.ascontiguousarray(encoder.get_compressed(), dtype="<u4").tobytes()
@@ -194,28 +227,30 @@ def encode(im: IntRIDE, pixels: np.ndarray, pad: int, stripes: int, digit_bits: 
 def _read_values(decoder, digits, digit_bits: int) -> np.ndarray:  # noqa: ANN001 - range decoder, digit state
     """The kept cells' values [n] of one front (and channel): their digits read level by level."""
     for level in range(8 // digit_bits):
-        freqs = digits.frequencies(level)
-        try:
-            digit = decoder.decode(_CATEGORICAL, freqs)
-        except Exception as err:  # constriction reports inconsistent data in its own types
-            raise ValueError(f"corrupted ride codec stream: the range decoder failed ({err})") from err
-        digits.advance(digit, level)
+        digits.advance(_decode_symbols(decoder, digits.frequencies(level)), level)
     return digits.values
 
 
 @torch.no_grad()
 def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, stripes: int, digit_bits: int,
-           progress: Progress | None = None, backend: str = "auto") -> np.ndarray:
-    """uint8 pixels [H, W] of a payload made by `encode` (not yet checked against the checksum)."""
+           progress: Progress | None = None, backend: str = "auto", repeat: bool = False) -> np.ndarray:
+    """uint8 pixels [H, W] of a payload made by `encode` with the same `repeat` (not yet checked against the
+    checksum)."""
     grid = _Canvases(im, height, width, pad, stripes, backend)
     stepper = grid.stepper
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     pixels = np.zeros(height * width, dtype=np.uint8)
+    counts = RepeatCounts(1) if repeat else None
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
         if cells is not None:
             keep, index = cells
-            v = _read_values(decoder, stepper.decoder(stepper.front(t), keep, digit_bits), digit_bits)
+            if counts is None:
+                v = _read_values(decoder, stepper.decoder(stepper.front(t), keep, digit_bits), digit_bits)
+            else:
+                flags = _RepeatFlags(counts, stepper, t, keep)
+                v = flags.decode(decoder, 0, stepper.front(t), digit_bits)
+                flags.update()
             pixels[index] = v
             lo, hi = stepper.rows(t)
             codes = np.full(stepper.batch * (hi - lo + 1), 2 * pad + 1, dtype=np.int64)  # stripes' padding too
@@ -226,17 +261,87 @@ def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, strip
     return pixels.reshape(height, width)
 
 
+def _neighbour_codes(stepper: kernels.KernelStepper | TorchCoding, t: int, keep: np.ndarray,
+                     channel: int) -> tuple[np.ndarray, ...]:
+    """Pixel codes 2v + 1 (int64 [n] each) of the left, upper, upper-left and upper-right neighbours (W, N, NW, NE)
+    of front t's kept cells in `channel`'s canvas plane: pixels of earlier fronts, or the frame."""
+    lo, hi = stepper.rows(t)
+    n = hi - lo + 1
+    wc = stepper.canvas.shape[-1]
+    plane = stepper.canvas.shape[-2] * wc
+    position = (stepper.pixel_start[lo : hi + 1] + t)[keep % n] + channel * plane
+    stripe = keep // n
+    flat = stepper.flat.numpy() if isinstance(stepper.flat, Tensor) else stepper.flat  # the torch stepper's: a view
+    return tuple(flat[stripe, position - d].astype(np.int64) for d in (1, wc, wc + 1, wc - 1))
+
+
+class _RepeatFlags:
+    """The repeat flag's side of one front (`repeat`): per channel the contexts and flag frequencies of the kept
+    cells, the events counted after the front."""
+
+    def __init__(self, counts: RepeatCounts, stepper: kernels.KernelStepper | TorchCoding, t: int,
+                 keep: np.ndarray) -> None:
+        self.counts, self.stepper, self.t, self.keep = counts, stepper, t, keep
+        self.previous = np.zeros(keep.shape[0], dtype=np.int64)
+        self.events: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def channel(self, k: int, mix: kernels.KernelMixture | Mixture,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(candidates v = W's values, their masses, contexts, flag frequencies [n, 2]) of channel k."""
+        neighbours = _neighbour_codes(self.stepper, self.t, self.keep, k)
+        candidates = neighbours[0] >> 1
+        mass, total = self.stepper.value_masses(mix, self.keep, candidates)
+        contexts = self.counts.contexts(k, neighbours, self.previous, mass, total)
+        return candidates, mass, contexts, self.counts.frequencies(contexts)
+
+    def encode(self, encoder, k: int, mix: kernels.KernelMixture | Mixture, values: np.ndarray,  # noqa: ANN001
+               digit_bits: int) -> None:
+        """Channel k's flags of the kept cells (values [n]), then the digits of those that missed."""
+        candidates, mass, contexts, flag_freqs = self.channel(k, mix)
+        hits = values == candidates
+        encoder.encode(hits.astype(np.int32), _CATEGORICAL, flag_freqs)
+        self.record(contexts, hits)
+        miss = ~hits
+        symbols, freqs = self.stepper.encode_digits(mix, self.keep[miss], values[miss], digit_bits,
+                                                    candidates[miss], mass[miss])
+        if symbols.size:
+            encoder.encode(symbols, _CATEGORICAL, freqs)
+
+    def decode(self, decoder, k: int, mix: kernels.KernelMixture | Mixture,  # noqa: ANN001 - a range decoder
+               digit_bits: int) -> np.ndarray:
+        """Channel k's values [n] of the kept cells: their flags, then the digits of those that missed."""
+        candidates, mass, contexts, flag_freqs = self.channel(k, mix)
+        hits = _decode_symbols(decoder, flag_freqs) == HIT
+        self.record(contexts, hits)
+        values = candidates.copy()
+        miss = ~hits
+        if miss.any():
+            digits = self.stepper.decoder(mix, self.keep[miss], digit_bits, candidates[miss], mass[miss])
+            values[miss] = _read_values(decoder, digits, digit_bits)
+        return values
+
+    def record(self, contexts: np.ndarray, hits: np.ndarray) -> None:
+        self.events.append((contexts, hits))
+        self.previous = hits.astype(np.int64)
+
+    def update(self) -> None:
+        self.counts.update(np.concatenate([c for c, _ in self.events]), np.concatenate([h for _, h in self.events]))
+
+
 @torch.no_grad()
 def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, int], stripes: int, digit_bits: int,
-                  progress: Progress | None = None) -> bytes:
+                  progress: Progress | None = None, repeat: bool = False) -> bytes:
     """The range coder's 32-bit words (little-endian bytes) of uint8 pixels [H, W, 3] in the model's coded
-    channel order; coding order: front, channel, digit, cells. pads: the frame's value of each channel."""
+    channel order; coding order: front, channel, digit, cells. pads: the frame's value of each channel.
+    `repeat` (format 6): per front and channel the kept cells' repeat flags first (`codec.repeat`), then the
+    digits of the cells that missed, each without its candidate value."""
     height, width, _ = pixels.shape
     grid = _Canvases(im, height, width, pads, stripes, "kernels")
     grid.fill(pixels)
     stepper = grid.stepper
     values = pixels.reshape(-1, 3)
     pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
+    counts = RepeatCounts(3) if repeat else None
     encoder = constriction.stream.queue.RangeEncoder()
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
@@ -245,10 +350,17 @@ def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, i
             hidden, base = stepper.trunk(t)
             codes = np.tile(pad_codes, (hidden.shape[0], 1))  # the stripes' dummy rows keep the frame's value
             codes[keep] = 2 * values[index].astype(np.int64) + 1
+            flags = _RepeatFlags(counts, stepper, t, keep) if counts is not None else None
             for k in range(3):
                 mix = stepper.head(k, hidden, base, codes)
-                symbols, freqs = stepper.encode_digits(mix, keep, values[index, k].astype(np.int64), digit_bits)
-                encoder.encode(symbols, _CATEGORICAL, freqs)
+                x = values[index, k].astype(np.int64)
+                if flags is None:
+                    symbols, freqs = stepper.encode_digits(mix, keep, x, digit_bits)
+                    encoder.encode(symbols, _CATEGORICAL, freqs)
+                else:
+                    flags.encode(encoder, k, mix, x, digit_bits)
+            if flags is not None:
+                flags.update()
         if progress is not None:
             progress(t + 1, stepper.num_fronts)
     return np.ascontiguousarray(encoder.get_compressed(), dtype="<u4").tobytes()
@@ -256,26 +368,40 @@ def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, i
 
 @torch.no_grad()
 def decode_colour(im: IntColourRIDE, payload: bytes, height: int, width: int, pads: tuple[int, int, int],
-                  stripes: int, digit_bits: int, progress: Progress | None = None) -> np.ndarray:
-    """uint8 pixels [H, W, 3] (coded channel order) of a payload made by `encode_colour` (not yet checked against
-    the checksum)."""
+                  stripes: int, digit_bits: int, progress: Progress | None = None, repeat: bool = False) -> np.ndarray:
+    """uint8 pixels [H, W, 3] (coded channel order) of a payload made by `encode_colour` with the same `repeat`
+    (not yet checked against the checksum)."""
     grid = _Canvases(im, height, width, pads, stripes, "kernels")
     stepper = grid.stepper
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     pixels = np.zeros((height * width, 3), dtype=np.uint8)
     pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
+    counts = RepeatCounts(3) if repeat else None
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
         if cells is not None:
             keep, index = cells
             hidden, base = stepper.trunk(t)
             codes = np.tile(pad_codes, (hidden.shape[0], 1))
+            flags = _RepeatFlags(counts, stepper, t, keep) if counts is not None else None
             for k in range(3):
-                v = _read_values(decoder, stepper.decoder(stepper.head(k, hidden, base, codes), keep, digit_bits),
-                                 digit_bits)
+                mix = stepper.head(k, hidden, base, codes)
+                if flags is None:
+                    v = _read_values(decoder, stepper.decoder(mix, keep, digit_bits), digit_bits)
+                else:
+                    v = flags.decode(decoder, k, mix, digit_bits)
                 pixels[index, k] = v
                 codes[keep, k] = 2 * v + 1
+            if flags is not None:
+                flags.update()
             stepper.write(t, codes)
         if progress is not None:
             progress(t + 1, stepper.num_fronts)
     return pixels.reshape(height, width, 3)
+
+
+def _decode_symbols(decoder, freqs: np.ndarray) -> np.ndarray:  # noqa: ANN001 - a range decoder
+    try:
+        return decoder.decode(_CATEGORICAL, freqs)
+    except Exception as err:  # constriction reports inconsistent data in its own types
+        raise ValueError(f"corrupted ride codec stream: the range decoder failed ({err})") from err

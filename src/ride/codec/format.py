@@ -57,6 +57,15 @@ Format version 5 (colour, written for a model whose cells are clipped more tight
     41      4     CRC-32 of bytes 0..40
     45      n     payload
 
+Format version 6 (colour with the repeat flag, written by `compress` for colour images since 2026-12-07): version
+5's 45-byte header exactly (the cell clip field always present; it may be 10^4 * 2^15), and a payload in which, per
+front and channel, the kept cells' repeat flags come before the digits of the cells that missed (`codec.repeat`,
+docs/codec_format.md).
+
+Format version 7 (grey with the repeat flag, written by `compress` for grey images since 2026-12-07): version 4's
+42-byte header exactly (the cell clip field always present; it may be 10^4 * 2^15), and a payload in which, per
+front, the kept cells' repeat flags come before the digits of the cells that missed.
+
 Format version 1 (read only; floating-point probabilities, so it decodes only on machines whose arithmetic matches
 the encoder's):
 
@@ -94,7 +103,9 @@ VERSION_1 = 1
 VERSION_COLOUR = 3
 VERSION_CLIPPED = 4  # grey, with the cell clip in the header
 VERSION_COLOUR_CLIPPED = 5  # colour, with the cell clip in the header
-CHANNEL_ORDERS = ("rgb", "grb")  # the channel-order byte of versions 3 and 5
+VERSION_COLOUR_REPEAT = 6  # colour, version 5's header, the repeat flag in the payload
+VERSION_REPEAT = 7  # grey, version 4's header, the repeat flag in the payload
+CHANNEL_ORDERS = ("rgb", "grb")  # the channel-order byte of versions 3, 5 and 6
 _FIELDS = struct.Struct(">4sBBIIBH8sII")  # version 1
 _FIELDS_2 = struct.Struct(">4sBBIIBHB8sII")
 HEADER_BYTES_2 = _FIELDS_2.size + 4
@@ -104,7 +115,7 @@ _FIELDS_3 = struct.Struct(">4sBBII3sHBB8sII")
 HEADER_BYTES_3 = _FIELDS_3.size + 4
 _FIELDS_5 = struct.Struct(">4sBBII3sHBBI8sII")
 HEADER_BYTES_5 = _FIELDS_5.size + 4
-HEADER_BYTES = HEADER_BYTES_2  # of the format written now
+HEADER_BYTES = HEADER_BYTES_4  # of the grey format written now (7: format 4's header)
 DIGIT_BITS = (1, 2, 4, 8)
 _CRC = struct.Struct(">I")
 HEADER_BYTES_1 = _FIELDS.size + _CRC.size
@@ -145,13 +156,13 @@ def unpack_header(data: bytes) -> tuple[Header | Header2 | Header3, bytes]:
     if len(data) <= len(MAGIC):
         raise ValueError(f"truncated ride codec stream: {len(data)} bytes, no format version")
     version = data[len(MAGIC)]
-    if version in (VERSION, VERSION_CLIPPED):
+    if version in (VERSION, VERSION_CLIPPED, VERSION_REPEAT):
         return _unpack_header_2(data)
-    if version in (VERSION_COLOUR, VERSION_COLOUR_CLIPPED):
+    if version in (VERSION_COLOUR, VERSION_COLOUR_CLIPPED, VERSION_COLOUR_REPEAT):
         return _unpack_header_3(data)
     if version != VERSION_1:
         raise ValueError(f"ride codec stream of format version {version}; this ride reads versions {VERSION_1} to "
-                         f"{VERSION_COLOUR_CLIPPED}")
+                         f"{VERSION_REPEAT}")
     if len(data) < HEADER_BYTES_1:
         raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES_1}-byte "
                          "header")
@@ -190,8 +201,8 @@ def model_fingerprint(model: nn.Module) -> bytes:
 
 @dataclass(frozen=True)
 class Header2:
-    """The fields of a grey header: format version 2, or 4 when the cell clip is not format 2's (see the module
-    docstring)."""
+    """The fields of a grey header: format version 2, or 4 when the cell clip is not format 2's, or 7 with the
+    repeat flag (see the module docstring)."""
 
     mode: int
     height: int
@@ -203,9 +214,12 @@ class Header2:
     pixel_crc: int
     num_bytes: int
     cell_clip: int = CELL_CLIP_INT  # the integer model's cell clip at 2^-15
+    repeat: bool = False  # the payload carries the repeat flag (version 7)
 
     @property
     def version(self) -> int:
+        if self.repeat:
+            return VERSION_REPEAT
         return VERSION if self.cell_clip == CELL_CLIP_INT else VERSION_CLIPPED
 
     def pack(self) -> bytes:
@@ -213,7 +227,7 @@ class Header2:
             fields = _FIELDS_2.pack(MAGIC, VERSION, self.mode, self.height, self.width, self.pad_value, self.stripes,
                                     self.digit_bits, self.fingerprint, self.pixel_crc, self.num_bytes)
         else:
-            fields = _FIELDS_4.pack(MAGIC, VERSION_CLIPPED, self.mode, self.height, self.width, self.pad_value,
+            fields = _FIELDS_4.pack(MAGIC, self.version, self.mode, self.height, self.width, self.pad_value,
                                     self.stripes, self.digit_bits, self.cell_clip, self.fingerprint, self.pixel_crc,
                                     self.num_bytes)
         return fields + _CRC.pack(zlib.crc32(fields))
@@ -233,17 +247,20 @@ def _header_fields(data: bytes, layout: struct.Struct, clip_at: int | None) -> t
 
 
 def _unpack_header_2(data: bytes) -> tuple[Header2, bytes]:
-    """Format 2 or 4 (grey)."""
-    clipped = data[len(MAGIC)] == VERSION_CLIPPED
+    """Format 2, 4 or 7 (grey)."""
+    version = data[len(MAGIC)]
+    clipped = version in (VERSION_CLIPPED, VERSION_REPEAT)  # the layout with the clip field
     layout, size = (_FIELDS_4, HEADER_BYTES_4) if clipped else (_FIELDS_2, HEADER_BYTES_2)
     values, clip = _header_fields(data, layout, 8 if clipped else None)
     _, _, mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes = values
+    clip_limit = CELL_CLIP_INT if version == VERSION_REPEAT else CELL_CLIP_INT - 1
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= stripes <= height) or mode > MODE_STORED \
-            or bits not in DIGIT_BITS or (clipped and not 1 <= clip < CELL_CLIP_INT):
+            or bits not in DIGIT_BITS or (clipped and not 1 <= clip <= clip_limit):
         raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, {stripes} stripes, "
                          f"{bits} bits per digit, cell clip {clip}")
     _check_payload_size(data, size, num_bytes, mode, height * width)
-    header = Header2(mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes, clip)
+    header = Header2(mode, height, width, pad, stripes, bits, fingerprint, pixel_crc, num_bytes, clip,
+                     version == VERSION_REPEAT)
     return header, data[size:]
 
 
@@ -263,9 +280,12 @@ class Header3:
     pixel_crc: int
     num_bytes: int
     cell_clip: int = CELL_CLIP_INT  # the integer model's cell clip at 2^-15
+    repeat: bool = False  # the payload carries the repeat flag (version 6)
 
     @property
     def version(self) -> int:
+        if self.repeat:
+            return VERSION_COLOUR_REPEAT
         return VERSION_COLOUR if self.cell_clip == CELL_CLIP_INT else VERSION_COLOUR_CLIPPED
 
     def pack(self) -> bytes:
@@ -274,24 +294,26 @@ class Header3:
         if self.version == VERSION_COLOUR:
             fields = _FIELDS_3.pack(MAGIC, VERSION_COLOUR, *common, self.fingerprint, self.pixel_crc, self.num_bytes)
         else:
-            fields = _FIELDS_5.pack(MAGIC, VERSION_COLOUR_CLIPPED, *common, self.cell_clip, self.fingerprint,
-                                    self.pixel_crc, self.num_bytes)
+            fields = _FIELDS_5.pack(MAGIC, self.version, *common, self.cell_clip, self.fingerprint, self.pixel_crc,
+                                    self.num_bytes)
         return fields + _CRC.pack(zlib.crc32(fields))
 
 
 def _unpack_header_3(data: bytes) -> tuple[Header3, bytes]:
-    """Format 3 or 5 (colour)."""
-    clipped = data[len(MAGIC)] == VERSION_COLOUR_CLIPPED
+    """Format 3, 5 or 6 (colour)."""
+    version = data[len(MAGIC)]
+    clipped = version in (VERSION_COLOUR_CLIPPED, VERSION_COLOUR_REPEAT)  # the layout with the clip field
     layout, size = (_FIELDS_5, HEADER_BYTES_5) if clipped else (_FIELDS_3, HEADER_BYTES_3)
     values, clip = _header_fields(data, layout, 9 if clipped else None)
     _, _, mode, height, width, pads, stripes, bits, order, fingerprint, pixel_crc, num_bytes = values
+    clip_limit = CELL_CLIP_INT if version == VERSION_COLOUR_REPEAT else CELL_CLIP_INT - 1
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= stripes <= height) or mode > MODE_STORED \
-            or bits not in DIGIT_BITS or order >= len(CHANNEL_ORDERS) or (clipped and not 1 <= clip < CELL_CLIP_INT):
+            or bits not in DIGIT_BITS or order >= len(CHANNEL_ORDERS) or (clipped and not 1 <= clip <= clip_limit):
         raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, {stripes} stripes, "
                          f"{bits} bits per digit, channel order {order}, cell clip {clip}")
     _check_payload_size(data, size, num_bytes, mode, 3 * height * width)
     header = Header3(mode, height, width, tuple(pads), stripes, bits, CHANNEL_ORDERS[order], fingerprint, pixel_crc,
-                     num_bytes, clip)
+                     num_bytes, clip, version == VERSION_COLOUR_REPEAT)
     return header, data[size:]
 
 

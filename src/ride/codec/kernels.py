@@ -227,19 +227,32 @@ def _frequencies(ext, digit_bits, out, row):  # noqa: ANN001, ANN202
         previous = cum
 
 
+@_jit
+def _exclude(ext, start, width, radix, skip, skip_mass):  # noqa: ANN001, ANN202
+    """Remove value `skip`'s mass from Cq at the interior edges start + j 2^width in ext[1 : radix]: Cq(e) counts
+    the values below e, so every edge above `skip` loses it (the repeat flag's miss; skip_mass 0: no change)."""
+    if skip_mass != 0:
+        for j in range(1, radix):
+            if start + (np.int64(j) << width) > skip:
+                ext[j] -= skip_mass
+
+
 @_jit_parallel
-def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_bits, symbols, freqs):  # noqa: ANN001, ANN202
+def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_bits, skip, skip_mass, symbols,  # noqa: ANN001, ANN202
+                  freqs):
     """Every digit of the kept cells (values [n]): symbols [levels, n] and frequencies [levels n, 2^b] in the
-    stream's order (level, then cell)."""
+    stream's order (level, then cell). Cell q's distribution is the mixture's without value skip[q], whose mass
+    skip_mass[q] it takes out (0: the whole mixture)."""
     radix, levels = 1 << digit_bits, 8 // digit_bits
     n = keep.shape[0]
     for q in _prange(n):
         ext = np.empty(radix + 1, dtype=np.int64)
         i, v = keep[q], values[q]
-        low, high, start = np.int64(0), total[i], np.int64(0)
+        low, high, start = np.int64(0), total[i] - skip_mass[q], np.int64(0)
         for level in range(levels):
             width = 8 - digit_bits * (level + 1)
             _cdf_edges(count, offset, weights, step, phi, i, start, width, radix, ext)
+            _exclude(ext, start, width, radix, skip[q], skip_mass[q])
             ext[0], ext[radix] = low, high
             digit = (v >> width) & (radix - 1)
             _frequencies(ext, digit_bits, freqs, level * n + q)
@@ -249,14 +262,32 @@ def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_
 
 
 @_jit_parallel
-def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, start, ext, freqs):  # noqa: ANN001, ANN202
+def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, skip, skip_mass, start, ext, freqs):  # noqa: ANN001, ANN202
     """Digit `level` of the kept cells: Cq at the interior edges of each cell's interval (start [n]; ext [n, 2^b
-    + 1] holds low and high in its first and last column) and the digit frequencies [n, 2^b]."""
+    + 1] holds low and high in its first and last column), without value skip[q]'s mass skip_mass[q], and the
+    digit frequencies [n, 2^b]."""
     radix = 1 << digit_bits
     width = 8 - digit_bits * (level + 1)
     for q in _prange(keep.shape[0]):
         _cdf_edges(count, offset, weights, step, phi, keep[q], start[q], width, radix, ext[q])
+        _exclude(ext[q], start[q], width, radix, skip[q], skip_mass[q])
         _frequencies(ext[q], digit_bits, freqs, q)
+
+
+@_jit_parallel
+def _value_masses(count, offset, weights, step, total, phi, keep, values, out):  # noqa: ANN001, ANN202
+    """The integer mass Cq(v + 1) - Cq(v) of value values[q] (0..255) in kept cell keep[q], into out [n]."""
+    for q in _prange(keep.shape[0]):
+        ext = np.empty(2, dtype=np.int64)
+        i, v = keep[q], values[q]
+        low, high = np.int64(0), total[i]
+        if v > 0:
+            _cdf_edges(count, offset, weights, step, phi, i, v - 1, 0, 2, ext)
+            low = ext[1]
+        if v < 255:
+            _cdf_edges(count, offset, weights, step, phi, i, v, 0, 2, ext)
+            high = ext[1]
+        out[q] = high - low
 
 
 @_jit
@@ -433,19 +464,31 @@ class KernelStepper(FrontGeometry):
                     out[i, e] = ext[1]
         return out
 
-    def encode_digits(self, mix: KernelMixture, keep: np.ndarray, values: np.ndarray,
-                      digit_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    def encode_digits(self, mix: KernelMixture, keep: np.ndarray, values: np.ndarray, digit_bits: int,
+                      skip: np.ndarray | None = None, skip_mass: np.ndarray | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray]:
         """Symbols [levels n] (int32) and frequencies [levels n, 2^b] (float64 holding integers) of the kept
-        cells' values [n], in the stream's order."""
+        cells' values [n], in the stream's order; with `skip` [n] (values) and `skip_mass` [n] (their masses,
+        `value_masses`), each cell's distribution without that value (the repeat flag's miss)."""
         n, levels, radix = keep.shape[0], 8 // digit_bits, 1 << digit_bits
+        skip, skip_mass = _skips(n, skip, skip_mass)
         symbols = np.empty((levels, n), dtype=np.int32)
         freqs = np.empty((levels * n, radix), dtype=np.float64)
         _encode_cells(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep, values, digit_bits,
-                      symbols, freqs)
+                      skip, skip_mass, symbols, freqs)
         return symbols.reshape(-1), freqs
 
-    def decoder(self, mix: KernelMixture, keep: np.ndarray, digit_bits: int) -> KernelDigits:
-        return KernelDigits(self, mix, keep, digit_bits)
+    def decoder(self, mix: KernelMixture, keep: np.ndarray, digit_bits: int, skip: np.ndarray | None = None,
+                skip_mass: np.ndarray | None = None) -> KernelDigits:
+        return KernelDigits(self, mix, keep, digit_bits, skip, skip_mass)
+
+    def value_masses(self, mix: KernelMixture, keep: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """int64 ([n], [n]): the integer mass Cq(v + 1) - Cq(v) of each kept cell's value v (values [n], 0..255),
+        and the cell's total Cq(256)."""
+        out = np.empty(keep.shape[0], dtype=np.int64)
+        _value_masses(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep,
+                      np.ascontiguousarray(values, dtype=np.int64), out)
+        return out, mix.total[keep]
 
 
 class ColourKernelStepper(KernelStepper):
@@ -483,23 +526,32 @@ class ColourKernelStepper(KernelStepper):
             self.flat[:, index + ch * plane] = codes[:, ch].reshape(b, -1)
 
 
+def _skips(n: int, skip: np.ndarray | None, skip_mass: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """int64 (skip values, their masses) [n]; none: nothing left out."""
+    if skip is None:
+        return np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    return np.ascontiguousarray(skip, dtype=np.int64), np.ascontiguousarray(skip_mass, dtype=np.int64)
+
+
 class KernelDigits:
     """The decoder's state for one front: each kept cell's interval, digit by digit."""
 
-    def __init__(self, stepper: KernelStepper, mix: KernelMixture, keep: np.ndarray, digit_bits: int) -> None:
+    def __init__(self, stepper: KernelStepper, mix: KernelMixture, keep: np.ndarray, digit_bits: int,
+                 skip: np.ndarray | None = None, skip_mass: np.ndarray | None = None) -> None:
         n, radix = keep.shape[0], 1 << digit_bits
         self.stepper, self.mix, self.keep, self.digit_bits = stepper, mix, keep, digit_bits
+        self.skip, self.skip_mass = _skips(n, skip, skip_mass)
         self.start = np.zeros(n, dtype=np.int64)
         self.ext = np.empty((n, radix + 1), dtype=np.int64)
         self.ext[:, 0] = 0
-        self.ext[:, radix] = mix.total[keep]
+        self.ext[:, radix] = mix.total[keep] - self.skip_mass
         self.freqs = np.empty((n, radix), dtype=np.float64)
 
     def frequencies(self, level: int) -> np.ndarray:
         """float64 [n, 2^b]: the frequencies of digit `level` of every kept cell."""
         mix = self.mix
         _decode_level(mix.count, mix.offset, mix.weights, mix.step, self.stepper.phi, self.keep, level,
-                      self.digit_bits, self.start, self.ext, self.freqs)
+                      self.digit_bits, self.skip, self.skip_mass, self.start, self.ext, self.freqs)
         return self.freqs
 
     def advance(self, digits: np.ndarray, level: int) -> None:

@@ -1,0 +1,161 @@
+"""Probe: would an adaptive "same as the left neighbour" flag, calibrated on the image as it is coded, shrink the
+colour codec's files?
+
+The codec codes every sub-pixel with the model's distribution alone. On flat areas (a clear sky, saturated
+highlights, graphics) the model is never sure enough: a constant plane costs the grey codec 0.11-0.19 bits/px,
+where PNG pays almost nothing. A classic remedy, secondary estimation: before the value, code one binary event
+"x == v" (v: the same channel's left neighbour) with a probability learnt from the image so far, in a context made
+of the local flatness (how many of N, NW, NE equal W) and of the model's own probability of v (bucketed); on a miss,
+code x with the model's distribution with v removed (renormalised). Both sides can count hits per context in
+integers, front by front, so the stream would stay portable.
+
+This measures the ideal code length of that scheme against the model's, from the integer model's exact CDF (the
+codec's engine, default stripes), per image: `-log2 P(x)` summed, against the flag's adaptive (Krichevsky-Trofimov)
+cost plus the excluded model's cost on misses. Counts are updated after each front, as a decoder could.
+
+    RIDE_DATA=../shared/data OMP_NUM_THREADS=1 python experiments/repeat_flag_probe.py --model photo_colour_nojpeg \
+        --set wikipedia_val
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+import ride
+from ride.codec import engine
+from ride.codec.coder import _to_coded, default_stripes, integer_model
+from ride.codec.kernels import _cdf_edges
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_codec_colour import _rgb, aerials_whole, wikipedia_whole  # noqa: E402 - benchmarks/
+
+BUCKETS = 16  # buckets of -log2 P(v), half a bit wide
+LIMIT = 0  # halve a context's counts when they reach it (0: never)
+
+
+@numba.njit(cache=True)
+def _probs(count, offset, weights, step, total, phi, keep, x, v, out):  # noqa: ANN001, ANN202
+    """P(x) and P(v) (as Cq differences over the total) of every kept cell into out [n, 2]."""
+    ext = np.zeros(2, dtype=np.int64)
+    for q in range(keep.shape[0]):
+        i = keep[q]
+        for col, val in ((0, x[q]), (1, v[q])):
+            lo = np.int64(0)
+            hi = total[i]
+            if val > 0:
+                _cdf_edges(count, offset, weights, step, phi, i, val - 1, 0, 2, ext)
+                lo = ext[1]
+            if val < 255:
+                _cdf_edges(count, offset, weights, step, phi, i, val, 0, 2, ext)
+                hi = ext[1]
+            out[q, col] = max(hi - lo, 1) / total[i]
+
+
+def neighbours(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(v = W, flatness 0..3 = [W == N] + [W == NW] + [W == NE], valid) of each pixel of an [H, W] plane."""
+    p = plane.astype(np.int16)
+    h, w = p.shape
+    v = np.full((h, w), -1, np.int16)
+    flat = np.zeros((h, w), np.int8)
+    v[:, 1:] = p[:, :-1]
+    valid = np.zeros((h, w), bool)
+    valid[1:, 1:-1] = True
+    west = p[1:, :-2]
+    flat[1:, 1:-1] = ((west == p[:-1, 1:-1]).astype(np.int8) + (west == p[:-1, :-2]) + (west == p[:-1, 2:]))
+    return v, flat, valid
+
+
+def probe(model, image: np.ndarray) -> tuple[float, float, int]:  # noqa: ANN001
+    """(model bits, flag-scheme bits, sub-pixels) of one RGB image."""
+    im = integer_model(model)
+    coded = _to_coded(image, im.transform)
+    height, width, _ = coded.shape
+    stripes = engine.stripe_layout(height, default_stripes(height, colour=True))[1]
+    pads = tuple(int(round(float(coded[..., k].mean()))) for k in range(3))
+    grid = engine._Canvases(im, height, width, pads, stripes, "kernels")
+    grid.fill(coded)
+    stepper = grid.stepper
+    values = coded.reshape(-1, 3)
+    nb = [neighbours(coded[..., k]) for k in range(3)]
+    cand = np.stack([n[0].reshape(-1) for n in nb], 1)
+    flat = np.stack([n[1].reshape(-1) for n in nb], 1)
+    valid = np.stack([n[2].reshape(-1) for n in nb], 1)
+    pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
+    # contexts: channel, flatness, whether the channel before hit (channel 0: no), bucket of -log2 P(v)
+    hits = np.zeros((3, 4, 2, BUCKETS))
+    seen = np.zeros((3, 4, 2, BUCKETS))
+    model_bits = scheme_bits = 0.0
+    for t in range(stepper.num_fronts):
+        cells = grid.cells(t)
+        if cells is None:
+            continue
+        keep, index = cells
+        hidden, base = stepper.trunk(t)
+        codes = np.tile(pad_codes, (hidden.shape[0], 1))
+        codes[keep] = 2 * values[index].astype(np.int64) + 1
+        prev_hit = np.zeros(keep.shape[0], dtype=np.int64)
+        updates = []
+        for k in range(3):
+            mix = stepper.head(k, hidden, base, codes)
+            x = values[index, k].astype(np.int64)
+            v = np.maximum(cand[index, k], 0).astype(np.int64)
+            p = np.empty((keep.shape[0], 2))
+            _probs(mix.count, mix.offset, mix.weights, mix.step, mix.total, stepper.phi, keep, x, v, p)
+            model_bits += -np.log2(p[:, 0]).sum()
+            ok = valid[index, k]
+            hit = (x == v) & ok
+            bucket = np.minimum((-2 * np.log2(p[:, 1])).astype(np.int64), BUCKETS - 1)
+            f = flat[index, k].astype(np.int64)
+            ctx = (np.full_like(f, k), f, prev_hit if k else np.zeros_like(f), bucket)
+            ph = (hits[ctx] + 0.5) / (seen[ctx] + 1.0)
+            excluded = np.log2(p[:, 0]) - np.log2(1 - np.minimum(p[:, 1], 1 - 1e-12))  # log2 P(x | x != v)
+            cost = np.where(hit, -np.log2(ph), -np.log2(1 - ph) - excluded)
+            scheme_bits += np.where(ok, cost, -np.log2(p[:, 0])).sum()
+            updates.append((tuple(c[ok] for c in ctx), hit[ok]))
+            prev_hit = hit.astype(np.int64)
+        for ctx, hit in updates:  # after the front, as a decoder could
+            np.add.at(seen, ctx, 1)
+            np.add.at(hits, ctx, hit)
+        if LIMIT:
+            over = seen >= LIMIT
+            hits[over] = np.floor((hits[over] + 1) / 2)
+            seen[over] = np.floor((seen[over] + 1) / 2)
+        stepper.write(t, codes)
+    return model_bits, scheme_bits, image.size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="photo_colour_nojpeg")
+    parser.add_argument("--set", choices=("wikipedia_val", "aerials_val", "files"), default="wikipedia_val")
+    parser.add_argument("--files", nargs="*", default=[])
+    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--count-limit", type=int, default=0)
+    args = parser.parse_args()
+    global LIMIT
+    LIMIT = args.count_limit
+    model = ride.pretrained(args.model)
+    if args.set == "files":
+        images = [(Path(f).name, _rgb(f)) for f in args.files]
+    else:
+        images = wikipedia_whole(args.limit) if args.set == "wikipedia_val" else aerials_whole(args.limit)
+    tot_m = tot_s = tot_n = 0.0
+    for name, image in images:
+        start = time.perf_counter()
+        m, s, n = probe(model, image)
+        tot_m, tot_s, tot_n = tot_m + m, tot_s + s, tot_n + n
+        print(f"{name} {image.shape}: model {m / n:.4f}, with the flag {s / n:.4f} bits per sub-pixel "
+              f"({100 * (s / m - 1):+.2f}%), {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"pooled: model {tot_m / tot_n:.4f}, with the flag {tot_s / tot_n:.4f} ({100 * (tot_s / tot_m - 1):+.2f}%)")
+    assert math.isfinite(tot_s)
+
+
+if __name__ == "__main__":
+    main()
