@@ -41,12 +41,13 @@ LIMIT = 0  # halve a context's counts when they reach it (0: never)
 
 
 @numba.njit(cache=True)
-def _probs(count, offset, weights, step, total, phi, keep, x, v, out):  # noqa: ANN001, ANN202
-    """P(x) and P(v) (as Cq differences over the total) of every kept cell into out [n, 2]."""
+def _probs(count, offset, weights, step, total, phi, keep, values, out):  # noqa: ANN001, ANN202
+    """P(values[q, m]) (as Cq differences over the total) of every kept cell q into out [n, m]."""
     ext = np.zeros(2, dtype=np.int64)
     for q in range(keep.shape[0]):
         i = keep[q]
-        for col, val in ((0, x[q]), (1, v[q])):
+        for col in range(values.shape[1]):
+            val = values[q, col]
             lo = np.int64(0)
             hi = total[i]
             if val > 0:
@@ -107,7 +108,8 @@ def probe(model, image: np.ndarray) -> tuple[float, float, int]:  # noqa: ANN001
             x = values[index, k].astype(np.int64)
             v = np.maximum(cand[index, k], 0).astype(np.int64)
             p = np.empty((keep.shape[0], 2))
-            _probs(mix.count, mix.offset, mix.weights, mix.step, mix.total, stepper.phi, keep, x, v, p)
+            _probs(mix.count, mix.offset, mix.weights, mix.step, mix.total, stepper.phi, keep,
+                   np.ascontiguousarray(np.stack([x, v], 1)), p)
             model_bits += -np.log2(p[:, 0]).sum()
             ok = valid[index, k]
             hit = (x == v) & ok
@@ -131,6 +133,111 @@ def probe(model, image: np.ndarray) -> tuple[float, float, int]:  # noqa: ANN001
     return model_bits, scheme_bits, image.size
 
 
+def activity(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(W, N, activity 0..4 = bucket of max |W - N|, |W - NW|, |W - NE| in {0, 1, 2-3, 4-7, 8+}, valid) per pixel."""
+    p = plane.astype(np.int16)
+    h, w = p.shape
+    west, north = np.zeros((h, w), np.int16), np.zeros((h, w), np.int16)
+    act = np.zeros((h, w), np.int64)
+    valid = np.zeros((h, w), bool)
+    valid[1:, 1:-1] = True
+    west[:, 1:] = p[:, :-1]
+    north[1:] = p[:-1]
+    wv = p[1:, :-2]
+    d = np.maximum(np.maximum(np.abs(wv - p[:-1, 1:-1]), np.abs(wv - p[:-1, :-2])), np.abs(wv - p[:-1, 2:]))
+    act[1:, 1:-1] = np.searchsorted(np.array([1, 2, 4, 8]), d, side="right")
+    return west, north, act, valid
+
+
+def probe_two(model, image: np.ndarray, second: bool, count: int = 2) -> tuple[float, float, int]:  # noqa: ANN001
+    """The variant: activity contexts instead of flatness, and with `second` further flags, one per distinct
+    candidate among N, NE, NW (the first `count` - 1 of them) after the misses before it, each value coded without
+    the candidates that missed."""
+    im = integer_model(model)
+    coded = _to_coded(image, im.transform)
+    height, width, _ = coded.shape
+    stripes = engine.stripe_layout(height, default_stripes(height, colour=True))[1]
+    pads = tuple(int(round(float(coded[..., k].mean()))) for k in range(3))
+    grid = engine._Canvases(im, height, width, pads, stripes, "kernels")
+    grid.fill(coded)
+    stepper = grid.stepper
+    values = coded.reshape(-1, 3)
+    nb = [activity(coded[..., k]) for k in range(3)]
+    act, valid = (np.stack([n[j].reshape(-1) for n in nb], 1) for j in (2, 3))
+    planes = []
+    for k in range(3):
+        p = coded[..., k].astype(np.int64)
+        c = np.zeros((7,) + p.shape, np.int64)
+        c[0, :, 1:] = p[:, :-1]  # W
+        c[1, 1:] = p[:-1]  # N
+        c[2, 1:, :-1] = p[:-1, 1:]  # NE
+        c[3, 1:, 1:] = p[:-1, :-1]  # NW
+        c[4] = np.clip(c[0] + c[1] - c[3], 0, 255)  # the gradient predictor
+        c[5, :, 2:] = p[:, :-2]  # WW
+        c[6, 2:] = p[:-2]  # NN
+        planes.append(c.reshape(7, -1))
+    stages = count if second else 1
+    pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
+    hits = np.zeros((stages, 3, 5, 2, BUCKETS))
+    seen = np.zeros((stages, 3, 5, 2, BUCKETS))
+    model_bits = scheme_bits = 0.0
+    for t in range(stepper.num_fronts):
+        cells = grid.cells(t)
+        if cells is None:
+            continue
+        keep, index = cells
+        hidden, base = stepper.trunk(t)
+        codes = np.tile(pad_codes, (hidden.shape[0], 1))
+        codes[keep] = 2 * values[index].astype(np.int64) + 1
+        prev_hit = np.zeros(keep.shape[0], dtype=np.int64)
+        updates = []
+        for k in range(3):
+            mix = stepper.head(k, hidden, base, codes)
+            x = values[index, k].astype(np.int64)
+            cand = planes[k][:stages, index].T  # [n, stages]
+            p = np.empty((keep.shape[0], 1 + stages))
+            _probs(mix.count, mix.offset, mix.weights, mix.step, mix.total, stepper.phi, keep,
+                   np.ascontiguousarray(np.concatenate([x[:, None], cand], 1)), p)
+            px = p[:, 0]
+            model_bits += -np.log2(px).sum()
+            ok = valid[index, k]
+            a = act[index, k]
+            prev = prev_hit if k else np.zeros_like(a)
+            cost = np.zeros(keep.shape[0])
+            active = ok.copy()  # still coding flags
+            removed = np.zeros(keep.shape[0])  # probability of the candidates that missed
+            done = np.zeros(keep.shape[0], bool)
+            hit_any = np.zeros(keep.shape[0], bool)
+            for j in range(stages):
+                v = cand[:, j]
+                dup = np.zeros(keep.shape[0], bool)
+                for i in range(j):
+                    dup |= v == cand[:, i]
+                use = active & ~dup
+                pj = np.minimum(p[:, 1 + j] / np.maximum(1 - removed, 1e-12), 1 - 1e-9)
+                b = np.minimum((-2 * np.log2(np.maximum(pj, 1e-300))).astype(np.int64), BUCKETS - 1)
+                c = (np.full_like(a, j), np.full_like(a, k), a, prev, b)
+                q = (hits[c] + 0.5) / (seen[c] + 1.0)
+                hit = use & (x == v)
+                cost += np.where(use, np.where(hit, -np.log2(q), -np.log2(1 - q)), 0)
+                updates.append((tuple(cc[use] for cc in c), hit[use]))
+                removed = np.where(use & ~hit, removed + p[:, 1 + j], removed)
+                active &= ~hit
+                hit_any |= hit
+            done = hit_any
+            cost += np.where(done, 0, -np.log2(px / np.maximum(1 - removed, 1e-12)))
+            scheme_bits += np.where(ok, cost, -np.log2(px)).sum()
+            prev_hit = hit_any.astype(np.int64)
+        for ctx, hit in updates:
+            np.add.at(seen, ctx, 1)
+            np.add.at(hits, ctx, hit)
+        over = seen >= 4096
+        hits[over] = np.floor((hits[over] + 1) / 2)
+        seen[over] = np.floor((seen[over] + 1) / 2)
+        stepper.write(t, codes)
+    return model_bits, scheme_bits, image.size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="photo_colour_nojpeg")
@@ -138,6 +245,10 @@ def main() -> None:
     parser.add_argument("--files", nargs="*", default=[])
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--count-limit", type=int, default=0)
+    parser.add_argument("--candidates", type=int, default=2, help="second: how many of W, N, NE, NW, W + N - NW, WW, NN")
+    parser.add_argument("--variant", choices=("flat", "activity", "second"), default="flat",
+                        help="flat: the codec's contexts; activity: neighbour differences instead of equalities; "
+                        "second: activity and a second flag for the upper neighbour")
     args = parser.parse_args()
     global LIMIT
     LIMIT = args.count_limit
@@ -149,7 +260,8 @@ def main() -> None:
     tot_m = tot_s = tot_n = 0.0
     for name, image in images:
         start = time.perf_counter()
-        m, s, n = probe(model, image)
+        m, s, n = (probe(model, image) if args.variant == "flat"
+                   else probe_two(model, image, args.variant == "second", args.candidates))
         tot_m, tot_s, tot_n = tot_m + m, tot_s + s, tot_n + n
         print(f"{name} {image.shape}: model {m / n:.4f}, with the flag {s / n:.4f} bits per sub-pixel "
               f"({100 * (s / m - 1):+.2f}%), {time.perf_counter() - start:.0f} s", flush=True)

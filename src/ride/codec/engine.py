@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import kernels
+from . import kernels, repeat
 from .colour_fixedpoint import IntColourRIDE
 from .fixedpoint import FrontStepper, IntRIDE, Mixture
 from .repeat import HIT, RepeatCounts
@@ -113,7 +113,7 @@ class TorchCoding(FrontStepper):
         edges = torch.cat([_interior(s, level, digit_bits) for level, s in enumerate(starts)], 1)
         skip_t, mass = _skips(n, skip, skip_mass)
         inner = _excluded(self.cdf(mix, edges), edges, skip_t, mass).view(n, levels, radix - 1)
-        low, high = torch.zeros(n, 1, dtype=torch.int64), mix.total - mass[:, None]
+        low, high = torch.zeros(n, 1, dtype=torch.int64), mix.total - mass.sum(1, keepdim=True)
         freqs, symbols = [], []
         for level in range(levels):
             ext = torch.cat([low, inner[:, level], high], 1)
@@ -128,11 +128,13 @@ class TorchCoding(FrontStepper):
         return _TorchDigits(self, mix.select(torch.from_numpy(keep)), digit_bits, skip, skip_mass)
 
     def value_masses(self, mix: Mixture, keep: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """int64 ([n], [n]): the mass Cq(v + 1) - Cq(v) of each kept cell's value v (0..255), and its Cq(256)."""
+        """int64 ([n, K], [n]): the masses Cq(v + 1) - Cq(v) of each kept cell's values v [n, K] (0..255), and its
+        Cq(256)."""
         mix = mix.select(torch.from_numpy(keep))
         v = torch.from_numpy(np.asarray(values, dtype=np.int64))
-        cq = self.cdf(mix, torch.stack([v.clamp(min=1), v + 1], 1))
-        return (cq[:, 1] - torch.where(v > 0, cq[:, 0], 0)).numpy(), mix.total[:, 0].numpy()
+        cq = self.cdf(mix, torch.cat([v.clamp(min=1), v + 1], 1))
+        low, high = cq[:, : v.shape[1]], cq[:, v.shape[1] :]
+        return (high - torch.where(v > 0, low, 0)).numpy(), mix.total[:, 0].numpy()
 
     def write(self, t: int, codes: np.ndarray) -> None:
         """Store front t's pixel codes [B * n] (cell order) in the canvases."""
@@ -140,15 +142,16 @@ class TorchCoding(FrontStepper):
 
 
 def _skips(n: int, skip: np.ndarray | None, skip_mass: np.ndarray | None) -> tuple[Tensor, Tensor]:
-    """int64 tensors (values left out, their masses) [n]; none: nothing left out."""
+    """int64 tensors (values left out, their masses) [n, K]; none: nothing left out ([n, 1] of -1 and 0)."""
     if skip is None:
-        return torch.full((n,), -1, dtype=torch.int64), torch.zeros(n, dtype=torch.int64)
+        return torch.full((n, 1), -1, dtype=torch.int64), torch.zeros((n, 1), dtype=torch.int64)
     return torch.from_numpy(np.asarray(skip, dtype=np.int64)), torch.from_numpy(np.asarray(skip_mass, dtype=np.int64))
 
 
 def _excluded(cq: Tensor, edges: Tensor, skip: Tensor, mass: Tensor) -> Tensor:
-    """Cq [n, E] at edges [n, E] without value skip's mass (every edge above skip loses it)."""
-    return cq - mass[:, None] * (edges > skip[:, None])
+    """Cq [n, E] at edges [n, E] without the masses [n, K] of the values skip [n, K] (every edge above a value loses
+    its mass)."""
+    return cq - (mass[:, None, :] * (edges[:, :, None] > skip[:, None, :])).sum(2)
 
 
 class _TorchDigits:
@@ -158,7 +161,7 @@ class _TorchDigits:
         self.stepper, self.mix, self.digit_bits = stepper, mix, digit_bits
         self.skip, self.mass = _skips(n, skip, skip_mass)
         self.start = torch.zeros(n, dtype=torch.int64)
-        self.low, self.high = torch.zeros(n, 1, dtype=torch.int64), mix.total - self.mass[:, None]
+        self.low, self.high = torch.zeros(n, 1, dtype=torch.int64), mix.total - self.mass.sum(1, keepdim=True)
 
     def frequencies(self, level: int) -> np.ndarray:
         edges = _interior(self.start, level, self.digit_bits)
@@ -261,23 +264,27 @@ def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, strip
     return pixels.reshape(height, width)
 
 
-def _neighbour_codes(stepper: kernels.KernelStepper | TorchCoding, t: int, keep: np.ndarray,
-                     channel: int) -> tuple[np.ndarray, ...]:
-    """Pixel codes 2v + 1 (int64 [n] each) of the left, upper, upper-left and upper-right neighbours (W, N, NW, NE)
-    of front t's kept cells in `channel`'s canvas plane: pixels of earlier fronts, or the frame."""
+def _candidates(stepper: kernels.KernelStepper | TorchCoding, t: int, keep: np.ndarray,
+                channel: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(`repeat.candidates`, `repeat.activity`, `repeat.first_occurrence`) of front t's kept cells in `channel`'s
+    canvas plane, from the codes of their neighbours W, N, NW, NE: pixels of earlier fronts, or the frame."""
     lo, hi = stepper.rows(t)
     n = hi - lo + 1
     wc = stepper.canvas.shape[-1]
     plane = stepper.canvas.shape[-2] * wc
     position = (stepper.pixel_start[lo : hi + 1] + t)[keep % n] + channel * plane
     stripe = keep // n
-    flat = stepper.flat.numpy() if isinstance(stepper.flat, Tensor) else stepper.flat  # the torch stepper's: a view
-    return tuple(flat[stripe, position - d].astype(np.int64) for d in (1, wc, wc + 1, wc - 1))
+    if isinstance(stepper, kernels.KernelStepper):
+        return kernels.repeat_prepare(stepper.flat, stripe, position, wc)
+    flat = stepper.flat.numpy()  # the torch stepper's canvas: a view
+    neighbours = tuple(flat[stripe, position - d].astype(np.int64) for d in (1, wc, wc + 1, wc - 1))
+    cands = repeat.candidates(neighbours)
+    return cands, repeat.activity(neighbours), repeat.first_occurrence(cands)
 
 
 class _RepeatFlags:
-    """The repeat flag's side of one front (`repeat`): per channel the contexts and flag frequencies of the kept
-    cells, the events counted after the front."""
+    """The repeat flags' side of one front (`repeat`): per channel the candidates, their masses and the flags'
+    contexts and frequencies, rank by rank; the events are counted after the front."""
 
     def __init__(self, counts: RepeatCounts, stepper: kernels.KernelStepper | TorchCoding, t: int,
                  keep: np.ndarray) -> None:
@@ -285,47 +292,66 @@ class _RepeatFlags:
         self.previous = np.zeros(keep.shape[0], dtype=np.int64)
         self.events: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def channel(self, k: int, mix: kernels.KernelMixture | Mixture,
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(candidates v = W's values, their masses, contexts, flag frequencies [n, 2]) of channel k."""
-        neighbours = _neighbour_codes(self.stepper, self.t, self.keep, k)
-        candidates = neighbours[0] >> 1
-        mass, total = self.stepper.value_masses(mix, self.keep, candidates)
-        contexts = self.counts.contexts(k, neighbours, self.previous, mass, total)
-        return candidates, mass, contexts, self.counts.frequencies(contexts)
+    def _flags(self, k: int, mix: kernels.KernelMixture | Mixture, read) -> tuple[np.ndarray, ...]:  # noqa: ANN001
+        """Channel k's flags, rank by rank: `read(cells, candidates, frequencies)` codes (encoder) or decodes
+        (decoder) the hits of the cells [m] (indices into the kept cells) that still code a flag of that rank,
+        whose candidates of that rank are `candidates` [m].
+        Returns (values where a flag hit, hit [n], the candidates left out [n, K] and their masses [n, K])."""
+        cands, active, coded = _candidates(self.stepper, self.t, self.keep, k)
+        masses, total = self.stepper.value_masses(mix, self.keep, cands)
+        n = self.keep.shape[0]
+        open_ = np.ones(n, dtype=bool)  # no flag of the cell has hit yet
+        remaining = total.copy()  # the mass not yet left out
+        skip = np.full(cands.shape, -1, dtype=np.int64)
+        skip_mass = np.zeros(cands.shape, dtype=np.int64)
+        values = np.zeros(n, dtype=np.int64)
+        # the compiled loops with the kernel stepper, the plain ones with the torch stepper: the same integers
+        step, apply = ((kernels.rank_step, kernels.rank_apply) if isinstance(self.stepper, kernels.KernelStepper)
+                       else (repeat.rank_step, repeat.rank_apply))
+        for rank in range(cands.shape[1]):
+            cells, contexts, freqs = step(rank, k, self.counts, open_, coded, cands, masses, remaining, active,
+                                          self.previous)
+            if cells.size == 0:
+                continue
+            hits = read(cells, cands[cells, rank], freqs)
+            self.events.append((contexts, hits))
+            apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_mass, values)
+        self.previous = (~open_).astype(np.int64)
+        return values, ~open_, skip, skip_mass
 
     def encode(self, encoder, k: int, mix: kernels.KernelMixture | Mixture, values: np.ndarray,  # noqa: ANN001
                digit_bits: int) -> None:
-        """Channel k's flags of the kept cells (values [n]), then the digits of those that missed."""
-        candidates, mass, contexts, flag_freqs = self.channel(k, mix)
-        hits = values == candidates
-        encoder.encode(hits.astype(np.int32), _CATEGORICAL, flag_freqs)
-        self.record(contexts, hits)
-        miss = ~hits
-        symbols, freqs = self.stepper.encode_digits(mix, self.keep[miss], values[miss], digit_bits,
-                                                    candidates[miss], mass[miss])
+        """Channel k's flags of the kept cells (values [n]), then the digits of those where none hit."""
+        def read(cells: np.ndarray, candidates: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+            hits = values[cells] == candidates
+            encoder.encode(hits.astype(np.int32), _CATEGORICAL, freqs)
+            return hits
+
+        _, hit, skip, skip_mass = self._flags(k, mix, read)
+        rest = np.flatnonzero(~hit)
+        symbols, freqs = self.stepper.encode_digits(mix, self.keep[rest], values[rest], digit_bits, skip[rest],
+                                                    skip_mass[rest])
         if symbols.size:
             encoder.encode(symbols, _CATEGORICAL, freqs)
 
     def decode(self, decoder, k: int, mix: kernels.KernelMixture | Mixture,  # noqa: ANN001 - a range decoder
                digit_bits: int) -> np.ndarray:
-        """Channel k's values [n] of the kept cells: their flags, then the digits of those that missed."""
-        candidates, mass, contexts, flag_freqs = self.channel(k, mix)
-        hits = _decode_symbols(decoder, flag_freqs) == HIT
-        self.record(contexts, hits)
-        values = candidates.copy()
-        miss = ~hits
-        if miss.any():
-            digits = self.stepper.decoder(mix, self.keep[miss], digit_bits, candidates[miss], mass[miss])
-            values[miss] = _read_values(decoder, digits, digit_bits)
+        """Channel k's values [n] of the kept cells: their flags, then the digits of those where none hit."""
+
+        def read(cells: np.ndarray, candidates: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+            return _decode_symbols(decoder, freqs) == HIT
+
+        values, hit, skip, skip_mass = self._flags(k, mix, read)
+        rest = np.flatnonzero(~hit)
+        if rest.size:
+            digits = self.stepper.decoder(mix, self.keep[rest], digit_bits, skip[rest], skip_mass[rest])
+            values[rest] = _read_values(decoder, digits, digit_bits)
         return values
 
-    def record(self, contexts: np.ndarray, hits: np.ndarray) -> None:
-        self.events.append((contexts, hits))
-        self.previous = hits.astype(np.int64)
-
     def update(self) -> None:
-        self.counts.update(np.concatenate([c for c, _ in self.events]), np.concatenate([h for _, h in self.events]))
+        if self.events:
+            self.counts.update(np.concatenate([c for c, _ in self.events]),
+                               np.concatenate([h for _, h in self.events]))
 
 
 @torch.no_grad()

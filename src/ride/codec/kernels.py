@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import repeat
 from .colour_fixedpoint import R_CLIP
 from .fixedpoint import (
     FEAT_CLIP,
@@ -229,26 +230,28 @@ def _frequencies(ext, digit_bits, out, row):  # noqa: ANN001, ANN202
 
 @_jit
 def _exclude(ext, start, width, radix, skip, skip_mass):  # noqa: ANN001, ANN202
-    """Remove value `skip`'s mass from Cq at the interior edges start + j 2^width in ext[1 : radix]: Cq(e) counts
-    the values below e, so every edge above `skip` loses it (the repeat flag's miss; skip_mass 0: no change)."""
-    if skip_mass != 0:
-        for j in range(1, radix):
-            if start + (np.int64(j) << width) > skip:
-                ext[j] -= skip_mass
+    """Remove the masses skip_mass [K] of values skip [K] from Cq at the interior edges start + j 2^width in
+    ext[1 : radix]: Cq(e) counts the values below e, so every edge above a value loses its mass (the repeat flags'
+    misses; a mass of 0 changes nothing)."""
+    for m in range(skip.shape[0]):
+        if skip_mass[m] != 0:
+            for j in range(1, radix):
+                if start + (np.int64(j) << width) > skip[m]:
+                    ext[j] -= skip_mass[m]
 
 
 @_jit_parallel
 def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_bits, skip, skip_mass, symbols,  # noqa: ANN001, ANN202
                   freqs):
     """Every digit of the kept cells (values [n]): symbols [levels, n] and frequencies [levels n, 2^b] in the
-    stream's order (level, then cell). Cell q's distribution is the mixture's without value skip[q], whose mass
-    skip_mass[q] it takes out (0: the whole mixture)."""
+    stream's order (level, then cell). Cell q's distribution is the mixture's without the values skip[q] [K],
+    whose masses skip_mass[q] [K] it takes out (all 0: the whole mixture)."""
     radix, levels = 1 << digit_bits, 8 // digit_bits
     n = keep.shape[0]
     for q in _prange(n):
         ext = np.empty(radix + 1, dtype=np.int64)
         i, v = keep[q], values[q]
-        low, high, start = np.int64(0), total[i] - skip_mass[q], np.int64(0)
+        low, high, start = np.int64(0), total[i] - skip_mass[q].sum(), np.int64(0)
         for level in range(levels):
             width = 8 - digit_bits * (level + 1)
             _cdf_edges(count, offset, weights, step, phi, i, start, width, radix, ext)
@@ -264,8 +267,8 @@ def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_
 @_jit_parallel
 def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, skip, skip_mass, start, ext, freqs):  # noqa: ANN001, ANN202
     """Digit `level` of the kept cells: Cq at the interior edges of each cell's interval (start [n]; ext [n, 2^b
-    + 1] holds low and high in its first and last column), without value skip[q]'s mass skip_mass[q], and the
-    digit frequencies [n, 2^b]."""
+    + 1] holds low and high in its first and last column), without the values skip[q] [K] (masses skip_mass[q]),
+    and the digit frequencies [n, 2^b]."""
     radix = 1 << digit_bits
     width = 8 - digit_bits * (level + 1)
     for q in _prange(keep.shape[0]):
@@ -276,18 +279,21 @@ def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, sk
 
 @_jit_parallel
 def _value_masses(count, offset, weights, step, total, phi, keep, values, out):  # noqa: ANN001, ANN202
-    """The integer mass Cq(v + 1) - Cq(v) of value values[q] (0..255) in kept cell keep[q], into out [n]."""
+    """The integer masses Cq(v + 1) - Cq(v) of the values values[q] [K] (0..255) in kept cell keep[q], into
+    out [n, K]."""
     for q in _prange(keep.shape[0]):
         ext = np.empty(2, dtype=np.int64)
-        i, v = keep[q], values[q]
-        low, high = np.int64(0), total[i]
-        if v > 0:
-            _cdf_edges(count, offset, weights, step, phi, i, v - 1, 0, 2, ext)
-            low = ext[1]
-        if v < 255:
-            _cdf_edges(count, offset, weights, step, phi, i, v, 0, 2, ext)
-            high = ext[1]
-        out[q] = high - low
+        i = keep[q]
+        for m in range(values.shape[1]):
+            v = values[q, m]
+            low, high = np.int64(0), total[i]
+            if v > 0:
+                _cdf_edges(count, offset, weights, step, phi, i, v - 1, 0, 2, ext)
+                low = ext[1]
+            if v < 255:
+                _cdf_edges(count, offset, weights, step, phi, i, v, 0, 2, ext)
+                high = ext[1]
+            out[q, m] = high - low
 
 
 @_jit
@@ -300,6 +306,102 @@ def _decode_advance(digits, level, digit_bits, start, ext):  # noqa: ANN001, ANN
         start[q] += np.int64(d) << width
         low, high = ext[q, d], ext[q, d + 1]
         ext[q, 0], ext[q, radix] = low, high
+
+
+@_jit
+def _rank_step(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits,  # noqa: ANN001, ANN202
+               free, unit, open_, coded, cands, masses, remaining, activity, previous, cells, contexts, freqs):
+    """`repeat.rank_step` compiled: the cells that code a flag of `rank` into cells[:m], their contexts and
+    frequencies; returns m."""
+    m = 0
+    for c in range(open_.shape[0]):
+        if not (open_[c] and coded[c, rank]):
+            continue
+        mass, rest = masses[c, rank], remaining[c] << threshold_bits
+        b = 0
+        for t in range(thresholds.shape[0]):
+            if mass * thresholds[t] <= rest:
+                b += 1
+        index = ((((rank * channels + channel) * activity_classes + activity[c]) * 2 + previous[c]) * buckets) + b
+        hit = ((2 * hits_tab[index] + unit) * free) // (2 * seen_tab[index] + 2 * unit)
+        cells[m], contexts[m] = c, index
+        freqs[m, 0], freqs[m, 1] = free - hit, hit
+        m += 1
+    return m
+
+
+@_jit
+def _repeat_prepare(flat, stripe, position, wc, activity_edges, cands, activity, coded):  # noqa: ANN001, ANN202
+    """`repeat.candidates`, `repeat.activity` and `repeat.first_occurrence` of the cells at flat canvas positions
+    position [n] of canvases stripe [n] (their neighbours W, N, NW, NE read from the canvas), in one loop."""
+    for q in range(position.shape[0]):
+        row, p = flat[stripe[q]], position[q]
+        west, north = np.int64(row[p - 1]) >> 1, np.int64(row[p - wc]) >> 1
+        north_west, north_east = np.int64(row[p - wc - 1]) >> 1, np.int64(row[p - wc + 1]) >> 1
+        gradient = min(max(west + north - north_west, 0), 255)
+        cands[q, 0], cands[q, 1], cands[q, 2], cands[q, 3], cands[q, 4] = (west, north, north_east, north_west,
+                                                                          gradient)
+        spread = max(abs(west - north), abs(west - north_west), abs(west - north_east))
+        a = 0
+        for e in range(activity_edges.shape[0]):
+            if spread >= activity_edges[e]:
+                a += 1
+        activity[q] = a
+        for j in range(cands.shape[1]):
+            first = True
+            for i in range(j):
+                if cands[q, i] == cands[q, j]:
+                    first = False
+            coded[q, j] = first
+
+
+def repeat_prepare(flat: np.ndarray, stripe: np.ndarray, position: np.ndarray,
+                   wc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(candidates [n, CANDIDATES], activity [n], coded [n, CANDIDATES]) as `repeat` computes them from the
+    neighbours' codes, compiled."""
+    n = position.shape[0]
+    cands = np.empty((n, repeat.CANDIDATES), dtype=np.int64)
+    activity = np.empty(n, dtype=np.int64)
+    coded = np.empty((n, repeat.CANDIDATES), dtype=np.bool_)
+    _repeat_prepare(flat, stripe, position, wc, repeat.ACTIVITY_EDGES, cands, activity, coded)
+    return cands, activity, coded
+
+
+@_jit
+def _rank_apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_mass, values):  # noqa: ANN001, ANN202
+    """`repeat.rank_apply` compiled."""
+    for q in range(cells.shape[0]):
+        c = cells[q]
+        if hits[q]:
+            values[c] = cands[c, rank]
+            open_[c] = False
+        else:
+            skip[c, rank] = cands[c, rank]
+            skip_mass[c, rank] = masses[c, rank]
+            remaining[c] -= masses[c, rank]
+
+
+def rank_step(rank: int, channel: int, counts, open_: np.ndarray, coded: np.ndarray, cands: np.ndarray,  # noqa: ANN001
+              masses: np.ndarray, remaining: np.ndarray, activity: np.ndarray, previous: np.ndarray,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`repeat.rank_step` (the same integers) in one compiled loop: counts is a `repeat.RepeatCounts`."""
+    n = open_.shape[0]
+    cells = np.empty(n, dtype=np.int64)
+    contexts = np.empty(n, dtype=np.int64)
+    freqs = np.empty((n, 2), dtype=np.float64)
+    if remaining.size and int(remaining.max()) >= 1 << 48:
+        raise ValueError("mixture totals of 2^48 or more: not an integer model of this codec")
+    m = _rank_step(rank, channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits, counts.seen,
+                   repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT, open_, coded, cands, masses,
+                   remaining, activity, previous, cells, contexts, freqs)
+    return cells[:m], contexts[:m], freqs[:m]
+
+
+def rank_apply(rank: int, cells: np.ndarray, hits: np.ndarray, cands: np.ndarray, masses: np.ndarray,
+               open_: np.ndarray, remaining: np.ndarray, skip: np.ndarray, skip_mass: np.ndarray,
+               values: np.ndarray) -> None:
+    """`repeat.rank_apply` compiled (in place)."""
+    _rank_apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_mass, values)
 
 
 @_jit_parallel
@@ -468,8 +570,8 @@ class KernelStepper(FrontGeometry):
                       skip: np.ndarray | None = None, skip_mass: np.ndarray | None = None,
                       ) -> tuple[np.ndarray, np.ndarray]:
         """Symbols [levels n] (int32) and frequencies [levels n, 2^b] (float64 holding integers) of the kept
-        cells' values [n], in the stream's order; with `skip` [n] (values) and `skip_mass` [n] (their masses,
-        `value_masses`), each cell's distribution without that value (the repeat flag's miss)."""
+        cells' values [n], in the stream's order; with `skip` [n, K] (values) and `skip_mass` [n, K] (their masses,
+        `value_masses`; 0 for none), each cell's distribution without those values (the repeat flags' misses)."""
         n, levels, radix = keep.shape[0], 8 // digit_bits, 1 << digit_bits
         skip, skip_mass = _skips(n, skip, skip_mass)
         symbols = np.empty((levels, n), dtype=np.int32)
@@ -483,9 +585,9 @@ class KernelStepper(FrontGeometry):
         return KernelDigits(self, mix, keep, digit_bits, skip, skip_mass)
 
     def value_masses(self, mix: KernelMixture, keep: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """int64 ([n], [n]): the integer mass Cq(v + 1) - Cq(v) of each kept cell's value v (values [n], 0..255),
-        and the cell's total Cq(256)."""
-        out = np.empty(keep.shape[0], dtype=np.int64)
+        """int64 ([n, K], [n]): the integer masses Cq(v + 1) - Cq(v) of each kept cell's values v (values [n, K],
+        0..255), and the cell's total Cq(256)."""
+        out = np.empty(values.shape, dtype=np.int64)
         _value_masses(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep,
                       np.ascontiguousarray(values, dtype=np.int64), out)
         return out, mix.total[keep]
@@ -527,9 +629,9 @@ class ColourKernelStepper(KernelStepper):
 
 
 def _skips(n: int, skip: np.ndarray | None, skip_mass: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """int64 (skip values, their masses) [n]; none: nothing left out."""
+    """int64 (values left out, their masses) [n, K]; none: nothing left out ([n, 1] of -1 and 0)."""
     if skip is None:
-        return np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        return np.full((n, 1), -1, dtype=np.int64), np.zeros((n, 1), dtype=np.int64)
     return np.ascontiguousarray(skip, dtype=np.int64), np.ascontiguousarray(skip_mass, dtype=np.int64)
 
 
@@ -544,7 +646,7 @@ class KernelDigits:
         self.start = np.zeros(n, dtype=np.int64)
         self.ext = np.empty((n, radix + 1), dtype=np.int64)
         self.ext[:, 0] = 0
-        self.ext[:, radix] = mix.total[keep] - self.skip_mass
+        self.ext[:, radix] = mix.total[keep] - self.skip_mass.sum(1)
         self.freqs = np.empty((n, radix), dtype=np.float64)
 
     def frequencies(self, level: int) -> np.ndarray:

@@ -1,15 +1,19 @@
-"""The repeat flag of formats 6 (colour) and 7 (grey): a binary event "this value equals the same channel's left
-neighbour", coded before the value with a probability counted on the image as it is coded (docs/codec_format.md).
+"""The repeat flags of formats 6 (colour) and 7 (grey): before each value, binary events "this value equals
+candidate j" for the values of its causal neighbours, coded with probabilities counted on the image as it is coded
+(docs/codec_format.md).
 
-Why: the model is never sure enough of a repeated value. A flat area (a clear sky, a saturated highlight, a
-graphic) costs it 0.1-0.2 bits per value where PNG pays almost nothing, and on never-JPEG photographs it is less
-sharp than their smooth areas allow (a precision oracle wanted sharper densities on 8 of 10). Secondary estimation
-fixes both: before each value x, the flag [x == v] (v: the left neighbour W of the same channel) is coded with the
-hit rate seen so far in its context, and on a miss x is coded with the model's distribution with v removed
-(renormalised), so no mass is spent twice. The context is the channel, the local flatness ([W == N] + [W == NW] +
-[W == NE]), whether the channel coded before at the same pixel hit, and the model's own probability of v in
-half-bit buckets of -log2 P(v): the counts learn how far to trust the model where it says v is likely or not. (A probe before it was built,
-`experiments/repeat_flag_probe.py`: -0.68% on the Wikimedia val photographs in colour, -17% on BSDS300 3096.)
+Why: the model is never sure enough of a value its neighbours already show. A flat area (a clear sky, a saturated
+highlight, a graphic) costs it 0.1-0.2 bits per value where PNG pays almost nothing, and on never-JPEG photographs
+its densities are broader than their smooth areas allow (a precision oracle wanted sharper densities on 8 of 10).
+Secondary estimation fixes both: before each value x, the flags [x == v_j] for the candidates v_j (W, N, NE, NW and
+the gradient predictor W + N - NW, each once: a candidate equal to an earlier one is skipped) are coded in turn
+until one hits, each with the hit rate seen so far in its context; if none hits, x is coded with the model's
+distribution without the candidates (renormalised), so no mass is spent twice. The context is the candidate's
+rank, the channel, the local activity (max |W - N|, |W - NW|, |W - NE| in five classes), whether the channel coded
+before at the same pixel hit one of its candidates, and the model's own probability of v_j among the values not yet
+excluded, in half-bit buckets of -log2: the counts learn how far to trust the model where it says v_j is likely or
+not. (Probe before it was built, `experiments/repeat_flag_probe.py`, ideal code length of the first three Wikimedia
+val photographs in colour: one candidate -1.2%, two -1.9%, these five -2.75%, seven -2.9%.)
 
 Everything is integer: the masses Cq(v + 1) - Cq(v) of the integer model (`fixedpoint`), the buckets by exact
 integer comparison, counts updated after each front (so encoder and decoder see the same counts), halved when a
@@ -21,54 +25,110 @@ from __future__ import annotations
 
 import numpy as np
 
+CANDIDATES = 5  # W, N, NE, NW, clamp(W + N - NW)
 BUCKETS = 16  # half-bit buckets of -log2 P(v): 0 .. 7.5 bits and more
-FLATNESS = 4  # [W == N] + [W == NW] + [W == NE]
+ACTIVITY_EDGES = np.array([1, 2, 4, 8])  # activity classes: 0, 1, 2-3, 4-7, 8 and more
+ACTIVITY = len(ACTIVITY_EDGES) + 1
 COUNT_LIMIT = 4096  # a context's counts are halved when it has seen this many events (adapts within an image)
+UNIT = 16  # counts are kept in 1/16 of an event, so that the prior below can be fractional
+PRIOR_EVENTS = 4  # each context starts as if it had seen 4 events at the model's own rate (its bucket's middle)
 _THRESHOLD_BITS = 14
 # bucket b >= 1 holds P(v) <= 2^(-b / 2): mass * round(2^(b / 2) 2^14) <= total 2^14, exact in int64 while
 # total < 2^48 (the integer model's Cq(256) < 2^38)
 _THRESHOLDS = np.array([round(2 ** (b / 2) * (1 << _THRESHOLD_BITS)) for b in range(1, BUCKETS)], dtype=np.int64)
 _FREE = (1 << 24) - 2  # the digits' budget at radix 2 (engine.PRECISION = 24)
+# the prior's hits of a context of bucket b: PRIOR_EVENTS 2^(-(b + 1/2) / 2) in 1/16 events, so that an unseen
+# context codes its flag at about the model's probability (no learning cost on small images)
+_PRIOR_HITS = np.array([round(UNIT * PRIOR_EVENTS * 2 ** (-(b + 0.5) / 2)) for b in range(BUCKETS)], dtype=np.int64)
 MISS, HIT = 0, 1
 
 
 def buckets(mass: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Bucket of -log2 P(v) [n] (0 .. BUCKETS - 1) from the integer masses of v and the totals Cq(256) [n]."""
+    """Bucket of -log2 (mass / total) [n] (0 .. BUCKETS - 1) from integer masses and totals [n] (mass <= total;
+    mass 0, or total 0: the last bucket)."""
     mass, total = np.asarray(mass, np.int64), np.asarray(total, np.int64)
     if total.size and int(total.max()) >= 1 << 48:
         raise ValueError("mixture totals of 2^48 or more: not an integer model of this codec")
     return (mass[:, None] * _THRESHOLDS[None, :] <= (total << _THRESHOLD_BITS)[:, None]).sum(1)
 
 
+def candidates(neighbours: tuple[np.ndarray, ...]) -> np.ndarray:
+    """int64 [n, CANDIDATES]: the candidate values (W, N, NE, NW, clamp(W + N - NW, 0, 255)) from the pixel
+    codes 2v + 1 of (W, N, NW, NE) [n] each."""
+    west, north, north_west, north_east = (np.asarray(c, np.int64) >> 1 for c in neighbours)
+    gradient = np.clip(west + north - north_west, 0, 255)
+    return np.stack([west, north, north_east, north_west, gradient], 1)
+
+
+def activity(neighbours: tuple[np.ndarray, ...]) -> np.ndarray:
+    """int64 [n]: the activity class of max(|W - N|, |W - NW|, |W - NE|) from the codes of (W, N, NW, NE)."""
+    west, north, north_west, north_east = (np.asarray(c, np.int64) >> 1 for c in neighbours)
+    spread = np.maximum(np.maximum(np.abs(west - north), np.abs(west - north_west)), np.abs(west - north_east))
+    return np.searchsorted(ACTIVITY_EDGES, spread, side="right")
+
+
+def first_occurrence(values: np.ndarray) -> np.ndarray:
+    """bool [n, K]: whether each candidate differs from every candidate before it in its row (the flags coded)."""
+    out = np.ones(values.shape, dtype=bool)
+    for j in range(1, values.shape[1]):
+        out[:, j] = (values[:, j, None] != values[:, :j]).all(1)
+    return out
+
+
+def rank_step(rank: int, channel: int, counts: RepeatCounts, open_: np.ndarray, coded: np.ndarray, cands: np.ndarray,
+              masses: np.ndarray, remaining: np.ndarray, activity: np.ndarray, previous: np.ndarray,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The flags of candidate `rank` of one channel's cells: (cells [m] that code one: still open and the
+    candidate not a repeat of an earlier one, their contexts [m], frequencies [m, 2]). The plain form of
+    `kernels.rank_step`."""
+    cells = np.flatnonzero(open_ & coded[:, rank])
+    contexts = counts.contexts(rank, channel, activity[cells], previous[cells], masses[cells, rank], remaining[cells])
+    return cells, contexts, counts.frequencies(contexts)
+
+
+def rank_apply(rank: int, cells: np.ndarray, hits: np.ndarray, cands: np.ndarray, masses: np.ndarray,
+               open_: np.ndarray, remaining: np.ndarray, skip: np.ndarray, skip_mass: np.ndarray,
+               values: np.ndarray) -> None:
+    """After the flags of `rank`: a hit closes its cell with the candidate's value, a miss leaves the candidate
+    out of the cell's distribution (skip, skip_mass, remaining). In place; the plain form of
+    `kernels.rank_apply`."""
+    hit, missed = cells[hits], cells[~hits]
+    values[hit] = cands[hit, rank]
+    open_[hit] = False
+    skip[missed, rank] = cands[missed, rank]
+    skip_mass[missed, rank] = masses[missed, rank]
+    remaining[missed] -= masses[missed, rank]
+
+
 class RepeatCounts:
-    """Hit counts of the flag's contexts for one image (channels x FLATNESS x 2 x BUCKETS), int64."""
+    """Hit counts of the flags' contexts for one image (CANDIDATES x channels x ACTIVITY x 2 x BUCKETS), int64."""
 
     def __init__(self, channels: int) -> None:
         self.channels = channels
-        size = channels * FLATNESS * 2 * BUCKETS
-        self.hits = np.zeros(size, dtype=np.int64)
-        self.seen = np.zeros(size, dtype=np.int64)
+        size = CANDIDATES * channels * ACTIVITY * 2 * BUCKETS
+        self.hits = np.tile(_PRIOR_HITS, size // BUCKETS)  # the bucket is the context index's last digit
+        self.seen = np.full(size, UNIT * PRIOR_EVENTS, dtype=np.int64)
 
-    def contexts(self, channel: int, neighbours: tuple[np.ndarray, ...], previous_hit: np.ndarray,
-                 mass: np.ndarray, total: np.ndarray) -> np.ndarray:
-        """Context index [n] of n cells of `channel` from the pixel codes (W, N, NW, NE) [n] each, the previous
-        channel's flags at the same pixels [n] (zeros for the first channel) and the masses of W's value."""
-        west, north, north_west, north_east = neighbours
-        flat = (west == north).astype(np.int64) + (west == north_west) + (west == north_east)
-        index = (channel * FLATNESS + flat) * 2 + previous_hit.astype(np.int64)
-        return index * BUCKETS + buckets(mass, total)
+    def contexts(self, rank: int, channel: int, activity: np.ndarray, previous_hit: np.ndarray, mass: np.ndarray,
+                 remaining: np.ndarray) -> np.ndarray:
+        """Context index [n] of the flags of candidate `rank` of n cells of `channel`: their activity classes,
+        the previous channel's hits at the same pixels (zeros for the first channel), the candidates' masses and
+        the mass not yet excluded (the total minus the candidates that missed before)."""
+        index = ((rank * self.channels + channel) * ACTIVITY + activity) * 2 + previous_hit.astype(np.int64)
+        return index * BUCKETS + buckets(mass, remaining)
 
     def frequencies(self, contexts: np.ndarray) -> np.ndarray:
         """float64 [n, 2] holding integers (miss, hit), sum 2^24 - 2: the Krichevsky-Trofimov estimate of each
-        context's hit rate, (2 hits + 1) / (2 seen + 2)."""
-        hit = ((2 * self.hits[contexts] + 1) * _FREE) // (2 * self.seen[contexts] + 2)
+        context's hit rate, (hits + 1/2) / (seen + 1) in events, i.e. (2 hits + 16) / (2 seen + 32) in counts."""
+        hit = ((2 * self.hits[contexts] + UNIT) * _FREE) // (2 * self.seen[contexts] + 2 * UNIT)
         return np.stack([_FREE - hit, hit], 1).astype(np.float64)
 
     def update(self, contexts: np.ndarray, hits: np.ndarray) -> None:
-        """Count one front's events (all its channels, in any order: sums), then halve the full contexts."""
-        np.add.at(self.seen, contexts, 1)
-        np.add.at(self.hits, contexts, hits.astype(np.int64))
-        full = self.seen >= COUNT_LIMIT
+        """Count one front's events (all its channels and ranks, in any order: sums), then halve the full
+        contexts."""
+        np.add.at(self.seen, contexts, UNIT)
+        np.add.at(self.hits, contexts, UNIT * hits.astype(np.int64))
+        full = self.seen >= UNIT * COUNT_LIMIT
         if full.any():
             self.seen[full] = (self.seen[full] + 1) >> 1
             self.hits[full] = (self.hits[full] + 1) >> 1
