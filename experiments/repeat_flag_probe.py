@@ -245,7 +245,8 @@ def main() -> None:
     parser.add_argument("--files", nargs="*", default=[])
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--count-limit", type=int, default=0)
-    parser.add_argument("--candidates", type=int, default=2, help="second: how many of W, N, NE, NW, W + N - NW, WW, NN")
+    parser.add_argument("--candidates", type=int, default=2,
+                        help="second: how many of W, N, NE, NW, W + N - NW, WW, NN")
     parser.add_argument("--variant", choices=("flat", "activity", "second"), default="flat",
                         help="flat: the codec's contexts; activity: neighbour differences instead of equalities; "
                         "second: activity and a second flag for the upper neighbour")
