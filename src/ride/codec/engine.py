@@ -14,6 +14,9 @@ digit, then cells (stripe, row). The decoder evaluates the CDF only at the edges
 Colour (format versions 3 and 5, `encode_colour` / `decode_colour`): the same with the integer colour model on canvases
 of the three coded channels (a frame value each); per front the trunk step, then channel 0, 1, 2 of all the front's
 cells in turn (coding order: front, channel, digit, cells), each head given the channels decoded before it.
+
+With `repeat` (formats 7 and 6, `_RepeatFlags`): before a channel's digits, the repeat flags of its cells rank by
+rank (`codec.repeat`), and digits only for the cells where no candidate hit, each without its missed candidates.
 """
 
 from __future__ import annotations
