@@ -7,9 +7,10 @@
 Grey streams are format version 7, colour streams version 6 (the repeat flags of `ride.codec.repeat` before each
 value; portable: exact integer arithmetic, see `ride.codec`); files of versions 1 to 5 still decode. `--checkpoint M`
 names a checkpoint file or a shipped model, and may be given several times; compress codes each image with the one
-that codes a sample of it smallest (`ride.codec.selection`), by default among the shipped candidates for its mode (`model_zoo.CODEC_CANDIDATES`: photo_grey and photo_grey_nojpeg for 8-bit grey images, photo_colour and
-photo_colour_nojpeg for 8-bit RGB ones); one `--checkpoint` codes with that model alone, without the sample. Decompress
-uses the given model whose fingerprint the stream carries, by default the shipped one. Other images
+that codes a sample of it smallest (`ride.codec.selection`), by default among the shipped candidates for its mode
+(`model_zoo.CODEC_CANDIDATES`: photo_grey and photo_grey_nojpeg for 8-bit grey images, photo_colour and
+photo_colour_nojpeg for 8-bit RGB ones); one `--checkpoint` codes with that model alone, without the sample.
+Decompress uses the given model whose fingerprint the stream carries, by default the shipped one. Other images
 (alpha channels, 16-bit, palettes, CMYK...) are refused, never converted silently. Prints bits/px (and bits per
 sub-pixel for colour) and the time per image; a progress bar counts fronts on stderr.
 """
