@@ -130,9 +130,10 @@ class TorchCoding(FrontStepper):
                 skip_mass: np.ndarray | None = None) -> _TorchDigits:
         return _TorchDigits(self, mix.select(torch.from_numpy(keep)), digit_bits, skip, skip_mass)
 
-    def value_masses(self, mix: Mixture, keep: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def value_masses(self, mix: Mixture, keep: np.ndarray, values: np.ndarray,
+                     wanted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """int64 ([n, K], [n]): the masses Cq(v + 1) - Cq(v) of each kept cell's values v [n, K] (0..255), and its
-        Cq(256)."""
+        Cq(256) (`wanted` is ignored: all are computed at once)."""
         mix = mix.select(torch.from_numpy(keep))
         v = torch.from_numpy(np.asarray(values, dtype=np.int64))
         cq = self.cdf(mix, torch.cat([v.clamp(min=1), v + 1], 1))
@@ -301,7 +302,7 @@ class _RepeatFlags:
         whose candidates of that rank are `candidates` [m].
         Returns (values where a flag hit, hit [n], the candidates left out [n, K] and their masses [n, K])."""
         cands, active, coded = _candidates(self.stepper, self.t, self.keep, k)
-        masses, total = self.stepper.value_masses(mix, self.keep, cands)
+        masses, total = self.stepper.value_masses(mix, self.keep, cands, coded)  # a repeated candidate's is unused
         n = self.keep.shape[0]
         open_ = np.ones(n, dtype=bool)  # no flag of the cell has hit yet
         remaining = total.copy()  # the mass not yet left out

@@ -278,13 +278,16 @@ def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, sk
 
 
 @_jit_parallel
-def _value_masses(count, offset, weights, step, total, phi, keep, values, out):  # noqa: ANN001, ANN202
+def _value_masses(count, offset, weights, step, total, phi, keep, values, wanted, out):  # noqa: ANN001, ANN202
     """The integer masses Cq(v + 1) - Cq(v) of the values values[q] [K] (0..255) in kept cell keep[q], into
-    out [n, K]."""
+    out [n, K], where wanted [n, K] (elsewhere 0)."""
     for q in _prange(keep.shape[0]):
         ext = np.empty(2, dtype=np.int64)
         i = keep[q]
         for m in range(values.shape[1]):
+            if not wanted[q, m]:
+                out[q, m] = 0
+                continue
             v = values[q, m]
             low, high = np.int64(0), total[i]
             if v > 0:
@@ -584,12 +587,14 @@ class KernelStepper(FrontGeometry):
                 skip_mass: np.ndarray | None = None) -> KernelDigits:
         return KernelDigits(self, mix, keep, digit_bits, skip, skip_mass)
 
-    def value_masses(self, mix: KernelMixture, keep: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def value_masses(self, mix: KernelMixture, keep: np.ndarray, values: np.ndarray,
+                     wanted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """int64 ([n, K], [n]): the integer masses Cq(v + 1) - Cq(v) of each kept cell's values v (values [n, K],
-        0..255), and the cell's total Cq(256)."""
+        0..255; only where `wanted` [n, K], else 0), and the cell's total Cq(256)."""
         out = np.empty(values.shape, dtype=np.int64)
+        wanted = np.ones(values.shape, dtype=np.bool_) if wanted is None else wanted
         _value_masses(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep,
-                      np.ascontiguousarray(values, dtype=np.int64), out)
+                      np.ascontiguousarray(values, dtype=np.int64), wanted, out)
         return out, mix.total[keep]
 
 
