@@ -38,6 +38,7 @@ from bench_codec_colour import _rgb, aerials_whole, wikipedia_whole  # noqa: E40
 
 BUCKETS = 16  # buckets of -log2 P(v), half a bit wide
 LIMIT = 0  # halve a context's counts when they reach it (0: never)
+INTER = False  # candidates 6 and 7: from the channel coded before (W + its change, N + its change)
 
 
 @numba.njit(cache=True)
@@ -167,7 +168,7 @@ def probe_two(model, image: np.ndarray, second: bool, count: int = 2) -> tuple[f
     planes = []
     for k in range(3):
         p = coded[..., k].astype(np.int64)
-        c = np.zeros((7,) + p.shape, np.int64)
+        c = np.zeros((9,) + p.shape, np.int64)
         c[0, :, 1:] = p[:, :-1]  # W
         c[1, 1:] = p[:-1]  # N
         c[2, 1:, :-1] = p[:-1, 1:]  # NE
@@ -175,7 +176,11 @@ def probe_two(model, image: np.ndarray, second: bool, count: int = 2) -> tuple[f
         c[4] = np.clip(c[0] + c[1] - c[3], 0, 255)  # the gradient predictor
         c[5, :, 2:] = p[:, :-2]  # WW
         c[6, 2:] = p[:-2]  # NN
-        planes.append(c.reshape(7, -1))
+        if INTER and k:  # the channel coded before at this pixel: W + its change from W, N + its change from N
+            q = coded[..., k - 1].astype(np.int64)
+            c[5, :, 1:] = np.clip(p[:, :-1] + q[:, 1:] - q[:, :-1], 0, 255)
+            c[6, 1:] = np.clip(p[:-1] + q[1:] - q[:-1], 0, 255)
+        planes.append(c.reshape(9, -1))
     stages = count if second else 1
     pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
     hits = np.zeros((stages, 3, 5, 2, BUCKETS))
@@ -245,14 +250,15 @@ def main() -> None:
     parser.add_argument("--files", nargs="*", default=[])
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--count-limit", type=int, default=0)
+    parser.add_argument("--inter", action="store_true", help="candidates 6, 7 from the channel coded before")
     parser.add_argument("--candidates", type=int, default=2,
                         help="second: how many of W, N, NE, NW, W + N - NW, WW, NN")
     parser.add_argument("--variant", choices=("flat", "activity", "second"), default="flat",
                         help="flat: the codec's contexts; activity: neighbour differences instead of equalities; "
                         "second: activity and a second flag for the upper neighbour")
     args = parser.parse_args()
-    global LIMIT
-    LIMIT = args.count_limit
+    global LIMIT, INTER
+    LIMIT, INTER = args.count_limit, args.inter
     model = ride.pretrained(args.model)
     if args.set == "files":
         images = [(Path(f).name, _rgb(f)) for f in args.files]

@@ -54,20 +54,20 @@ def sample_windows(height: int, width: int, bands: int = SAMPLE_BANDS, rows: int
     return [(slice(top, top + h), cols) for top in tops]
 
 
-def sample_bytes(models: Sequence[nn.Module], image: np.ndarray,
-                 windows: list[tuple[slice, slice]]) -> tuple[int, ...]:
+def sample_bytes(models: Sequence[nn.Module], image: np.ndarray, windows: list[tuple[slice, slice]],
+                 repeat: bool = True) -> tuple[int, ...]:
     """Each model's total stream bytes of the image's windows, each window coded on its own in one stripe."""
-    return tuple(sum(len(compress(model, np.ascontiguousarray(image[r, c]), stripes=1)) for r, c in windows)
-                 for model in models)
+    return tuple(sum(len(compress(model, np.ascontiguousarray(image[r, c]), stripes=1, repeat=repeat))
+                     for r, c in windows) for model in models)
 
 
 def compress_best(models: Sequence[nn.Module], image: np.ndarray, progress: Progress | None = None,
                   stripes: int | None = None, bands: int = SAMPLE_BANDS, rows: int = SAMPLE_ROWS,
-                  max_width: int = SAMPLE_WIDTH) -> Choice:
+                  max_width: int = SAMPLE_WIDTH, repeat: bool = True) -> Choice:
     """`compress(models[i], image)` for the candidate i that codes the image's sample shortest (the first of equals).
 
-    image: uint8 [H, W] for grey models, [H, W, 3] for colour ones (every candidate must take it). `progress` and
-    `stripes` are those of the final `compress`; the sample's bands are coded in one stripe each.
+    image: uint8 [H, W] for grey models, [H, W, 3] for colour ones (every candidate must take it). `progress`,
+    `stripes` and `repeat` are those of the final `compress`; the sample's bands are coded in one stripe each.
     """
     if len(models) == 0:
         raise ValueError("no candidate model to code the image with")
@@ -78,10 +78,11 @@ def compress_best(models: Sequence[nn.Module], image: np.ndarray, progress: Prog
     sample_pixels = sum((r.stop - r.start) * (c.stop - c.start) for r, c in windows)
     whole = len(models) == 1 or sample_pixels >= pixels.shape[0] * pixels.shape[1]
     if whole:
-        streams = [compress(model, pixels, progress=progress, stripes=stripes) for model in models]
+        streams = [compress(model, pixels, progress=progress, stripes=stripes, repeat=repeat) for model in models]
         sizes, sample_pixels = tuple(len(s) for s in streams), pixels.shape[0] * pixels.shape[1]
     else:
-        sizes = sample_bytes(models, pixels, windows)
+        sizes = sample_bytes(models, pixels, windows, repeat)
     index = min(range(len(models)), key=sizes.__getitem__)  # the first of equals
-    data = streams[index] if whole else compress(models[index], pixels, progress=progress, stripes=stripes)
+    data = streams[index] if whole else compress(models[index], pixels, progress=progress, stripes=stripes,
+                                                 repeat=repeat)
     return Choice(index, data, sizes, sample_pixels, whole)
