@@ -25,13 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-import numba
 import numpy as np
 
 import ride
 from ride.codec import engine
 from ride.codec.coder import _to_coded, default_stripes, integer_model
-from ride.codec.kernels import _cdf_edges
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_codec_colour import _rgb, aerials_whole, wikipedia_whole  # noqa: E402 - benchmarks/
@@ -41,23 +39,37 @@ LIMIT = 0  # halve a context's counts when they reach it (0: never)
 INTER = False  # candidates 6 and 7: from the channel coded before (W + its change, N + its change)
 
 
-@numba.njit(cache=True)
-def _probs(count, offset, weights, step, total, phi, keep, values, out):  # noqa: ANN001, ANN202
-    """P(values[q, m]) (as Cq differences over the total) of every kept cell q into out [n, m]."""
-    ext = np.zeros(2, dtype=np.int64)
-    for q in range(keep.shape[0]):
-        i = keep[q]
-        for col in range(values.shape[1]):
-            val = values[q, col]
-            lo = np.int64(0)
-            hi = total[i]
-            if val > 0:
-                _cdf_edges(count, offset, weights, step, phi, i, val - 1, 0, 2, ext)
-                lo = ext[1]
-            if val < 255:
-                _cdf_edges(count, offset, weights, step, phi, i, val, 0, 2, ext)
-                hi = ext[1]
-            out[q, col] = max(hi - lo, 1) / total[i]
+def _probs(stepper, mix, keep: np.ndarray, values: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """P(values[q, m]) [n, m] of every kept cell q: the integer model's masses over its total (at least one unit)."""
+    masses, total = stepper.value_masses(mix, keep, values)
+    return np.maximum(masses, 1) / total[:, None]
+
+
+def _fronts(model, image: np.ndarray):  # noqa: ANN001, ANN201
+    """Front by front as the codec's encoder steps the image (default stripes): (raster index [n] of the kept cells,
+    the stepper, keep, [(values [n], mixture)] of channels 0, 1, 2 in coded order); also (coded image, pads) first."""
+    im = integer_model(model)
+    coded = _to_coded(image, im.transform)
+    height, width, _ = coded.shape
+    stripes = engine.stripe_layout(height, default_stripes(height, colour=True))[1]
+    pads = tuple(int(round(float(coded[..., k].mean()))) for k in range(3))
+    yield coded, pads
+    grid = engine._Canvases(im, height, width, pads, stripes, "kernels")
+    grid.fill(coded)
+    stepper = grid.stepper
+    values = coded.reshape(-1, 3)
+    pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
+    for t in range(stepper.num_fronts):
+        cells = grid.cells(t)
+        if cells is None:
+            continue
+        keep, index = cells
+        hidden, base = stepper.trunk(t)
+        codes = np.tile(pad_codes, (hidden.shape[0], 1))
+        codes[keep] = 2 * values[index].astype(np.int64) + 1
+        yield index, stepper, keep, [(values[index, k].astype(np.int64), stepper.head(k, hidden, base, codes))
+                                     for k in range(3)]
+        stepper.write(t, codes)
 
 
 def neighbours(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,41 +88,22 @@ def neighbours(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def probe(model, image: np.ndarray) -> tuple[float, float, int]:  # noqa: ANN001
     """(model bits, flag-scheme bits, sub-pixels) of one RGB image."""
-    im = integer_model(model)
-    coded = _to_coded(image, im.transform)
-    height, width, _ = coded.shape
-    stripes = engine.stripe_layout(height, default_stripes(height, colour=True))[1]
-    pads = tuple(int(round(float(coded[..., k].mean()))) for k in range(3))
-    grid = engine._Canvases(im, height, width, pads, stripes, "kernels")
-    grid.fill(coded)
-    stepper = grid.stepper
-    values = coded.reshape(-1, 3)
+    fronts = _fronts(model, image)
+    coded, _ = next(fronts)
     nb = [neighbours(coded[..., k]) for k in range(3)]
     cand = np.stack([n[0].reshape(-1) for n in nb], 1)
     flat = np.stack([n[1].reshape(-1) for n in nb], 1)
     valid = np.stack([n[2].reshape(-1) for n in nb], 1)
-    pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
     # contexts: channel, flatness, whether the channel before hit (channel 0: no), bucket of -log2 P(v)
     hits = np.zeros((3, 4, 2, BUCKETS))
     seen = np.zeros((3, 4, 2, BUCKETS))
     model_bits = scheme_bits = 0.0
-    for t in range(stepper.num_fronts):
-        cells = grid.cells(t)
-        if cells is None:
-            continue
-        keep, index = cells
-        hidden, base = stepper.trunk(t)
-        codes = np.tile(pad_codes, (hidden.shape[0], 1))
-        codes[keep] = 2 * values[index].astype(np.int64) + 1
+    for index, stepper, keep, channels in fronts:
         prev_hit = np.zeros(keep.shape[0], dtype=np.int64)
         updates = []
-        for k in range(3):
-            mix = stepper.head(k, hidden, base, codes)
-            x = values[index, k].astype(np.int64)
+        for k, (x, mix) in enumerate(channels):
             v = np.maximum(cand[index, k], 0).astype(np.int64)
-            p = np.empty((keep.shape[0], 2))
-            _probs(mix.count, mix.offset, mix.weights, mix.step, mix.total, stepper.phi, keep,
-                   np.ascontiguousarray(np.stack([x, v], 1)), p)
+            p = _probs(stepper, mix, keep, np.stack([x, v], 1))
             model_bits += -np.log2(p[:, 0]).sum()
             ok = valid[index, k]
             hit = (x == v) & ok
@@ -123,15 +116,19 @@ def probe(model, image: np.ndarray) -> tuple[float, float, int]:  # noqa: ANN001
             scheme_bits += np.where(ok, cost, -np.log2(p[:, 0])).sum()
             updates.append((tuple(c[ok] for c in ctx), hit[ok]))
             prev_hit = hit.astype(np.int64)
-        for ctx, hit in updates:  # after the front, as a decoder could
-            np.add.at(seen, ctx, 1)
-            np.add.at(hits, ctx, hit)
-        if LIMIT:
-            over = seen >= LIMIT
-            hits[over] = np.floor((hits[over] + 1) / 2)
-            seen[over] = np.floor((seen[over] + 1) / 2)
-        stepper.write(t, codes)
+        _count(hits, seen, updates)
     return model_bits, scheme_bits, image.size
+
+
+def _count(hits: np.ndarray, seen: np.ndarray, updates: list) -> None:
+    """A front's events, after the front (as a decoder could), then the halving at LIMIT."""
+    for ctx, hit in updates:
+        np.add.at(seen, ctx, 1)
+        np.add.at(hits, ctx, hit)
+    if LIMIT:
+        over = seen >= LIMIT
+        hits[over] = np.floor((hits[over] + 1) / 2)
+        seen[over] = np.floor((seen[over] + 1) / 2)
 
 
 def activity(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -154,15 +151,8 @@ def probe_two(model, image: np.ndarray, second: bool, count: int = 2) -> tuple[f
     """The variant: activity contexts instead of flatness, and with `second` further flags, one per distinct
     candidate among N, NE, NW (the first `count` - 1 of them) after the misses before it, each value coded without
     the candidates that missed."""
-    im = integer_model(model)
-    coded = _to_coded(image, im.transform)
-    height, width, _ = coded.shape
-    stripes = engine.stripe_layout(height, default_stripes(height, colour=True))[1]
-    pads = tuple(int(round(float(coded[..., k].mean()))) for k in range(3))
-    grid = engine._Canvases(im, height, width, pads, stripes, "kernels")
-    grid.fill(coded)
-    stepper = grid.stepper
-    values = coded.reshape(-1, 3)
+    fronts = _fronts(model, image)
+    coded, _ = next(fronts)
     nb = [activity(coded[..., k]) for k in range(3)]
     act, valid = (np.stack([n[j].reshape(-1) for n in nb], 1) for j in (2, 3))
     planes = []
@@ -182,27 +172,17 @@ def probe_two(model, image: np.ndarray, second: bool, count: int = 2) -> tuple[f
             c[6, 1:] = np.clip(p[:-1] + q[1:] - q[:-1], 0, 255)
         planes.append(c.reshape(9, -1))
     stages = count if second else 1
-    pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
     hits = np.zeros((stages, 3, 5, 2, BUCKETS))
     seen = np.zeros((stages, 3, 5, 2, BUCKETS))
     model_bits = scheme_bits = 0.0
-    for t in range(stepper.num_fronts):
-        cells = grid.cells(t)
-        if cells is None:
-            continue
-        keep, index = cells
-        hidden, base = stepper.trunk(t)
-        codes = np.tile(pad_codes, (hidden.shape[0], 1))
-        codes[keep] = 2 * values[index].astype(np.int64) + 1
+    global LIMIT
+    LIMIT = LIMIT or 4096
+    for index, stepper, keep, channels in fronts:
         prev_hit = np.zeros(keep.shape[0], dtype=np.int64)
         updates = []
-        for k in range(3):
-            mix = stepper.head(k, hidden, base, codes)
-            x = values[index, k].astype(np.int64)
+        for k, (x, mix) in enumerate(channels):
             cand = planes[k][:stages, index].T  # [n, stages]
-            p = np.empty((keep.shape[0], 1 + stages))
-            _probs(mix.count, mix.offset, mix.weights, mix.step, mix.total, stepper.phi, keep,
-                   np.ascontiguousarray(np.concatenate([x[:, None], cand], 1)), p)
+            p = _probs(stepper, mix, keep, np.concatenate([x[:, None], cand], 1))
             px = p[:, 0]
             model_bits += -np.log2(px).sum()
             ok = valid[index, k]
@@ -233,13 +213,7 @@ def probe_two(model, image: np.ndarray, second: bool, count: int = 2) -> tuple[f
             cost += np.where(done, 0, -np.log2(px / np.maximum(1 - removed, 1e-12)))
             scheme_bits += np.where(ok, cost, -np.log2(px)).sum()
             prev_hit = hit_any.astype(np.int64)
-        for ctx, hit in updates:
-            np.add.at(seen, ctx, 1)
-            np.add.at(hits, ctx, hit)
-        over = seen >= 4096
-        hits[over] = np.floor((hits[over] + 1) / 2)
-        seen[over] = np.floor((seen[over] + 1) / 2)
-        stepper.write(t, codes)
+        _count(hits, seen, updates)
     return model_bits, scheme_bits, image.size
 
 

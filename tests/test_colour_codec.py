@@ -34,12 +34,10 @@ def _smooth_rgb(height: int, width: int, seed: int) -> np.ndarray:
     return (images[0].permute(1, 2, 0).numpy() * 256).astype(np.uint8)
 
 
-def _kernel_tables(im, canvas: np.ndarray) -> np.ndarray:
-    """Cq at all 257 edges of each channel of every cell [B, Hp, Wp, 3, 257] from the kernel stepper, front by
-    front, the codes of the channels before each one read from the canvas (the encoder's view)."""
-    stepper = kernels.ColourKernelStepper(im, canvas.astype(np.int32))
-    b, top, left = stepper.batch, im.margin[0], im.margin[1]
-    out = np.zeros((b, stepper.hp, stepper.wp, 3, 257), dtype=np.int64)
+def _kernel_fronts(stepper: kernels.ColourKernelStepper, canvas: np.ndarray):  # noqa: ANN202
+    """The kernel stepper on its canvas, front by front (the encoder's view: the codes of the channels before each
+    one read from the canvas): (rows [n], cols [n], codes [B n, 3], the mixture of channel k for k = 0..2)."""
+    top, left = stepper.im.margin[0], stepper.im.margin[1]
     for t in range(stepper.num_fronts):
         lo, hi = stepper.rows(t)
         if lo > hi:
@@ -48,10 +46,18 @@ def _kernel_tables(im, canvas: np.ndarray) -> np.ndarray:
         cols = t - stepper.skew * rows
         hidden, base = stepper.trunk(t)
         codes = canvas[:, :, rows + top, cols + left].transpose(0, 2, 1).reshape(-1, 3)  # [B n, 3]
+        yield rows, cols, codes, [stepper.head(k, hidden, base, codes) for k in range(3)]
+
+
+def _kernel_tables(im, canvas: np.ndarray) -> np.ndarray:
+    """Cq at all 257 edges of each channel of every cell [B, Hp, Wp, 3, 257] from the kernel stepper."""
+    stepper = kernels.ColourKernelStepper(im, canvas.astype(np.int32))
+    b = stepper.batch
+    out = np.zeros((b, stepper.hp, stepper.wp, 3, 257), dtype=np.int64)
+    for rows, cols, codes, mixes in _kernel_fronts(stepper, canvas):
         edges = np.tile(np.arange(1, 257), (codes.shape[0], 1))
-        for k in range(3):
-            cq = stepper.cdf(stepper.head(k, hidden, base, codes), edges)
-            out[:, rows, cols, k, 1:] = cq.reshape(b, -1, 256)
+        for k, mix in enumerate(mixes):
+            out[:, rows, cols, k, 1:] = stepper.cdf(mix, edges).reshape(b, -1, 256)
     return out
 
 
@@ -404,21 +410,12 @@ def test_digits_without_some_values_equal_a_plain_reference(bits: int) -> None:
     image = _smooth_rgb(7, 9, seed=8)
     canvas = _canvas(im, image[None], (100, 110, 120))
     ref = reference_colour_cdf_tables(im, canvas)[0]  # [Hp, Wp, 3, 257]
-    stepper = kernels.ColourKernelStepper(im, canvas.astype(np.int32))
-    top, left = im.margin[:2]
     rng = np.random.default_rng(bits)
     checked = 0
-    for t in range(stepper.num_fronts):
-        lo, hi = stepper.rows(t)
-        if lo > hi:
-            continue
-        rows = np.arange(lo, hi + 1)
-        cols = t - stepper.skew * rows
-        hidden, base = stepper.trunk(t)
-        codes = canvas[0, :, rows + top, cols + left].reshape(-1, 3)
+    stepper = kernels.ColourKernelStepper(im, canvas.astype(np.int32))
+    for rows, cols, codes, mixes in _kernel_fronts(stepper, canvas):
         keep = np.arange(rows.size)
-        for k in range(3):
-            mix = stepper.head(k, hidden, base, codes)
+        for k, mix in enumerate(mixes):
             values = (codes[:, k] - 1) >> 1
             # three distinct values other than the pixel's, two of them near it (where the mass is)
             skip = np.stack([(values + d) % 256 for d in (1, 255, int(rng.integers(2, 255)))], 1)
