@@ -97,9 +97,10 @@ def speed(args: argparse.Namespace, model) -> None:  # noqa: ANN001
     rate = gemm_rate()
     macs = macs_per_pixel(model)
     images = wikipedia_whole(args.limit) if args.whole else wikipedia_crops(args.limit)
-    coders = [("format 2, " + ("kernels" if kernels.available() else "torch (numba missing)"), "auto")]
+    # the default format: 7 (the repeat flags) since 2026-12-07, 2 or 4 before; the portable integer model either way
+    coders = [("default format, " + ("kernels" if kernels.available() else "torch (numba missing)"), "auto")]
     if args.baselines:
-        coders += [("format 2, torch backend", "torch"), ("format 1 (float)", "v1")]
+        coders += [("default format, torch backend", "torch"), ("format 1 (float)", "v1")]
     for name, image in images:
         for label, backend in coders:
             if backend == "v1":
@@ -111,6 +112,7 @@ def speed(args: argparse.Namespace, model) -> None:  # noqa: ANN001
                 out, dec_wall, dec_cpu = timed(decompress, model, stream, backend=backend)
             assert np.array_equal(out, image)
             px = image.size
+            label = label.replace("default format", f"format {stream[4]}")
             print(f"| {name} {image.shape[1]}x{image.shape[0]} | {label} | {8 * len(stream) / px:.4f} | "
                   f"{px / enc_wall:,.0f} | {px / dec_wall:,.0f} | {px / enc_cpu:,.0f} | {px / dec_cpu:,.0f} | "
                   f"{px * macs / dec_wall / rate:.3f} |", flush=True)
