@@ -323,6 +323,23 @@ class _RepeatFlags:
         self.previous = (~open_).astype(np.int64)
         return values, ~open_, skip, skip_mass
 
+    def _flags_compiled(self, k: int, mix: kernels.KernelMixture, values: np.ndarray,
+                        encoder) -> tuple[np.ndarray, ...]:  # noqa: ANN001 - a range encoder
+        """The encoder's `_flags` with the kernel stepper: every rank in one compiled loop (the same symbols in the
+        same order), one call of the range coder."""
+        cands, active, coded = _candidates(self.stepper, self.t, self.keep, k)
+        masses, total = self.stepper.value_masses(mix, self.keep, cands, coded)
+        open_ = np.ones(self.keep.shape[0], dtype=bool)
+        skip = np.full(cands.shape, -1, dtype=np.int64)
+        skip_mass = np.zeros(cands.shape, dtype=np.int64)
+        symbols, contexts, freqs = kernels.flags_encode(k, self.counts, coded, cands, masses, total.copy(), active,
+                                                        self.previous, values, open_, skip, skip_mass)
+        if symbols.size:
+            encoder.encode(symbols, _CATEGORICAL, freqs)
+            self.events.append((contexts, symbols == HIT))
+        self.previous = (~open_).astype(np.int64)
+        return None, ~open_, skip, skip_mass
+
     def encode(self, encoder, k: int, mix: kernels.KernelMixture | Mixture, values: np.ndarray,  # noqa: ANN001
                digit_bits: int) -> None:
         """Channel k's flags of the kept cells (values [n]), then the digits of those where none hit."""
@@ -331,12 +348,30 @@ class _RepeatFlags:
             encoder.encode(hits.astype(np.int32), _CATEGORICAL, freqs)
             return hits
 
-        _, hit, skip, skip_mass = self._flags(k, mix, read)
+        if isinstance(self.stepper, kernels.KernelStepper):
+            _, hit, skip, skip_mass = self._flags_compiled(k, mix, values, encoder)
+        else:
+            _, hit, skip, skip_mass = self._flags(k, mix, read)
         rest = np.flatnonzero(~hit)
         symbols, freqs = self.stepper.encode_digits(mix, self.keep[rest], values[rest], digit_bits, skip[rest],
                                                     skip_mass[rest])
         if symbols.size:
             encoder.encode(symbols, _CATEGORICAL, freqs)
+
+    def _decode_flags_compiled(self, k: int, mix: kernels.KernelMixture, decoder) -> tuple[np.ndarray, ...]:  # noqa: ANN001
+        """The decoder's `_flags` with the kernel stepper: the compiled rank loops on preallocated buffers."""
+        cands, active, coded = _candidates(self.stepper, self.t, self.keep, k)
+        masses, total = self.stepper.value_masses(mix, self.keep, cands, coded)
+        flags = kernels.FlagDecoder(k, self.counts, coded, cands, masses, total.copy(), active, self.previous)
+        for rank in range(cands.shape[1]):
+            m = flags.step(rank)
+            if m == 0:
+                continue
+            hits = _decode_symbols(decoder, flags.freqs[:m]) == HIT
+            self.events.append((flags.contexts[:m].copy(), hits))
+            flags.apply(rank, m, hits)
+        self.previous = (~flags.open_).astype(np.int64)
+        return flags.values, ~flags.open_, flags.skip, flags.skip_mass
 
     def decode(self, decoder, k: int, mix: kernels.KernelMixture | Mixture,  # noqa: ANN001 - a range decoder
                digit_bits: int) -> np.ndarray:
@@ -345,7 +380,10 @@ class _RepeatFlags:
         def read(cells: np.ndarray, candidates: np.ndarray, freqs: np.ndarray) -> np.ndarray:
             return _decode_symbols(decoder, freqs) == HIT
 
-        values, hit, skip, skip_mass = self._flags(k, mix, read)
+        if isinstance(self.stepper, kernels.KernelStepper):
+            values, hit, skip, skip_mass = self._decode_flags_compiled(k, mix, decoder)
+        else:
+            values, hit, skip, skip_mass = self._flags(k, mix, read)
         rest = np.flatnonzero(~hit)
         if rest.size:
             digits = self.stepper.decoder(mix, self.keep[rest], digit_bits, skip[rest], skip_mass[rest])

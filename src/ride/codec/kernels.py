@@ -282,7 +282,7 @@ def _value_masses(count, offset, weights, step, total, phi, keep, values, wanted
     """The integer masses Cq(v + 1) - Cq(v) of the values values[q] [K] (0..255) in kept cell keep[q], into
     out [n, K], where wanted [n, K] (elsewhere 0)."""
     for q in _prange(keep.shape[0]):
-        ext = np.empty(2, dtype=np.int64)
+        ext = np.empty(3, dtype=np.int64)
         i = keep[q]
         for m in range(values.shape[1]):
             if not wanted[q, m]:
@@ -290,10 +290,13 @@ def _value_masses(count, offset, weights, step, total, phi, keep, values, wanted
                 continue
             v = values[q, m]
             low, high = np.int64(0), total[i]
-            if v > 0:
+            if 0 < v < 255:  # both edges in one pass over the components: Cq(v), Cq(v + 1)
+                _cdf_edges(count, offset, weights, step, phi, i, v - 1, 0, 3, ext)
+                low, high = ext[1], ext[2]
+            elif v > 0:
                 _cdf_edges(count, offset, weights, step, phi, i, v - 1, 0, 2, ext)
                 low = ext[1]
-            if v < 255:
+            else:
                 _cdf_edges(count, offset, weights, step, phi, i, v, 0, 2, ext)
                 high = ext[1]
             out[q, m] = high - low
@@ -371,6 +374,61 @@ def repeat_prepare(flat: np.ndarray, stripe: np.ndarray, position: np.ndarray,
 
 
 @_jit
+def _flags_encode(channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits,  # noqa: ANN001, ANN202
+                  free, unit, coded, cands, masses, remaining, activity, previous, values, open_, skip, skip_mass,
+                  symbols, contexts, freqs):
+    """The encoder's flags of one channel, every rank in one loop: `rank_step`, the hits from the values, then
+    `rank_apply`, rank by rank; symbols, contexts and frequencies in the stream's order (rank, then cell) into the
+    first m entries; returns m."""
+    m = 0
+    for rank in range(cands.shape[1]):
+        for c in range(open_.shape[0]):
+            if not (open_[c] and coded[c, rank]):
+                continue
+            mass, rest = masses[c, rank], remaining[c] << threshold_bits
+            b = 0
+            for t in range(thresholds.shape[0]):
+                if mass * thresholds[t] <= rest:
+                    b += 1
+            index = ((((rank * channels + channel) * activity_classes + activity[c]) * 2 + previous[c]) * buckets) + b
+            hit_freq = ((2 * hits_tab[index] + unit) * free) // (2 * seen_tab[index] + 2 * unit)
+            hit = values[c] == cands[c, rank]
+            symbols[m], contexts[m] = np.int32(hit), index
+            freqs[m, 0], freqs[m, 1] = free - hit_freq, hit_freq
+            m += 1
+            if hit:  # a cell's state is its own: applying now is applying after the rank
+                open_[c] = False
+            else:
+                skip[c, rank] = cands[c, rank]
+                skip_mass[c, rank] = mass
+                remaining[c] -= mass
+    return m
+
+
+def flags_encode(channel: int, counts, coded: np.ndarray, cands: np.ndarray, masses: np.ndarray,  # noqa: ANN001
+                 remaining: np.ndarray, activity: np.ndarray, previous: np.ndarray, values: np.ndarray,
+                 open_: np.ndarray, skip: np.ndarray, skip_mass: np.ndarray,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The encoder's flags of one channel in one compiled loop, the same integers as `rank_step`, the hits and
+    `rank_apply` rank by rank (the state arrays in place): (symbols int32 [m], contexts [m], frequencies [m, 2])
+    in the stream's order."""
+    size = cands.size
+    symbols = np.empty(size, dtype=np.int32)
+    contexts = np.empty(size, dtype=np.int64)
+    freqs = np.empty((size, 2), dtype=np.float64)
+    _check_totals(remaining)
+    m = _flags_encode(channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits, counts.seen,
+                      repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT, coded, cands, masses,
+                      remaining, activity, previous, values, open_, skip, skip_mass, symbols, contexts, freqs)
+    return symbols[:m], contexts[:m], freqs[:m]
+
+
+def _check_totals(remaining: np.ndarray) -> None:
+    if remaining.size and int(remaining.max()) >= 1 << 48:
+        raise ValueError("mixture totals of 2^48 or more: not an integer model of this codec")
+
+
+@_jit
 def _rank_apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_mass, values):  # noqa: ANN001, ANN202
     """`repeat.rank_apply` compiled."""
     for q in range(cells.shape[0]):
@@ -392,12 +450,42 @@ def rank_step(rank: int, channel: int, counts, open_: np.ndarray, coded: np.ndar
     cells = np.empty(n, dtype=np.int64)
     contexts = np.empty(n, dtype=np.int64)
     freqs = np.empty((n, 2), dtype=np.float64)
-    if remaining.size and int(remaining.max()) >= 1 << 48:
-        raise ValueError("mixture totals of 2^48 or more: not an integer model of this codec")
+    _check_totals(remaining)
     m = _rank_step(rank, channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits, counts.seen,
                    repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT, open_, coded, cands, masses,
                    remaining, activity, previous, cells, contexts, freqs)
     return cells[:m], contexts[:m], freqs[:m]
+
+
+class FlagDecoder:
+    """The decoder's flags of one channel with preallocated buffers, rank by rank (`step`, then `apply` with the
+    decoded hits): `rank_step` and `rank_apply` without their per-call allocations and checks."""
+
+    def __init__(self, channel: int, counts, coded: np.ndarray, cands: np.ndarray, masses: np.ndarray,  # noqa: ANN001
+                 remaining: np.ndarray, activity: np.ndarray, previous: np.ndarray) -> None:
+        _check_totals(remaining)
+        n = cands.shape[0]
+        self.channel, self.counts, self.coded, self.cands, self.masses = channel, counts, coded, cands, masses
+        self.remaining, self.activity, self.previous = remaining, activity, previous
+        self.open_ = np.ones(n, dtype=bool)
+        self.skip = np.full(cands.shape, -1, dtype=np.int64)
+        self.skip_mass = np.zeros(cands.shape, dtype=np.int64)
+        self.values = np.zeros(n, dtype=np.int64)
+        self.cells = np.empty(n, dtype=np.int64)
+        self.contexts = np.empty(n, dtype=np.int64)
+        self.freqs = np.empty((n, 2), dtype=np.float64)
+
+    def step(self, rank: int) -> int:
+        """The cells that code a flag of `rank` (self.cells[:m]), their contexts and frequencies; returns m."""
+        counts = self.counts
+        return _rank_step(rank, self.channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits,
+                          counts.seen, repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT,
+                          self.open_, self.coded, self.cands, self.masses, self.remaining, self.activity,
+                          self.previous, self.cells, self.contexts, self.freqs)
+
+    def apply(self, rank: int, m: int, hits: np.ndarray) -> None:
+        _rank_apply(rank, self.cells[:m], hits, self.cands, self.masses, self.open_, self.remaining, self.skip,
+                    self.skip_mass, self.values)
 
 
 def rank_apply(rank: int, cells: np.ndarray, hits: np.ndarray, cands: np.ndarray, masses: np.ndarray,
