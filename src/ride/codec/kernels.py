@@ -315,6 +315,19 @@ def _decode_advance(digits, level, digit_bits, start, ext):  # noqa: ANN001, ANN
 
 
 @_jit
+def _flag_context(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds,  # noqa: ANN001, ANN202
+                  threshold_bits, free, unit, mass, remaining, activity, previous):
+    """(context index, hit frequency) of one flag: `repeat.RepeatCounts.contexts` and `.frequencies` for one cell."""
+    rest = remaining << threshold_bits
+    b = 0
+    for t in range(thresholds.shape[0]):
+        if mass * thresholds[t] <= rest:
+            b += 1
+    index = ((((rank * channels + channel) * activity_classes + activity) * 2 + previous) * buckets) + b
+    return index, ((2 * hits_tab[index] + unit) * free) // (2 * seen_tab[index] + 2 * unit)
+
+
+@_jit
 def _rank_step(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits,  # noqa: ANN001, ANN202
                free, unit, open_, coded, cands, masses, remaining, activity, previous, cells, contexts, freqs):
     """`repeat.rank_step` compiled: the cells that code a flag of `rank` into cells[:m], their contexts and
@@ -323,13 +336,9 @@ def _rank_step(rank, channel, channels, activity_classes, buckets, hits_tab, see
     for c in range(open_.shape[0]):
         if not (open_[c] and coded[c, rank]):
             continue
-        mass, rest = masses[c, rank], remaining[c] << threshold_bits
-        b = 0
-        for t in range(thresholds.shape[0]):
-            if mass * thresholds[t] <= rest:
-                b += 1
-        index = ((((rank * channels + channel) * activity_classes + activity[c]) * 2 + previous[c]) * buckets) + b
-        hit = ((2 * hits_tab[index] + unit) * free) // (2 * seen_tab[index] + 2 * unit)
+        index, hit = _flag_context(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab,
+                                   thresholds, threshold_bits, free, unit, masses[c, rank], remaining[c],
+                                   activity[c], previous[c])
         cells[m], contexts[m] = c, index
         freqs[m, 0], freqs[m, 1] = free - hit, hit
         m += 1
@@ -385,13 +394,10 @@ def _flags_encode(channel, channels, activity_classes, buckets, hits_tab, seen_t
         for c in range(open_.shape[0]):
             if not (open_[c] and coded[c, rank]):
                 continue
-            mass, rest = masses[c, rank], remaining[c] << threshold_bits
-            b = 0
-            for t in range(thresholds.shape[0]):
-                if mass * thresholds[t] <= rest:
-                    b += 1
-            index = ((((rank * channels + channel) * activity_classes + activity[c]) * 2 + previous[c]) * buckets) + b
-            hit_freq = ((2 * hits_tab[index] + unit) * free) // (2 * seen_tab[index] + 2 * unit)
+            mass = masses[c, rank]
+            index, hit_freq = _flag_context(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab,
+                                            thresholds, threshold_bits, free, unit, mass, remaining[c], activity[c],
+                                            previous[c])
             hit = values[c] == cands[c, rank]
             symbols[m], contexts[m] = np.int32(hit), index
             freqs[m, 0], freqs[m, 1] = free - hit_freq, hit_freq
