@@ -478,7 +478,7 @@ def test_repeat_buckets_counts_and_frequencies() -> None:
 
 
 def test_compiled_repeat_loops_equal_the_plain_ones() -> None:
-    """kernels.repeat_prepare, rank_step and rank_apply give repeat's integers (the torch backend uses those)."""
+    """kernels.repeat_prepare and kernels.FlagState give repeat's integers (the torch backend uses those)."""
     from ride.codec import repeat
 
     rng = np.random.default_rng(3)
@@ -497,17 +497,15 @@ def test_compiled_repeat_loops_equal_the_plain_ones() -> None:
     counts.update(rng.integers(0, counts.seen.size, 5000), rng.random(5000) < 0.4)
     states = {}
     previous = rng.integers(0, 2, n)
-    for name, step, apply in (("plain", repeat.rank_step, repeat.rank_apply),
-                              ("compiled", kernels.rank_step, kernels.rank_apply)):
-        open_, remaining = np.ones(n, bool), total.copy()
-        skip, skip_mass = np.full(cands.shape, -1), np.zeros(cands.shape, np.int64)
-        values, outputs = np.zeros(n, np.int64), []
+    for name, flag_state in (("plain", repeat.FlagState), ("compiled", kernels.FlagState)):
+        state = flag_state(1, counts, coded, cands, masses, total.copy(), active, previous)
+        outputs = []
         for rank in range(repeat.CANDIDATES):
-            cells, contexts, freqs = step(rank, 1, counts, open_, coded, cands, masses, remaining, active, previous)
-            hits = np.random.default_rng(rank).random(cells.size) < 0.3
-            outputs.append((cells, contexts, freqs))
-            apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_mass, values)
-        states[name] = (outputs, open_, remaining, skip, skip_mass, values)
+            m = state.step(rank)
+            hits = np.random.default_rng(rank).random(m) < 0.3
+            outputs.append((state.cells[:m].copy(), state.contexts[:m].copy(), state.freqs[:m].copy()))
+            state.apply(rank, m, hits)
+        states[name] = (outputs, state.open_, state.remaining, state.skip, state.skip_mass, state.values)
     for a, b in zip(states["plain"][1:], states["compiled"][1:], strict=True):
         assert np.array_equal(a, b)
     for (c1, x1, f1), (c2, x2, f2) in zip(states["plain"][0], states["compiled"][0], strict=True):

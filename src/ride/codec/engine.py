@@ -287,106 +287,66 @@ def _candidates(stepper: kernels.KernelStepper | TorchCoding, t: int, keep: np.n
 
 
 class _RepeatFlags:
-    """The repeat flags' side of one front (`repeat`): per channel the candidates, their masses and the flags'
-    contexts and frequencies, rank by rank; the events are counted after the front."""
+    """The repeat flags' side of one front (`repeat`): per channel the candidates, their masses and the flags rank
+    by rank (`repeat.FlagState`, compiled with the kernel stepper); the events are counted after the front."""
 
     def __init__(self, counts: RepeatCounts, stepper: kernels.KernelStepper | TorchCoding, t: int,
                  keep: np.ndarray) -> None:
         self.counts, self.stepper, self.t, self.keep = counts, stepper, t, keep
+        self.compiled = isinstance(stepper, kernels.KernelStepper)
         self.previous = np.zeros(keep.shape[0], dtype=np.int64)
         self.events: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def _flags(self, k: int, mix: kernels.KernelMixture | Mixture, read) -> tuple[np.ndarray, ...]:  # noqa: ANN001
-        """Channel k's flags, rank by rank: `read(cells, candidates, frequencies)` codes (encoder) or decodes
-        (decoder) the hits of the cells [m] (indices into the kept cells) that still code a flag of that rank,
-        whose candidates of that rank are `candidates` [m].
-        Returns (values where a flag hit, hit [n], the candidates left out [n, K] and their masses [n, K])."""
-        cands, active, coded = _candidates(self.stepper, self.t, self.keep, k)
-        masses, total = self.stepper.value_masses(mix, self.keep, cands, coded)  # a repeated candidate's is unused
-        n = self.keep.shape[0]
-        open_ = np.ones(n, dtype=bool)  # no flag of the cell has hit yet
-        remaining = total.copy()  # the mass not yet left out
-        skip = np.full(cands.shape, -1, dtype=np.int64)
-        skip_mass = np.zeros(cands.shape, dtype=np.int64)
-        values = np.zeros(n, dtype=np.int64)
-        # the compiled loops with the kernel stepper, the plain ones with the torch stepper: the same integers
-        step, apply = ((kernels.rank_step, kernels.rank_apply) if isinstance(self.stepper, kernels.KernelStepper)
-                       else (repeat.rank_step, repeat.rank_apply))
-        for rank in range(cands.shape[1]):
-            cells, contexts, freqs = step(rank, k, self.counts, open_, coded, cands, masses, remaining, active,
-                                          self.previous)
-            if cells.size == 0:
-                continue
-            hits = read(cells, cands[cells, rank], freqs)
-            self.events.append((contexts, hits))
-            apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_mass, values)
-        self.previous = (~open_).astype(np.int64)
-        return values, ~open_, skip, skip_mass
-
-    def _flags_compiled(self, k: int, mix: kernels.KernelMixture, values: np.ndarray,
-                        encoder) -> tuple[np.ndarray, ...]:  # noqa: ANN001 - a range encoder
-        """The encoder's `_flags` with the kernel stepper: every rank in one compiled loop (the same symbols in the
-        same order), one call of the range coder."""
+    def _state(self, k: int, mix: kernels.KernelMixture | Mixture) -> repeat.FlagState:
+        """Channel k's flag state: its cells' candidates, their masses (a repeated candidate's is never used)."""
         cands, active, coded = _candidates(self.stepper, self.t, self.keep, k)
         masses, total = self.stepper.value_masses(mix, self.keep, cands, coded)
-        open_ = np.ones(self.keep.shape[0], dtype=bool)
-        skip = np.full(cands.shape, -1, dtype=np.int64)
-        skip_mass = np.zeros(cands.shape, dtype=np.int64)
-        symbols, contexts, freqs = kernels.flags_encode(k, self.counts, coded, cands, masses, total.copy(), active,
-                                                        self.previous, values, open_, skip, skip_mass)
-        if symbols.size:
-            encoder.encode(symbols, _CATEGORICAL, freqs)
-            self.events.append((contexts, symbols == HIT))
-        self.previous = (~open_).astype(np.int64)
-        return None, ~open_, skip, skip_mass
+        state = kernels.FlagState if self.compiled else repeat.FlagState
+        return state(k, self.counts, coded, cands, masses, total.copy(), active, self.previous)
+
+    def _ranks(self, state: repeat.FlagState, hits_of) -> None:  # noqa: ANN001
+        """The flags rank by rank: `hits_of(m, rank)` codes or decodes the hits of state.cells[:m]."""
+        for rank in range(state.cands.shape[1]):
+            m = state.step(rank)
+            if m == 0:
+                continue
+            hits = hits_of(m, rank)
+            self.events.append((state.contexts[:m].copy(), hits))
+            state.apply(rank, m, hits)
 
     def encode(self, encoder, k: int, mix: kernels.KernelMixture | Mixture, values: np.ndarray,  # noqa: ANN001
                digit_bits: int) -> None:
         """Channel k's flags of the kept cells (values [n]), then the digits of those where none hit."""
-        def read(cells: np.ndarray, candidates: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-            hits = values[cells] == candidates
-            encoder.encode(hits.astype(np.int32), _CATEGORICAL, freqs)
-            return hits
-
-        if isinstance(self.stepper, kernels.KernelStepper):
-            _, hit, skip, skip_mass = self._flags_compiled(k, mix, values, encoder)
+        state = self._state(k, mix)
+        if self.compiled:  # every rank in one compiled loop and one call of the range coder: the same symbols
+            symbols, contexts, freqs = kernels.flags_encode(state, values)
+            if symbols.size:
+                encoder.encode(symbols, _CATEGORICAL, freqs)
+                self.events.append((contexts, symbols == HIT))
         else:
-            _, hit, skip, skip_mass = self._flags(k, mix, read)
-        rest = np.flatnonzero(~hit)
-        symbols, freqs = self.stepper.encode_digits(mix, self.keep[rest], values[rest], digit_bits, skip[rest],
-                                                    skip_mass[rest])
+            def hits_of(m: int, rank: int) -> np.ndarray:
+                cells = state.cells[:m]
+                hits = values[cells] == state.cands[cells, rank]
+                encoder.encode(hits.astype(np.int32), _CATEGORICAL, state.freqs[:m])
+                return hits
+
+            self._ranks(state, hits_of)
+        self.previous = (~state.open_).astype(np.int64)
+        rest = np.flatnonzero(state.open_)
+        symbols, freqs = self.stepper.encode_digits(mix, self.keep[rest], values[rest], digit_bits, state.skip[rest],
+                                                    state.skip_mass[rest])
         if symbols.size:
             encoder.encode(symbols, _CATEGORICAL, freqs)
-
-    def _decode_flags_compiled(self, k: int, mix: kernels.KernelMixture, decoder) -> tuple[np.ndarray, ...]:  # noqa: ANN001
-        """The decoder's `_flags` with the kernel stepper: the compiled rank loops on preallocated buffers."""
-        cands, active, coded = _candidates(self.stepper, self.t, self.keep, k)
-        masses, total = self.stepper.value_masses(mix, self.keep, cands, coded)
-        flags = kernels.FlagDecoder(k, self.counts, coded, cands, masses, total.copy(), active, self.previous)
-        for rank in range(cands.shape[1]):
-            m = flags.step(rank)
-            if m == 0:
-                continue
-            hits = _decode_symbols(decoder, flags.freqs[:m]) == HIT
-            self.events.append((flags.contexts[:m].copy(), hits))
-            flags.apply(rank, m, hits)
-        self.previous = (~flags.open_).astype(np.int64)
-        return flags.values, ~flags.open_, flags.skip, flags.skip_mass
 
     def decode(self, decoder, k: int, mix: kernels.KernelMixture | Mixture,  # noqa: ANN001 - a range decoder
                digit_bits: int) -> np.ndarray:
         """Channel k's values [n] of the kept cells: their flags, then the digits of those where none hit."""
-
-        def read(cells: np.ndarray, candidates: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-            return _decode_symbols(decoder, freqs) == HIT
-
-        if isinstance(self.stepper, kernels.KernelStepper):
-            values, hit, skip, skip_mass = self._decode_flags_compiled(k, mix, decoder)
-        else:
-            values, hit, skip, skip_mass = self._flags(k, mix, read)
-        rest = np.flatnonzero(~hit)
+        state = self._state(k, mix)
+        self._ranks(state, lambda m, rank: _decode_symbols(decoder, state.freqs[:m]) == HIT)
+        self.previous = (~state.open_).astype(np.int64)
+        values, rest = state.values, np.flatnonzero(state.open_)
         if rest.size:
-            digits = self.stepper.decoder(mix, self.keep[rest], digit_bits, skip[rest], skip_mass[rest])
+            digits = self.stepper.decoder(mix, self.keep[rest], digit_bits, state.skip[rest], state.skip_mass[rest])
             values[rest] = _read_values(decoder, digits, digit_bits)
         return values
 

@@ -330,7 +330,7 @@ def _flag_context(rank, channel, channels, activity_classes, buckets, hits_tab, 
 @_jit
 def _rank_step(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits,  # noqa: ANN001, ANN202
                free, unit, open_, coded, cands, masses, remaining, activity, previous, cells, contexts, freqs):
-    """`repeat.rank_step` compiled: the cells that code a flag of `rank` into cells[:m], their contexts and
+    """`repeat.FlagState.step` compiled: the cells that code a flag of `rank` into cells[:m], their contexts and
     frequencies; returns m."""
     m = 0
     for c in range(open_.shape[0]):
@@ -386,9 +386,9 @@ def repeat_prepare(flat: np.ndarray, stripe: np.ndarray, position: np.ndarray,
 def _flags_encode(channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits,  # noqa: ANN001, ANN202
                   free, unit, coded, cands, masses, remaining, activity, previous, values, open_, skip, skip_mass,
                   symbols, contexts, freqs):
-    """The encoder's flags of one channel, every rank in one loop: `rank_step`, the hits from the values, then
-    `rank_apply`, rank by rank; symbols, contexts and frequencies in the stream's order (rank, then cell) into the
-    first m entries; returns m."""
+    """The encoder's flags of one channel, every rank in one loop: `FlagState.step`, the hits from the values, then
+    `FlagState.apply`, rank by rank; symbols, contexts and frequencies in the stream's order (rank, then cell) into
+    the first m entries; returns m."""
     m = 0
     for rank in range(cands.shape[1]):
         for c in range(open_.shape[0]):
@@ -411,32 +411,25 @@ def _flags_encode(channel, channels, activity_classes, buckets, hits_tab, seen_t
     return m
 
 
-def flags_encode(channel: int, counts, coded: np.ndarray, cands: np.ndarray, masses: np.ndarray,  # noqa: ANN001
-                 remaining: np.ndarray, activity: np.ndarray, previous: np.ndarray, values: np.ndarray,
-                 open_: np.ndarray, skip: np.ndarray, skip_mass: np.ndarray,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The encoder's flags of one channel in one compiled loop, the same integers as `rank_step`, the hits and
-    `rank_apply` rank by rank (the state arrays in place): (symbols int32 [m], contexts [m], frequencies [m, 2])
-    in the stream's order."""
-    size = cands.size
+def flags_encode(state: FlagState, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The encoder's flags of one channel (the cells' values [n]) in one compiled loop, the same integers as
+    `state.step`, the hits and `state.apply` rank by rank (the state updated in place): (symbols int32 [m],
+    contexts [m], frequencies [m, 2]) in the stream's order."""
+    size = state.cands.size
     symbols = np.empty(size, dtype=np.int32)
     contexts = np.empty(size, dtype=np.int64)
     freqs = np.empty((size, 2), dtype=np.float64)
-    _check_totals(remaining)
-    m = _flags_encode(channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits, counts.seen,
-                      repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT, coded, cands, masses,
-                      remaining, activity, previous, values, open_, skip, skip_mass, symbols, contexts, freqs)
+    counts = state.counts
+    m = _flags_encode(state.channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits, counts.seen,
+                      repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT, state.coded, state.cands,
+                      state.masses, state.remaining, state.activity, state.previous, values, state.open_, state.skip,
+                      state.skip_mass, symbols, contexts, freqs)
     return symbols[:m], contexts[:m], freqs[:m]
-
-
-def _check_totals(remaining: np.ndarray) -> None:
-    if remaining.size and int(remaining.max()) >= 1 << 48:
-        raise ValueError("mixture totals of 2^48 or more: not an integer model of this codec")
 
 
 @_jit
 def _rank_apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_mass, values):  # noqa: ANN001, ANN202
-    """`repeat.rank_apply` compiled."""
+    """`repeat.FlagState.apply` compiled."""
     for q in range(cells.shape[0]):
         c = cells[q]
         if hits[q]:
@@ -448,41 +441,15 @@ def _rank_apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_m
             remaining[c] -= masses[c, rank]
 
 
-def rank_step(rank: int, channel: int, counts, open_: np.ndarray, coded: np.ndarray, cands: np.ndarray,  # noqa: ANN001
-              masses: np.ndarray, remaining: np.ndarray, activity: np.ndarray, previous: np.ndarray,
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`repeat.rank_step` (the same integers) in one compiled loop: counts is a `repeat.RepeatCounts`."""
-    n = open_.shape[0]
-    cells = np.empty(n, dtype=np.int64)
-    contexts = np.empty(n, dtype=np.int64)
-    freqs = np.empty((n, 2), dtype=np.float64)
-    _check_totals(remaining)
-    m = _rank_step(rank, channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits, counts.seen,
-                   repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT, open_, coded, cands, masses,
-                   remaining, activity, previous, cells, contexts, freqs)
-    return cells[:m], contexts[:m], freqs[:m]
-
-
-class FlagDecoder:
-    """The decoder's flags of one channel with preallocated buffers, rank by rank (`step`, then `apply` with the
-    decoded hits): `rank_step` and `rank_apply` without their per-call allocations and checks."""
+class FlagState(repeat.FlagState):
+    """`repeat.FlagState` with the compiled step and apply (the same integers, no per-rank allocations)."""
 
     def __init__(self, channel: int, counts, coded: np.ndarray, cands: np.ndarray, masses: np.ndarray,  # noqa: ANN001
                  remaining: np.ndarray, activity: np.ndarray, previous: np.ndarray) -> None:
-        _check_totals(remaining)
-        n = cands.shape[0]
-        self.channel, self.counts, self.coded, self.cands, self.masses = channel, counts, coded, cands, masses
-        self.remaining, self.activity, self.previous = remaining, activity, previous
-        self.open_ = np.ones(n, dtype=bool)
-        self.skip = np.full(cands.shape, -1, dtype=np.int64)
-        self.skip_mass = np.zeros(cands.shape, dtype=np.int64)
-        self.values = np.zeros(n, dtype=np.int64)
-        self.cells = np.empty(n, dtype=np.int64)
-        self.contexts = np.empty(n, dtype=np.int64)
-        self.freqs = np.empty((n, 2), dtype=np.float64)
+        repeat.check_totals(remaining)
+        super().__init__(channel, counts, coded, cands, masses, remaining, activity, previous)
 
     def step(self, rank: int) -> int:
-        """The cells that code a flag of `rank` (self.cells[:m]), their contexts and frequencies; returns m."""
         counts = self.counts
         return _rank_step(rank, self.channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits,
                           counts.seen, repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT,
@@ -492,13 +459,6 @@ class FlagDecoder:
     def apply(self, rank: int, m: int, hits: np.ndarray) -> None:
         _rank_apply(rank, self.cells[:m], hits, self.cands, self.masses, self.open_, self.remaining, self.skip,
                     self.skip_mass, self.values)
-
-
-def rank_apply(rank: int, cells: np.ndarray, hits: np.ndarray, cands: np.ndarray, masses: np.ndarray,
-               open_: np.ndarray, remaining: np.ndarray, skip: np.ndarray, skip_mass: np.ndarray,
-               values: np.ndarray) -> None:
-    """`repeat.rank_apply` compiled (in place)."""
-    _rank_apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_mass, values)
 
 
 @_jit_parallel

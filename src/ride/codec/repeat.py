@@ -47,9 +47,14 @@ def buckets(mass: np.ndarray, total: np.ndarray) -> np.ndarray:
     """Bucket of -log2 (mass / total) [n] (0 .. BUCKETS - 1) from integer masses and totals [n] (mass <= total;
     mass 0, or total 0: the last bucket)."""
     mass, total = np.asarray(mass, np.int64), np.asarray(total, np.int64)
+    check_totals(total)
+    return (mass[:, None] * _THRESHOLDS[None, :] <= (total << _THRESHOLD_BITS)[:, None]).sum(1)
+
+
+def check_totals(total: np.ndarray) -> None:
+    """ValueError unless every total is below 2^48 (where the buckets' products stay exact in int64)."""
     if total.size and int(total.max()) >= 1 << 48:
         raise ValueError("mixture totals of 2^48 or more: not an integer model of this codec")
-    return (mass[:, None] * _THRESHOLDS[None, :] <= (total << _THRESHOLD_BITS)[:, None]).sum(1)
 
 
 def candidates(neighbours: tuple[np.ndarray, ...]) -> np.ndarray:
@@ -75,29 +80,45 @@ def first_occurrence(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def rank_step(rank: int, channel: int, counts: RepeatCounts, open_: np.ndarray, coded: np.ndarray, cands: np.ndarray,
-              masses: np.ndarray, remaining: np.ndarray, activity: np.ndarray, previous: np.ndarray,
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The flags of candidate `rank` of one channel's cells: (cells [m] that code one: still open and the
-    candidate not a repeat of an earlier one, their contexts [m], frequencies [m, 2]). The plain form of
-    `kernels.rank_step`."""
-    cells = np.flatnonzero(open_ & coded[:, rank])
-    contexts = counts.contexts(rank, channel, activity[cells], previous[cells], masses[cells, rank], remaining[cells])
-    return cells, contexts, counts.frequencies(contexts)
+class FlagState:
+    """One channel's flags of one front, rank by rank: `step(rank)` finds the cells that code a flag of that rank
+    (still open, the candidate not a repeat of an earlier one) with their contexts and frequencies in
+    cells[:m], contexts[:m], freqs[:m]; `apply(rank, m, hits)` closes a hit cell with the candidate's value and
+    leaves a missed candidate out of its cell's distribution (skip, skip_mass, remaining). Plain NumPy (the torch
+    backend's); `kernels.FlagState` computes the same integers compiled.
 
+    cands, masses, coded [n, K] (`candidates`, their masses, `first_occurrence`); remaining [n]: the mass not yet
+    left out (the totals at first); activity, previous [n] (the previous channel's hits, zeros for the first)."""
 
-def rank_apply(rank: int, cells: np.ndarray, hits: np.ndarray, cands: np.ndarray, masses: np.ndarray,
-               open_: np.ndarray, remaining: np.ndarray, skip: np.ndarray, skip_mass: np.ndarray,
-               values: np.ndarray) -> None:
-    """After the flags of `rank`: a hit closes its cell with the candidate's value, a miss leaves the candidate
-    out of the cell's distribution (skip, skip_mass, remaining). In place; the plain form of
-    `kernels.rank_apply`."""
-    hit, missed = cells[hits], cells[~hits]
-    values[hit] = cands[hit, rank]
-    open_[hit] = False
-    skip[missed, rank] = cands[missed, rank]
-    skip_mass[missed, rank] = masses[missed, rank]
-    remaining[missed] -= masses[missed, rank]
+    def __init__(self, channel: int, counts: RepeatCounts, coded: np.ndarray, cands: np.ndarray, masses: np.ndarray,
+                 remaining: np.ndarray, activity: np.ndarray, previous: np.ndarray) -> None:
+        n = cands.shape[0]
+        self.channel, self.counts, self.coded, self.cands, self.masses = channel, counts, coded, cands, masses
+        self.remaining, self.activity, self.previous = remaining, activity, previous
+        self.open_ = np.ones(n, dtype=bool)  # no flag of the cell has hit yet
+        self.skip = np.full(cands.shape, -1, dtype=np.int64)
+        self.skip_mass = np.zeros(cands.shape, dtype=np.int64)
+        self.values = np.zeros(n, dtype=np.int64)
+        self.cells = np.empty(n, dtype=np.int64)
+        self.contexts = np.empty(n, dtype=np.int64)
+        self.freqs = np.empty((n, 2), dtype=np.float64)
+
+    def step(self, rank: int) -> int:
+        cells = np.flatnonzero(self.open_ & self.coded[:, rank])
+        m = cells.size
+        contexts = self.counts.contexts(rank, self.channel, self.activity[cells], self.previous[cells],
+                                        self.masses[cells, rank], self.remaining[cells])
+        self.cells[:m], self.contexts[:m], self.freqs[:m] = cells, contexts, self.counts.frequencies(contexts)
+        return m
+
+    def apply(self, rank: int, m: int, hits: np.ndarray) -> None:
+        cells = self.cells[:m]
+        hit, missed = cells[hits], cells[~hits]
+        self.values[hit] = self.cands[hit, rank]
+        self.open_[hit] = False
+        self.skip[missed, rank] = self.cands[missed, rank]
+        self.skip_mass[missed, rank] = self.masses[missed, rank]
+        self.remaining[missed] -= self.masses[missed, rank]
 
 
 class RepeatCounts:
