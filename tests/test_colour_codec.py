@@ -116,14 +116,14 @@ def test_round_trip_colours_and_stored_mode() -> None:
         "noise": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
     }
     for name, image in cases.items():
-        for repeat, version in ((True, 6), (False, 3)):
-            data = compress(model, image, repeat=repeat)
+        for repeat, maps, version in ((True, None, 8), (True, False, 6), (False, None, 3)):
+            data = compress(model, image, repeat=repeat, maps=maps)
             header, _ = unpack_header(data)
             assert header.version == version and header.channel_order == "grb"
-            assert np.array_equal(decompress(model, data), image), (name, repeat)
+            assert np.array_equal(decompress(model, data), image), (name, repeat, maps)
     # white noise cannot be compressed: stored, one byte per sub-pixel
     assert header.mode == MODE_STORED and len(data) == HEADER_BYTES_3 + 16 * 16 * 3
-    assert len(compress(model, image)) == HEADER_BYTES_3 + 4 + 16 * 16 * 3  # format 6: the clip field too
+    assert len(compress(model, image)) == HEADER_BYTES_3 + 4 + 16 * 16 * 3  # format 8: the clip field too
 
 
 def test_code_length_near_float_model() -> None:
@@ -294,15 +294,17 @@ def test_golden_colour_streams(path: Path) -> None:
     data = path.read_bytes()
     header, _ = unpack_header(data)
     clipped = path.name.startswith("colour_clip")  # format 5: the model with its cells clipped at 0.25
-    repeat = path.name.startswith("colour_repeat")  # format 6: the repeat flag, on the image with a flat block
+    maps = path.name.startswith("colour_maps")  # format 8: the flags and the maps, on the image with a flat block
+    repeat = maps or path.name.startswith("colour_repeat")  # format 6: the repeat flag, likewise
     if repeat:
         image = repeat_image(image)
-    assert header.version == (5 if clipped else 6 if repeat else 3) and header.mode == MODE_CODED
+    assert header.version == (5 if clipped else 8 if maps else 6 if repeat else 3) and header.mode == MODE_CODED
     assert header.fingerprint == integer_model(model).fingerprint
     assert header.cell_clip == (1 << 13 if clipped else 10_000 << 15)
     assert np.array_equal(decompress(model, data), image)
     encoder = with_cell_clip(model, 0.25) if clipped else model
-    assert compress(encoder, image, stripes=header.stripes, digit_bits=header.digit_bits, repeat=repeat) == data
+    assert compress(encoder, image, stripes=header.stripes, digit_bits=header.digit_bits, repeat=repeat,
+                    maps=maps) == data
     if clipped:  # the clip changes the probabilities of this image
         plain = compress(model, image, stripes=header.stripes, digit_bits=header.digit_bits, repeat=False)
         assert plain[41:] != data[45:]
@@ -310,8 +312,9 @@ def test_golden_colour_streams(path: Path) -> None:
 
 def test_golden_colour_set_is_complete() -> None:
     names = sorted(p.name for p in GOLDEN.glob("*.ride"))
-    assert names == ["colour_clip_s2_b2.ride", "colour_repeat_s2_b2.ride", "colour_s1_b2.ride",
-                     "colour_s2_b1.ride"], "run tests/golden/make_golden.py --colour, --colour-clip, --colour-repeat"
+    assert names == ["colour_clip_s2_b2.ride", "colour_maps_s2_b2.ride", "colour_repeat_s2_b2.ride",
+                     "colour_s1_b2.ride", "colour_s2_b1.ride"], \
+        "run tests/golden/make_golden.py --colour, --colour-clip, --colour-repeat, --colour-maps"
 
 
 def test_cli_picks_the_shipped_colour_model_by_mode(tmp_path, capsys) -> None:
@@ -329,7 +332,7 @@ def test_cli_picks_the_shipped_colour_model_by_mode(tmp_path, capsys) -> None:
     Image.fromarray(image[..., 1], mode="L").save(tmp_path / "g.png")
     assert main(["compress", str(tmp_path / "c.png"), str(tmp_path / "g.png"), "--out-dir", str(tmp_path),
                  "--no-progress"]) == 0
-    expected = {"c": (6, DEFAULT_COLOUR_CODEC_MODEL), "g": (7, DEFAULT_CODEC_MODEL)}  # the repeat flag
+    expected = {"c": (8, DEFAULT_COLOUR_CODEC_MODEL), "g": (7, DEFAULT_CODEC_MODEL)}  # the flags (and the maps)
     for stem, (version, name) in expected.items():
         data = (tmp_path / f"{stem}.ride").read_bytes()
         header, _ = unpack_header(data)
@@ -525,9 +528,9 @@ def test_repeat_flag_round_trips_and_codes_flat_areas_nearly_free() -> None:
     speckled[rng.random(smooth.shape[:2]) < 0.05] = rng.integers(0, 256, 3)
     for name, image in (("smooth", smooth), ("speckled", speckled)):
         for stripes, bits in ((None, 2), (1, 1), (3, 4), (2, 8)):
-            data = compress(model, image, stripes=stripes, digit_bits=bits)
+            data = compress(model, image, stripes=stripes, digit_bits=bits, maps=False)
             header, _ = unpack_header(data)
-            assert header.version == 6 and header.repeat and header.mode == MODE_CODED
+            assert header.version == 6 and header.repeat and not header.maps and header.mode == MODE_CODED
             assert np.array_equal(decompress(model, data), image), (name, stripes, bits)
             plain = compress(model, image, stripes=stripes, digit_bits=bits, repeat=False)
             assert len(data) < len(plain) + 8, (name, len(data), len(plain))

@@ -5,6 +5,7 @@
     python tests/golden/make_golden.py --colour   # colour (format 3)
     python tests/golden/make_golden.py --colour-clip   # colour (format 5), from the committed colour/ files
     python tests/golden/make_golden.py --colour-repeat   # colour with the repeat flag (format 6), likewise
+    python tests/golden/make_golden.py --colour-maps   # colour with the flag and the adaptive maps (format 8), likewise
 
 tiny.pt: a small random 2-layer RIDE (saved, so the golden test does not depend on torch's random streams);
 image_24x32.png: a deterministic test image (numpy PCG64); *.ride: their format-2 streams under tiny.pt and
@@ -12,6 +13,7 @@ the shipped bsds300_ride2_long2, with the settings named in the file names. colo
 codec (format 3): tiny_colour.pt (conftest.make_tiny_lossless_colour, 2 layers), image_rgb_20x26.png and its
 streams; colour/colour_clip*.ride: format 5, the same model with its cells clipped at CLIP (`with_cell_clip`);
 colour/colour_repeat*.ride: format 6 (the repeat flag), the unclipped model on the image with a flat block pasted in;
+colour/colour_maps*.ride: format 8 (the flag and the adaptive probability maps), the same model and image;
 tiny_repeat*.ride: the same for grey (format 7).
 """
 
@@ -102,7 +104,19 @@ def main_colour_repeat() -> None:
     out = HERE / "colour"
     model = ride.load(out / "tiny_colour.pt")
     image = repeat_image(np.asarray(Image.open(out / "image_rgb_20x26.png")))
-    (out / "colour_repeat_s2_b2.ride").write_bytes(compress(model, image, stripes=2, digit_bits=2, repeat=True))
+    (out / "colour_repeat_s2_b2.ride").write_bytes(compress(model, image, stripes=2, digit_bits=2, repeat=True,
+                                                            maps=False))
+
+
+def main_colour_maps() -> None:
+    sys.path.insert(0, str(HERE.parent))
+    from conftest import repeat_image
+
+    out = HERE / "colour"
+    model = ride.load(out / "tiny_colour.pt")
+    image = repeat_image(np.asarray(Image.open(out / "image_rgb_20x26.png")))
+    (out / "colour_maps_s2_b2.ride").write_bytes(compress(model, image, stripes=2, digit_bits=2, repeat=True,
+                                                          maps=True))
 
 
 if __name__ == "__main__":
@@ -110,6 +124,8 @@ if __name__ == "__main__":
         main_colour_clip()
     elif "--colour-repeat" in sys.argv:
         main_colour_repeat()
+    elif "--colour-maps" in sys.argv:
+        main_colour_maps()
     elif "--repeat" in sys.argv:
         main_repeat()
     else:

@@ -103,11 +103,11 @@ def default_stripes(height: int, colour: bool = False, bounded: bool = False) ->
 
 def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | None = None,
              stripes: int | None = None, digit_bits: int = DIGIT_BITS_DEFAULT, backend: str = "auto",
-             repeat: bool = True) -> bytes:
+             repeat: bool = True, maps: bool | None = None) -> bytes:
     """Lossless stream of a grey image uint8 [H, W] (any size from 1x1) under a one-channel RIDE `model` with at
     least one layer (format version 7; without `repeat` 2, or 4 with a tighter cell clip), or of an RGB image uint8
-    [H, W, 3] under a `LosslessColourRIDE` (format version 6; without `repeat` 3, or 5 with a tighter cell clip;
-    then `backend` must be "auto" or "kernels").
+    [H, W, 3] under a `LosslessColourRIDE` (format version 8; without `maps` 6, without `repeat` either 3, or 5
+    with a tighter cell clip; then `backend` must be "auto" or "kernels").
 
     `progress(done_fronts, total_fronts)` is called after every front. `stripes` horizontal stripes are coded side
     by side (default `default_stripes(H, colour, bounded)`; more stripes: more pixels per front, less context at
@@ -118,7 +118,9 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     the torch kernels or the number of threads. `backend`: "kernels" (compiled with numba), "torch", or "auto"
     (the kernels when numba can be imported): the same integers, the same stream. `repeat` (colour only): code
     each pixel's (sub-pixel's) repeat flag first (`codec.repeat`; format 7 grey, 6 colour; False: format 2 or 4
-    grey, 3 or 5 colour, as before).
+    grey, 3 or 5 colour, as before). `maps` (colour with `repeat` only; default: True for colour images): refine
+    the digits' binary decisions with adaptive probability maps learnt on the image as it is coded (`codec.apm`;
+    format 8; False: format 6).
     """
     im = integer_model(model)
     colour = isinstance(im, IntColourRIDE)
@@ -131,8 +133,11 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
     if digit_bits not in DIGIT_BITS:
         raise ValueError(f"digit_bits must be one of {DIGIT_BITS}, found {digit_bits!r}")
     stripes = engine.stripe_layout(height, stripes)[1]
+    if maps and not (colour and repeat):
+        raise ValueError("the adaptive probability maps (format 8) are for colour images with the repeat flags")
     if colour:
-        return _compress_colour(im, pixels, stripes, digit_bits, progress, backend, repeat)
+        maps = repeat if maps is None else maps
+        return _compress_colour(im, pixels, stripes, digit_bits, progress, backend, repeat, maps)
     pad = int(round(float(pixels.mean())))
     payload = engine.encode(im, pixels, pad, stripes, digit_bits, progress, backend, repeat)
     mode = MODE_CODED
@@ -144,19 +149,20 @@ def compress(model: nn.Module, image: np.ndarray | Tensor, progress: Progress | 
 
 
 def _compress_colour(im: IntColourRIDE, pixels: np.ndarray, stripes: int, digit_bits: int,
-                     progress: Progress | None, backend: str, repeat: bool) -> bytes:
+                     progress: Progress | None, backend: str, repeat: bool, maps: bool) -> bytes:
     if backend not in ("auto", "kernels"):
         raise ValueError(f"the colour codec runs on the compiled kernels: backend 'auto' or 'kernels', found "
                          f"{backend!r}")
     coded = _to_coded(pixels, im.transform)
     pads = tuple(int(round(float(coded[..., k].mean()))) for k in range(3))
-    payload = engine.encode_colour(im, coded, pads, stripes, digit_bits, progress, repeat)
+    payload = engine.encode_colour(im, coded, pads, stripes, digit_bits, progress, repeat, maps)
     mode = MODE_CODED
     if len(payload) >= pixels.size:
         mode, payload = MODE_STORED, pixels.tobytes()
     height, width, _ = pixels.shape
     header = Header3(mode, height, width, pads, stripes, digit_bits, im.transform, im.fingerprint,
-                     pixel_checksum(pixels), len(payload), im.cell_clip, repeat)  # format 6 (3 or 5 without repeat)
+                     pixel_checksum(pixels), len(payload), im.cell_clip, repeat, maps)  # format 8 (6 without maps,
+    # 3 or 5 without either)
     return header.pack() + payload
 
 
@@ -262,7 +268,7 @@ def _decompress_colour(im: IntColourRIDE, header: Header3, payload: bytes, progr
         raise ValueError(f"the colour codec runs on the compiled kernels: backend 'auto' or 'kernels', found "
                          f"{backend!r}")
     coded = engine.decode_colour(im, payload, header.height, header.width, header.pads, header.stripes,
-                                 header.digit_bits, progress, header.repeat)
+                                 header.digit_bits, progress, header.repeat, header.maps)
     return _to_coded(coded, im.transform)
 
 

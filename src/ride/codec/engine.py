@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import kernels, repeat
+from . import apm, kernels, repeat
 from .colour_fixedpoint import IntColourRIDE
 from .fixedpoint import FrontStepper, IntRIDE, Mixture
 from .repeat import HIT, RepeatCounts
@@ -291,8 +291,8 @@ class _RepeatFlags:
     by rank (`repeat.FlagState`, compiled with the kernel stepper); the events are counted after the front."""
 
     def __init__(self, counts: RepeatCounts, stepper: kernels.KernelStepper | TorchCoding, t: int,
-                 keep: np.ndarray) -> None:
-        self.counts, self.stepper, self.t, self.keep = counts, stepper, t, keep
+                 keep: np.ndarray, maps: apm.Tables | None = None) -> None:
+        self.counts, self.stepper, self.t, self.keep, self.maps = counts, stepper, t, keep, maps
         self.compiled = isinstance(stepper, kernels.KernelStepper)
         self.previous = np.zeros(keep.shape[0], dtype=np.int64)
         self.events: list[tuple[np.ndarray, np.ndarray]] = []
@@ -334,7 +334,7 @@ class _RepeatFlags:
         self.previous = (~state.open_).astype(np.int64)
         rest = np.flatnonzero(state.open_)
         symbols, freqs = self.stepper.encode_digits(mix, self.keep[rest], values[rest], digit_bits, state.skip[rest],
-                                                    state.skip_mass[rest])
+                                                    state.skip_mass[rest], **self._maps(k, state, rest))
         if symbols.size:
             encoder.encode(symbols, _CATEGORICAL, freqs)
 
@@ -346,23 +346,39 @@ class _RepeatFlags:
         self.previous = (~state.open_).astype(np.int64)
         values, rest = state.values, np.flatnonzero(state.open_)
         if rest.size:
-            digits = self.stepper.decoder(mix, self.keep[rest], digit_bits, state.skip[rest], state.skip_mass[rest])
+            digits = self.stepper.decoder(mix, self.keep[rest], digit_bits, state.skip[rest], state.skip_mass[rest],
+                                          **self._maps(k, state, rest))
             values[rest] = _read_values(decoder, digits, digit_bits)
         return values
 
+    def _maps(self, k: int, state: repeat.FlagState, rest: np.ndarray) -> dict[str, kernels.MapsOfChannel]:
+        """The digits' keyword for the maps as channel k's cells `rest` use them (format 8; the colour kernels
+        only), or none."""
+        return {} if self.maps is None else {"maps": kernels.MapsOfChannel(self.maps, k, state.activity[rest])}
+
     def update(self) -> None:
+        if self.maps is not None:
+            kernels.maps_update(self.maps)
         if self.events:
             self.counts.update(np.concatenate([c for c, _ in self.events]),
                                np.concatenate([h for _, h in self.events]))
 
 
+def _maps(repeat: bool, maps: bool) -> apm.Tables | None:
+    """A colour image's fresh maps (format 8), or None."""
+    if maps and not repeat:
+        raise ValueError("the adaptive probability maps (format 8) need the repeat flags")
+    return apm.Tables(3) if maps else None
+
+
 @torch.no_grad()
 def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, int], stripes: int, digit_bits: int,
-                  progress: Progress | None = None, repeat: bool = False) -> bytes:
+                  progress: Progress | None = None, repeat: bool = False, maps: bool = False) -> bytes:
     """The range coder's 32-bit words (little-endian bytes) of uint8 pixels [H, W, 3] in the model's coded
     channel order; coding order: front, channel, digit, cells. pads: the frame's value of each channel.
     `repeat` (format 6): per front and channel the kept cells' repeat flags first (`codec.repeat`), then the
-    digits of the cells that missed, each without its candidate value."""
+    digits of the cells that missed, each without its candidate value. `maps` (format 8, with `repeat`): those
+    digits' binary decisions refined by the adaptive probability maps (`codec.apm`)."""
     height, width, _ = pixels.shape
     grid = _Canvases(im, height, width, pads, stripes, "kernels")
     grid.fill(pixels)
@@ -370,6 +386,7 @@ def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, i
     values = pixels.reshape(-1, 3)
     pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
     counts = RepeatCounts(3) if repeat else None
+    tables = _maps(repeat, maps)
     encoder = constriction.stream.queue.RangeEncoder()
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
@@ -378,7 +395,7 @@ def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, i
             hidden, base = stepper.trunk(t)
             codes = np.tile(pad_codes, (hidden.shape[0], 1))  # the stripes' dummy rows keep the frame's value
             codes[keep] = 2 * values[index].astype(np.int64) + 1
-            flags = _RepeatFlags(counts, stepper, t, keep) if counts is not None else None
+            flags = _RepeatFlags(counts, stepper, t, keep, tables) if counts is not None else None
             for k in range(3):
                 mix = stepper.head(k, hidden, base, codes)
                 x = values[index, k].astype(np.int64)
@@ -396,22 +413,24 @@ def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, i
 
 @torch.no_grad()
 def decode_colour(im: IntColourRIDE, payload: bytes, height: int, width: int, pads: tuple[int, int, int],
-                  stripes: int, digit_bits: int, progress: Progress | None = None, repeat: bool = False) -> np.ndarray:
+                  stripes: int, digit_bits: int, progress: Progress | None = None, repeat: bool = False,
+                  maps: bool = False) -> np.ndarray:
     """uint8 pixels [H, W, 3] (coded channel order) of a payload made by `encode_colour` with the same `repeat`
-    (not yet checked against the checksum)."""
+    and `maps` (not yet checked against the checksum)."""
     grid = _Canvases(im, height, width, pads, stripes, "kernels")
     stepper = grid.stepper
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     pixels = np.zeros((height * width, 3), dtype=np.uint8)
     pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
     counts = RepeatCounts(3) if repeat else None
+    tables = _maps(repeat, maps)
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
         if cells is not None:
             keep, index = cells
             hidden, base = stepper.trunk(t)
             codes = np.tile(pad_codes, (hidden.shape[0], 1))
-            flags = _RepeatFlags(counts, stepper, t, keep) if counts is not None else None
+            flags = _RepeatFlags(counts, stepper, t, keep, tables) if counts is not None else None
             for k in range(3):
                 mix = stepper.head(k, hidden, base, codes)
                 if flags is None:

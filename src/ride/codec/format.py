@@ -66,6 +66,10 @@ Format version 7 (grey with the repeat flag, written by `compress` for grey imag
 42-byte header exactly (the cell clip field always present; it may be 10^4 * 2^15), and a payload in which, per
 front, the kept cells' repeat flags come before the digits of the cells that missed.
 
+Format version 8 (colour with the repeat flag and the adaptive probability maps, written by `compress` for colour
+images since 2026-12-08): version 6's 45-byte header exactly, and version 6's payload except that the digits'
+binary decisions are coded with the maps' refined probabilities (`codec.apm`, docs/codec_format.md).
+
 Format version 1 (read only; floating-point probabilities, so it decodes only on machines whose arithmetic matches
 the encoder's):
 
@@ -105,6 +109,7 @@ VERSION_CLIPPED = 4  # grey, with the cell clip in the header
 VERSION_COLOUR_CLIPPED = 5  # colour, with the cell clip in the header
 VERSION_COLOUR_REPEAT = 6  # colour, version 5's header, the repeat flag in the payload
 VERSION_REPEAT = 7  # grey, version 4's header, the repeat flag in the payload
+VERSION_COLOUR_MAPS = 8  # colour, version 6's header and payload, the digits refined by the adaptive maps
 CHANNEL_ORDERS = ("rgb", "grb")  # the channel-order byte of versions 3, 5 and 6
 _FIELDS = struct.Struct(">4sBBIIBH8sII")  # version 1
 _FIELDS_2 = struct.Struct(">4sBBIIBHB8sII")
@@ -158,11 +163,11 @@ def unpack_header(data: bytes) -> tuple[Header | Header2 | Header3, bytes]:
     version = data[len(MAGIC)]
     if version in (VERSION, VERSION_CLIPPED, VERSION_REPEAT):
         return _unpack_header_2(data)
-    if version in (VERSION_COLOUR, VERSION_COLOUR_CLIPPED, VERSION_COLOUR_REPEAT):
+    if version in (VERSION_COLOUR, VERSION_COLOUR_CLIPPED, VERSION_COLOUR_REPEAT, VERSION_COLOUR_MAPS):
         return _unpack_header_3(data)
     if version != VERSION_1:
         raise ValueError(f"ride codec stream of format version {version}; this ride reads versions {VERSION_1} to "
-                         f"{VERSION_REPEAT}")
+                         f"{VERSION_COLOUR_MAPS}")
     if len(data) < HEADER_BYTES_1:
         raise ValueError(f"truncated ride codec stream: {len(data)} bytes, shorter than the {HEADER_BYTES_1}-byte "
                          "header")
@@ -281,9 +286,12 @@ class Header3:
     num_bytes: int
     cell_clip: int = CELL_CLIP_INT  # the integer model's cell clip at 2^-15
     repeat: bool = False  # the payload carries the repeat flag (version 6)
+    maps: bool = False  # and its digits are refined by the adaptive maps (version 8; needs `repeat`)
 
     @property
     def version(self) -> int:
+        if self.maps:
+            return VERSION_COLOUR_MAPS
         if self.repeat:
             return VERSION_COLOUR_REPEAT
         return VERSION_COLOUR if self.cell_clip == CELL_CLIP_INT else VERSION_COLOUR_CLIPPED
@@ -300,20 +308,21 @@ class Header3:
 
 
 def _unpack_header_3(data: bytes) -> tuple[Header3, bytes]:
-    """Format 3, 5 or 6 (colour)."""
+    """Format 3, 5, 6 or 8 (colour)."""
     version = data[len(MAGIC)]
-    clipped = version in (VERSION_COLOUR_CLIPPED, VERSION_COLOUR_REPEAT)  # the layout with the clip field
+    repeat = version in (VERSION_COLOUR_REPEAT, VERSION_COLOUR_MAPS)
+    clipped = repeat or version == VERSION_COLOUR_CLIPPED  # the layout with the clip field
     layout, size = (_FIELDS_5, HEADER_BYTES_5) if clipped else (_FIELDS_3, HEADER_BYTES_3)
     values, clip = _header_fields(data, layout, 9 if clipped else None)
     _, _, mode, height, width, pads, stripes, bits, order, fingerprint, pixel_crc, num_bytes = values
-    clip_limit = CELL_CLIP_INT if version == VERSION_COLOUR_REPEAT else CELL_CLIP_INT - 1
+    clip_limit = CELL_CLIP_INT if repeat else CELL_CLIP_INT - 1
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= stripes <= height) or mode > MODE_STORED \
             or bits not in DIGIT_BITS or order >= len(CHANNEL_ORDERS) or (clipped and not 1 <= clip <= clip_limit):
         raise ValueError(f"corrupted ride codec stream: mode {mode}, image size {height}x{width}, {stripes} stripes, "
                          f"{bits} bits per digit, channel order {order}, cell clip {clip}")
     _check_payload_size(data, size, num_bytes, mode, 3 * height * width)
     header = Header3(mode, height, width, tuple(pads), stripes, bits, CHANNEL_ORDERS[order], fingerprint, pixel_crc,
-                     num_bytes, clip, version == VERSION_COLOUR_REPEAT)
+                     num_bytes, clip, repeat, version == VERSION_COLOUR_MAPS)
     return header, data[size:]
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import repeat
+from . import apm, repeat
 from .colour_fixedpoint import R_CLIP
 from .fixedpoint import (
     FEAT_CLIP,
@@ -277,6 +277,121 @@ def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, sk
         _frequencies(ext[q], digit_bits, freqs, q)
 
 
+@_jit
+def _apm_digit(table, stretch, ctx_base, activity_classes, digit_bits, ext, freqs, row, budget, knot, weight):  # noqa: ANN001, ANN202
+    """`apm.digit_frequencies` compiled: frequencies [2^b] (sum 2^24 - 2^b) into freqs[row] of a digit whose
+    interval's edges have Cq ext [2^b + 1], from its binary tree's decisions refined by the maps `table` [contexts,
+    KNOTS] (contexts ctx_base + depth * activity_classes); each node's knot index (context * KNOTS + knot) and
+    weight into knot, weight [2^b - 1] (node 2^depth - 1 + index, breadth first). budget [2^b]: scratch."""
+    radix = 1 << digit_bits
+    knots = table.shape[1]
+    budget[0] = (np.int64(1) << 24) - radix
+    for depth in range(digit_bits):
+        size = radix >> depth
+        ctx = ctx_base + depth * activity_classes
+        for index in range((1 << depth) - 1, -1, -1):  # children 2i, 2i + 1 overwrite parents already split
+            a = index * size
+            low, mid, high = ext[a], ext[a + size // 2], ext[a + size]
+            if high == low:
+                p = np.int64(1) << 15
+            else:
+                p = min(max(2 * (((high - mid) << 15) // (high - low)), np.int64(1)), np.int64(65535))
+            s = stretch[p >> 4] + 2048
+            j, w = s >> 7, s & 127
+            learnt = (table[ctx, j] * (128 - w) + table[ctx, j + 1] * w) >> 7
+            q = min(max((learnt + p + 1) >> 1, np.int64(1)), np.int64(65535))
+            whole = budget[index]
+            upper = (whole * q) >> 16
+            node = (1 << depth) - 1 + index
+            knot[node], weight[node] = ctx * knots + j, w
+            budget[2 * index], budget[2 * index + 1] = whole - upper, upper
+    for d in range(radix):
+        freqs[row, d] = budget[d]
+
+
+@_jit
+def _apm_path(knot, weight, digit, digit_bits, ones, shares):  # noqa: ANN001, ANN202
+    """Gather the events of a digit's decisions along its path (`apm.Tables.add`) into ones, shares (flat
+    [contexts KNOTS]) from its nodes' knot, weight [2^b - 1]."""
+    for depth in range(digit_bits):
+        node = (1 << depth) - 1 + (digit >> (digit_bits - depth))
+        bit = (digit >> (digit_bits - depth - 1)) & 1
+        k, w = knot[node], weight[node]
+        shares[k] += 128 - w
+        ones[k] += (128 - w) * bit
+        shares[k + 1] += w
+        ones[k + 1] += w * bit
+
+
+@_jit_parallel
+def _encode_cells_apm(count, offset, weights, step, total, phi, keep, values, digit_bits, skip, skip_mass,  # noqa: ANN001, ANN202
+                      table, stretch, ctx_base, activity_classes, symbols, freqs, knot, weight):
+    """`_encode_cells` with the digits' decisions refined by the maps (format 8): ctx_base [n] is each cell's
+    context of its most significant bit; each level's nodes' knots and weights into knot, weight [n, levels,
+    2^b - 1] (for `_apm_gather`)."""
+    radix, levels = 1 << digit_bits, 8 // digit_bits
+    n = keep.shape[0]
+    for q in _prange(n):
+        ext = np.empty(radix + 1, dtype=np.int64)
+        budget = np.empty(radix, dtype=np.int64)
+        i, v = keep[q], values[q]
+        low, high, start = np.int64(0), total[i] - skip_mass[q].sum(), np.int64(0)
+        for level in range(levels):
+            width = 8 - digit_bits * (level + 1)
+            _cdf_edges(count, offset, weights, step, phi, i, start, width, radix, ext)
+            _exclude(ext, start, width, radix, skip[q], skip_mass[q])
+            ext[0], ext[radix] = low, high
+            digit = (v >> width) & (radix - 1)
+            _apm_digit(table, stretch, ctx_base[q] + level * digit_bits * activity_classes, activity_classes,
+                       digit_bits, ext, freqs, level * n + q, budget, knot[q, level], weight[q, level])
+            symbols[level, q] = digit
+            low, high = ext[digit], ext[digit + 1]
+            start += np.int64(digit) << width
+
+
+@_jit
+def _apm_gather(symbols, digit_bits, knot, weight, ones, shares):  # noqa: ANN001, ANN202
+    """The events of the encoder's digits (symbols [levels, n]) into ones, shares (sums: any order)."""
+    for level in range(symbols.shape[0]):
+        for q in range(symbols.shape[1]):
+            _apm_path(knot[q, level], weight[q, level], symbols[level, q], digit_bits, ones, shares)
+
+
+@_jit_parallel
+def _decode_level_apm(count, offset, weights, step, phi, keep, level, digit_bits, skip, skip_mass, start, ext,  # noqa: ANN001, ANN202
+                      table, stretch, ctx_base, activity_classes, freqs, knot, weight):
+    """`_decode_level` with the maps (format 8); each cell's nodes' knots and weights into knot, weight [n,
+    2^b - 1] (for `_decode_advance_apm`)."""
+    radix = 1 << digit_bits
+    width = 8 - digit_bits * (level + 1)
+    for q in _prange(keep.shape[0]):
+        budget = np.empty(radix, dtype=np.int64)
+        _cdf_edges(count, offset, weights, step, phi, keep[q], start[q], width, radix, ext[q])
+        _exclude(ext[q], start[q], width, radix, skip[q], skip_mass[q])
+        _apm_digit(table, stretch, ctx_base[q] + level * digit_bits * activity_classes, activity_classes,
+                   digit_bits, ext[q], freqs, q, budget, knot[q], weight[q])
+
+
+@_jit
+def _decode_advance_apm(digits, level, digit_bits, start, ext, knot, weight, ones, shares):  # noqa: ANN001, ANN202
+    """`_decode_advance` and the events of the digits' decisions."""
+    _decode_advance(digits, level, digit_bits, start, ext)
+    for q in range(digits.shape[0]):
+        _apm_path(knot[q], weight[q], np.int64(digits[q]), digit_bits, ones, shares)
+
+
+@_jit
+def _apm_update(table, seen, ones, shares, memory):  # noqa: ANN001, ANN202
+    """`apm.update` compiled (flat arrays)."""
+    for k in range(table.shape[0]):
+        if shares[k] > 0:
+            past = seen[k]
+            table[k] = (table[k] * past + (ones[k] << 16)) // (past + shares[k])
+            seen[k] = min(past + shares[k], memory)
+            ones[k] = 0
+            shares[k] = 0
+
+
 @_jit_parallel
 def _value_masses(count, offset, weights, step, total, phi, keep, values, wanted, out):  # noqa: ANN001, ANN202
     """The integer masses Cq(v + 1) - Cq(v) of the values values[q] [K] (0..255) in kept cell keep[q], into
@@ -488,6 +603,21 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 
+class MapsOfChannel:
+    """The maps (`apm.Tables`) as one channel's digits use them: each kept cell's context of its most significant
+    bit (ctx_base [n], from the channel and the cells' activity classes [n])."""
+
+    def __init__(self, tables: apm.Tables, channel: int, activity: np.ndarray) -> None:
+        self.tables = tables
+        self.ctx_base = apm.context(channel, 0, 0) + np.ascontiguousarray(activity, dtype=np.int64)
+
+
+def maps_update(tables: apm.Tables) -> None:
+    """`apm.Tables.update` compiled (after each front)."""
+    _apm_update(tables.table.reshape(-1), tables.seen.reshape(-1), tables.ones.reshape(-1),
+                tables.shares.reshape(-1), np.int64(apm.MEMORY))
+
+
 class KernelMixture:
     """A front's mixture constants for all its cells, the components of non-zero weight first: count [N],
     offsets, weights and edge steps [N, C S], totals Cq(256) [N]."""
@@ -625,21 +755,31 @@ class KernelStepper(FrontGeometry):
 
     def encode_digits(self, mix: KernelMixture, keep: np.ndarray, values: np.ndarray, digit_bits: int,
                       skip: np.ndarray | None = None, skip_mass: np.ndarray | None = None,
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      maps: MapsOfChannel | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Symbols [levels n] (int32) and frequencies [levels n, 2^b] (float64 holding integers) of the kept
         cells' values [n], in the stream's order; with `skip` [n, K] (values) and `skip_mass` [n, K] (their masses,
-        `value_masses`; 0 for none), each cell's distribution without those values (the repeat flags' misses)."""
+        `value_masses`; 0 for none), each cell's distribution without those values (the repeat flags' misses);
+        with `maps` (format 8), the digits' decisions refined by the maps, whose events are gathered."""
         n, levels, radix = keep.shape[0], 8 // digit_bits, 1 << digit_bits
         skip, skip_mass = _skips(n, skip, skip_mass)
         symbols = np.empty((levels, n), dtype=np.int32)
         freqs = np.empty((levels * n, radix), dtype=np.float64)
-        _encode_cells(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep, values, digit_bits,
-                      skip, skip_mass, symbols, freqs)
+        if maps is None:
+            _encode_cells(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep, values,
+                          digit_bits, skip, skip_mass, symbols, freqs)
+        else:
+            t = maps.tables
+            knot = np.empty((n, levels, radix - 1), dtype=np.int64)
+            weight = np.empty((n, levels, radix - 1), dtype=np.int64)
+            _encode_cells_apm(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep, values,
+                              digit_bits, skip, skip_mass, t.table, apm.STRETCH, maps.ctx_base, repeat.ACTIVITY,
+                              symbols, freqs, knot, weight)
+            _apm_gather(symbols, digit_bits, knot, weight, t.ones.reshape(-1), t.shares.reshape(-1))
         return symbols.reshape(-1), freqs
 
     def decoder(self, mix: KernelMixture, keep: np.ndarray, digit_bits: int, skip: np.ndarray | None = None,
-                skip_mass: np.ndarray | None = None) -> KernelDigits:
-        return KernelDigits(self, mix, keep, digit_bits, skip, skip_mass)
+                skip_mass: np.ndarray | None = None, maps: MapsOfChannel | None = None) -> KernelDigits:
+        return KernelDigits(self, mix, keep, digit_bits, skip, skip_mass, maps)
 
     def value_masses(self, mix: KernelMixture, keep: np.ndarray, values: np.ndarray,
                      wanted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -698,9 +838,13 @@ class KernelDigits:
     """The decoder's state for one front: each kept cell's interval, digit by digit."""
 
     def __init__(self, stepper: KernelStepper, mix: KernelMixture, keep: np.ndarray, digit_bits: int,
-                 skip: np.ndarray | None = None, skip_mass: np.ndarray | None = None) -> None:
+                 skip: np.ndarray | None = None, skip_mass: np.ndarray | None = None,
+                 maps: MapsOfChannel | None = None) -> None:
         n, radix = keep.shape[0], 1 << digit_bits
-        self.stepper, self.mix, self.keep, self.digit_bits = stepper, mix, keep, digit_bits
+        self.stepper, self.mix, self.keep, self.digit_bits, self.maps = stepper, mix, keep, digit_bits, maps
+        if maps is not None:
+            self.knot = np.empty((n, radix - 1), dtype=np.int64)
+            self.weight = np.empty((n, radix - 1), dtype=np.int64)
         self.skip, self.skip_mass = _skips(n, skip, skip_mass)
         self.start = np.zeros(n, dtype=np.int64)
         self.ext = np.empty((n, radix + 1), dtype=np.int64)
@@ -710,13 +854,23 @@ class KernelDigits:
 
     def frequencies(self, level: int) -> np.ndarray:
         """float64 [n, 2^b]: the frequencies of digit `level` of every kept cell."""
-        mix = self.mix
-        _decode_level(mix.count, mix.offset, mix.weights, mix.step, self.stepper.phi, self.keep, level,
-                      self.digit_bits, self.skip, self.skip_mass, self.start, self.ext, self.freqs)
+        mix, maps = self.mix, self.maps
+        if maps is None:
+            _decode_level(mix.count, mix.offset, mix.weights, mix.step, self.stepper.phi, self.keep, level,
+                          self.digit_bits, self.skip, self.skip_mass, self.start, self.ext, self.freqs)
+        else:
+            _decode_level_apm(mix.count, mix.offset, mix.weights, mix.step, self.stepper.phi, self.keep, level,
+                              self.digit_bits, self.skip, self.skip_mass, self.start, self.ext, maps.tables.table,
+                              apm.STRETCH, maps.ctx_base, repeat.ACTIVITY, self.freqs, self.knot, self.weight)
         return self.freqs
 
     def advance(self, digits: np.ndarray, level: int) -> None:
-        _decode_advance(digits, level, self.digit_bits, self.start, self.ext)
+        if self.maps is None:
+            _decode_advance(digits, level, self.digit_bits, self.start, self.ext)
+        else:
+            t = self.maps.tables
+            _decode_advance_apm(digits, level, self.digit_bits, self.start, self.ext, self.knot, self.weight,
+                                t.ones.reshape(-1), t.shares.reshape(-1))
 
     @property
     def values(self) -> np.ndarray:

@@ -1,0 +1,192 @@
+"""Probe (issue 31): would secondary estimation (an adaptive probability map, APM / SSE) of the value's binary
+decisions shrink the colour codec's files beyond the repeat flags?
+
+The colour heads are under-confident on never-JPEG photographs (a per-image precision factor wanted sharper
+densities on 8 of 10 photographs; the repeat flags, learnt on the image, took 1.5%). Context-mixing coders refine
+every binary decision with a table learnt on the image so far: p' = APM[context](stretch(p)), interpolated between
+buckets of stretch(p), and code with a mix of p and p'. Here each value that the repeat flags do not code (no
+candidate hit) is decomposed into its 8 binary decisions (most significant bit first) under the integer model's
+distribution without the candidates (as the codec's digits are), and the ideal code length of those decisions is
+measured with the model's probabilities and with the APM's, the table updated after each front (as a decoder
+could). The flags' own cost is unchanged by the APM, so the saving is reported against the codec's whole file of the
+same image (format 6, the shipped default).
+
+    RIDE_DATA=../shared/data OMP_NUM_THREADS=1 python experiments/sse_probe.py --crop 384
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from ride.codec import compress, engine, kernels
+from ride.codec.coder import _to_coded, default_stripes, integer_model
+from ride.model_zoo import pretrained
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_codec_colour import wikipedia_whole  # noqa: E402 - benchmarks/
+
+STRETCH_CLIP = 8.0
+#: designs: name -> the APM's memory in events; the context is the channel and the bit's position ("level"), and
+#: the activity class of the repeat flags; the last part of the name is the APM's share in the coded probability
+DESIGNS = {"level": 128.0, "level+activity": 128.0, "level+activity, mix 1/2": 128.0,
+           "level+activity, memory 32": 32.0, "level+activity, memory 1024": 1024.0,
+           "level+activity, memory 1024, mix 1/2": 1024.0, "level+activity, memory 1024, mix 3/4": 1024.0}
+MIX = {"mix 1/2": 0.5, "mix 3/4": 0.75}
+
+
+@numba.njit(cache=False)
+def _path(count, offset, weights, step, total, phi, keep, values, skip, skip_mass, p_one, bits):  # noqa: ANN001, ANN202
+    """P(bit = 1) [n, 8] of each cell's 8 binary decisions along its value's path (values [n]) under the mixture
+    without the values skip[q] (masses skip_mass[q]), and the bits [n, 8]."""
+    ext = np.empty(2, dtype=np.int64)
+    for q in range(keep.shape[0]):
+        i, v = keep[q], values[q]
+        low, high, start = np.int64(0), total[i] - skip_mass[q].sum(), np.int64(0)
+        for level in range(8):
+            width = 7 - level
+            kernels._cdf_edges(count, offset, weights, step, phi, i, start, width, 2, ext)
+            mid_edge = start + (np.int64(1) << width)
+            mid = ext[1]
+            for m in range(skip.shape[1]):
+                if skip_mass[q, m] != 0 and skip[q, m] < mid_edge:
+                    mid -= skip_mass[q, m]
+            bit = (v >> width) & 1
+            p_one[q, level] = (high - mid) / max(high - low, 1)
+            bits[q, level] = bit
+            if bit:
+                low, start = mid, mid_edge
+            else:
+                high = mid
+
+
+class APM:
+    """An adaptive probability map per context: `buckets` knots over stretch(p) in [-8, 8], interpolated. A front's
+    events update each knot at once, as the running mean of its events (weighted by the interpolation's shares),
+    the knot's past weighing at most `memory` events: the same table whatever the events' order in the front."""
+
+    def __init__(self, contexts: int, buckets: int = 33, memory: float = 128.0) -> None:
+        knots = np.linspace(-STRETCH_CLIP, STRETCH_CLIP, buckets)
+        self.table = np.tile(1 / (1 + np.exp(-knots)), (contexts, 1))
+        self.seen = np.full((contexts, buckets), 1.5)  # the knot's start weighs 1.5 events
+        self.buckets, self.memory = buckets, memory
+
+    def locate(self, context: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = np.clip(np.log(p / (1 - p)), -STRETCH_CLIP, STRETCH_CLIP)
+        pos = (s + STRETCH_CLIP) / (2 * STRETCH_CLIP) * (self.buckets - 1)
+        j = np.minimum(pos.astype(np.int64), self.buckets - 2)
+        w = pos - j
+        return context, j, w
+
+    def predict(self, where: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        c, j, w = where
+        return (1 - w) * self.table[c, j] + w * self.table[c, j + 1]
+
+    def update(self, events: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]]) -> None:
+        ones, weight = np.zeros_like(self.table), np.zeros_like(self.table)
+        for (c, j, w), bit in events:
+            for k, share in ((j, 1 - w), (j + 1, w)):
+                np.add.at(ones, (c, k), share * bit)
+                np.add.at(weight, (c, k), share)
+        past = np.minimum(self.seen, self.memory)
+        self.table = (self.table * past + ones) / (past + weight)
+        self.seen += weight
+
+
+def probe(model, image: np.ndarray) -> dict[str, float]:  # noqa: ANN001
+    """Ideal bits of the no-hit values' binary decisions: the model's, and with APMs of a few designs."""
+    im = integer_model(model)
+    coded = _to_coded(image, im.transform)
+    height, width, _ = coded.shape
+    stripes = engine.stripe_layout(height, default_stripes(height, colour=True))[1]
+    pads = tuple(int(round(float(coded[..., k].mean()))) for k in range(3))
+    grid = engine._Canvases(im, height, width, pads, stripes, "kernels")
+    grid.fill(coded)
+    stepper = grid.stepper
+    values = coded.reshape(-1, 3)
+    pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
+    designs = {name: APM(3 * 8 * (1 if name == "level" else 5), memory=memory)
+               for name, memory in DESIGNS.items()}
+    cost = dict.fromkeys(["model", *designs], 0.0)
+    decisions = 0
+    for t in range(stepper.num_fronts):
+        cells = grid.cells(t)
+        if cells is None:
+            continue
+        keep, index = cells
+        hidden, base = stepper.trunk(t)
+        codes = np.tile(pad_codes, (hidden.shape[0], 1))
+        codes[keep] = 2 * values[index].astype(np.int64) + 1
+        pending: dict[str, list] = {name: [] for name in designs}
+        for k in range(3):
+            mix = stepper.head(k, hidden, base, codes)
+            x = values[index, k].astype(np.int64)
+            cands, active, first = engine._candidates(stepper, t, keep, k)
+            miss = ~((cands == x[:, None]) & first).any(1)
+            rest = np.flatnonzero(miss)
+            if rest.size == 0:
+                continue
+            masses, _ = stepper.value_masses(mix, keep[rest], cands[rest], first[rest])
+            skip = np.where(first[rest], cands[rest], -1)
+            p_one = np.empty((rest.size, 8))
+            bits = np.empty((rest.size, 8), dtype=np.int64)
+            _path(mix.count, mix.offset, mix.weights, mix.step, mix.total, stepper.phi, keep[rest], x[rest],
+                  np.ascontiguousarray(skip), np.ascontiguousarray(masses), p_one, bits)
+            p = np.clip(p_one, 1e-9, 1 - 1e-9).reshape(-1)
+            bit = bits.reshape(-1)
+            level = np.tile(np.arange(8), rest.size)
+            act = np.repeat(active[rest], 8)
+            cost["model"] += -np.log2(np.where(bit == 1, p, 1 - p)).sum()
+            decisions += bit.size
+            for name, apm in designs.items():
+                context = k * 8 + level if name == "level" else (k * 8 + level) * 5 + act
+                where = apm.locate(context, p)
+                q = apm.predict(where)
+                share = MIX.get(name.split(", ")[-1], 1.0)
+                q = np.clip(share * q + (1 - share) * p, 1e-9, 1 - 1e-9)
+                cost[name] += -np.log2(np.where(bit == 1, q, 1 - q)).sum()
+                pending[name].append((where, bit))
+        for name, apm in designs.items():  # after the front, as a decoder could
+            if pending[name]:
+                apm.update(pending[name])
+        stepper.write(t, codes)
+    cost["decisions"] = decisions
+    return cost
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="photo_colour_nojpeg")
+    parser.add_argument("--crop", type=int, default=384, help="central crop side (0: whole photographs)")
+    parser.add_argument("--limit", type=int, default=10)
+    args = parser.parse_args()
+    model = pretrained(args.model)
+    totals: dict[str, float] = {}
+    file_bits = 0
+    for name, image in wikipedia_whole(args.limit):
+        if args.crop:
+            h, w = image.shape[:2]
+            top, left = (h - args.crop) // 2, (w - args.crop) // 2
+            image = np.ascontiguousarray(image[top : top + args.crop, left : left + args.crop])
+        started = time.perf_counter()
+        bits = 8 * len(compress(model, image))
+        cost = probe(model, image)
+        file_bits += bits
+        for key, value in cost.items():
+            totals[key] = totals.get(key, 0.0) + value
+        saved = "  ".join(f"{key} {(cost[key] - cost['model']) / bits * 100:+.2f}%" for key in cost
+                          if key not in ("model", "decisions"))
+        print(f"{name}: file {bits / image.size:.4f} bits/sub-px, digits {cost['model'] / bits * 100:.1f}% of it; "
+              f"saved of the file: {saved}  ({time.perf_counter() - started:.0f} s)", flush=True)
+    saved = "  ".join(f"{key} {(totals[key] - totals['model']) / file_bits * 100:+.2f}%" for key in totals
+                      if key not in ("model", "decisions"))
+    print(f"all: digits {totals['model'] / file_bits * 100:.1f}% of the files; saved of the files: {saved}")
+
+
+if __name__ == "__main__":
+    main()
