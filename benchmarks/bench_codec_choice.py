@@ -44,18 +44,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-repeat", action="store_true",
                         help="without the codec's repeat flags (formats 2/4, 3/5, as before 2026-12-07)")
+    parser.add_argument("--no-maps", action="store_true",
+                        help="colour without the adaptive probability maps (format 6, as before 2026-12-08)")
     parser.add_argument("--samples", nargs="*", default=[], metavar="BANDSxROWSxWIDTH",
                         help="other sample shapes to report (their choice's size, agreement and time), e.g. 2x32x256")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     repeat = not args.no_repeat
     colour = args.mode == "rgb"
+    maps = repeat and colour and not args.no_maps
     names = args.candidates or list(CODEC_CANDIDATES[colour])
     models = [pretrained(name) for name in names]
     sets = {"BSDS300 test (JPEG)": bsds_test(args.limit), "Wikimedia val": wikipedia_whole(args.wiki_limit),
             "aerials val": aerials_whole(args.aerials_limit)}
     print(f"mode {args.mode}, candidates {', '.join(names)}; data {data_root()}; {platform.machine()}, "
-          f"{args.threads} thread(s), torch {torch.__version__}; repeat flags {'on' if repeat else 'off'}")
+          f"{args.threads} thread(s), torch {torch.__version__}; repeat flags {'on' if repeat else 'off'}, "
+          f"maps {'on' if maps else 'off'}")
     unit = "bits per sub-pixel" if colour else "bits/px"
     shapes = [tuple(int(v) for v in text.split("x")) for text in args.samples]
     others = "".join(f" | sample {b}x{r}x{w}: size, = oracle, time / one encode" for b, r, w in shapes)
@@ -73,10 +77,10 @@ def main() -> None:
             sizes = []
             for model in models:
                 start = time.perf_counter()
-                sizes.append(len(compress(model, image, repeat=repeat)))
+                sizes.append(len(compress(model, image, repeat=repeat, maps=maps)))
                 t_encode += time.perf_counter() - start
             start = time.perf_counter()
-            choice = compress_best(models, image, repeat=repeat)
+            choice = compress_best(models, image, repeat=repeat, maps=maps)
             t_choice += time.perf_counter() - start
             assert np.array_equal(decompress(models[choice.index], choice.data), image), "round trip failed"
             totals[: len(names)] += sizes
@@ -87,7 +91,7 @@ def main() -> None:
             for k, (bands, rows, width) in enumerate(shapes):
                 start = time.perf_counter()
                 windows = sample_windows(image.shape[0], image.shape[1], bands, rows, width)
-                on_sample = sample_bytes(models, image, windows, repeat)
+                on_sample = sample_bytes(models, image, windows, repeat, maps)
                 alt[k, 2] += time.perf_counter() - start
                 pick = int(np.argmin(on_sample))  # the first of equals, as compress_best
                 alt[k, :2] += sizes[pick], sizes[pick] == min(sizes)

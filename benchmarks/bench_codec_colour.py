@@ -107,14 +107,15 @@ def other_codecs() -> dict[str, tuple]:
 
 
 REPEAT = True  # the codec's repeat flags (formats 6 / 7); --no-repeat: formats 3 / 5, as before 2026-12-07
+MAPS = True  # the adaptive probability maps (colour format 8); --no-maps: format 6, as before 2026-12-08
 
 
 def encode(models, image: np.ndarray):  # noqa: ANN001, ANN201
     """(stream, the model that decodes it): one model, or the encoder's choice among a list of them."""
     if isinstance(models, list):
-        choice = compress_best(models, image, repeat=REPEAT)
+        choice = compress_best(models, image, repeat=REPEAT, maps=REPEAT and MAPS)
         return choice.data, models[choice.index]
-    return compress(models, image, repeat=REPEAT), models
+    return compress(models, image, repeat=REPEAT, maps=REPEAT and MAPS), models
 
 
 def compare(args: argparse.Namespace, model) -> None:  # noqa: ANN001
@@ -198,10 +199,12 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--no-repeat", action="store_true",
                         help="ride without the repeat flags (formats 3 / 5, as before 2026-12-07)")
+    parser.add_argument("--no-maps", action="store_true",
+                        help="ride without the adaptive probability maps (format 6, as before 2026-12-08)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    global REPEAT
-    REPEAT = not args.no_repeat
+    global REPEAT, MAPS
+    REPEAT, MAPS = not args.no_repeat, not args.no_maps
     if args.checkpoint == "choice":
         from ride.model_zoo import CODEC_CANDIDATES
 
@@ -215,7 +218,8 @@ def main() -> None:
     _, t_first = timed(encode, model, tiny)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} threads; start-up: import {T_IMPORT:.2f} s, model {t_model:.2f} s, integer model "
-          f"{t_int:.2f} s, first kernel call {t_first:.2f} s; repeat flags {'on' if REPEAT else 'off'}\n")
+          f"{t_int:.2f} s, first kernel call {t_first:.2f} s; repeat flags {'on' if REPEAT else 'off'}, "
+          f"maps {'on' if REPEAT and MAPS else 'off'}\n")
     {"compare": compare, "speed": speed}[args.what](args, model)
 
 

@@ -4,8 +4,9 @@
     ride compress A.png B.png --out-dir DIR          several: DIR/A.ride, DIR/B.ride
     ride decompress IN.ride -o OUT.png               (or several with --out-dir)
 
-Grey streams are format version 7, colour streams version 6 (the repeat flags of `ride.codec.repeat` before each
-value; portable: exact integer arithmetic, see `ride.codec`); files of versions 1 to 5 still decode. `--checkpoint M`
+Grey streams are format version 7, colour streams version 8 (the repeat flags of `ride.codec.repeat` before each
+value, and for colour the adaptive probability maps of `ride.codec.apm`; portable: exact integer arithmetic, see
+`ride.codec`); files of versions 1 to 6 still decode. `--checkpoint M`
 names a checkpoint file or a shipped model, and may be given several times; compress codes each image with the one
 that codes a sample of it smallest (`ride.codec.selection`), by default among the shipped candidates for its mode
 (`model_zoo.CODEC_CANDIDATES`: photo_grey and photo_grey_nojpeg for 8-bit grey images, photo_colour and

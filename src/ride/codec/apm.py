@@ -49,8 +49,8 @@ def squash(x: np.ndarray) -> np.ndarray:
 
 
 def _stretch_table() -> np.ndarray:
-    """int64 [4096]: stretch of the 12-bit probability p, the smallest x in -2047..2047 with squash(x) >= p (the
-    inverse of the monotone integer squash)."""
+    """int64 [4096]: stretch of the 12-bit probability p, the smallest x in -2047..2047 with squash(x) >= p, 2047
+    where there is none (the inverse of the monotone integer squash)."""
     values = squash(np.arange(-2047, 2048))
     return np.minimum(np.searchsorted(values, np.arange(4096), side="left"), 4094) - 2047
 

@@ -1,10 +1,11 @@
 """Lossless compression of 8-bit grey images with a RIDE model, and of 8-bit RGB images with a lossless colour RIDE
 (`ride.colour_lossless.LosslessColourRIDE`), with a range coder (`constriction`).
 
-Colour images (format version 6 with the repeat flag of `codec.repeat`; 3, or 5 for a model that clips its cells
-below 10^4, without it) are coded as the grey ones are, with the colour model's integer form
-(`colour_fixedpoint.quantise_colour`): the three channels of each pixel in the model's order (R, then G given R, then
-B given R and G), each channel's frame at its own rounded mean.
+Colour images (format version 8 with the repeat flag of `codec.repeat` and the adaptive probability maps of
+`codec.apm`; 6 without the maps; 3, or 5 for a model that clips its cells below 10^4, without either) are coded as
+the grey ones are, with the colour model's integer form (`colour_fixedpoint.quantise_colour`): the three channels
+of each pixel in the model's order (R, then G given R, then B given R and G), each channel's frame at its own
+rounded mean.
 
 `compress` writes grey images as format version 7 (the repeat flag; without it 2, or 4 for a model that clips its
 cells below 10^4; docs/codec_format.md): the

@@ -55,7 +55,7 @@ def sample_windows(height: int, width: int, bands: int = SAMPLE_BANDS, rows: int
 
 
 def sample_bytes(models: Sequence[nn.Module], image: np.ndarray, windows: list[tuple[slice, slice]],
-                 repeat: bool = True) -> tuple[int, ...]:
+                 repeat: bool = True, maps: bool | None = None) -> tuple[int, ...]:
     """Each model's stream bytes of the image's windows, stacked into one image and coded with one stripe per
     window: each window is coded from its own top, without context from the others (as on its own), and the
     windows' fronts are stepped side by side, so a sample of short bands does not pay each band's fronts apart.
@@ -65,16 +65,17 @@ def sample_bytes(models: Sequence[nn.Module], image: np.ndarray, windows: list[t
     if len(shapes) != 1:
         raise ValueError(f"the sample's windows must share one shape, found {sorted(shapes)}")
     stacked = np.ascontiguousarray(np.concatenate([image[r, c] for r, c in windows], axis=0))
-    return tuple(len(compress(model, stacked, stripes=len(windows), repeat=repeat)) for model in models)
+    return tuple(len(compress(model, stacked, stripes=len(windows), repeat=repeat, maps=maps)) for model in models)
 
 
 def compress_best(models: Sequence[nn.Module], image: np.ndarray, progress: Progress | None = None,
                   stripes: int | None = None, bands: int = SAMPLE_BANDS, rows: int = SAMPLE_ROWS,
-                  max_width: int = SAMPLE_WIDTH, repeat: bool = True) -> Choice:
+                  max_width: int = SAMPLE_WIDTH, repeat: bool = True, maps: bool | None = None) -> Choice:
     """`compress(models[i], image)` for the candidate i that codes the image's sample shortest (the first of equals).
 
     image: uint8 [H, W] for grey models, [H, W, 3] for colour ones (every candidate must take it). `progress`,
-    `stripes` and `repeat` are those of the final `compress`; the sample's bands are coded in one stripe each.
+    `stripes`, `repeat` and `maps` are those of the final `compress`; the sample's bands are coded in one stripe
+    each.
     """
     if len(models) == 0:
         raise ValueError("no candidate model to code the image with")
@@ -85,11 +86,12 @@ def compress_best(models: Sequence[nn.Module], image: np.ndarray, progress: Prog
     sample_pixels = sum((r.stop - r.start) * (c.stop - c.start) for r, c in windows)
     whole = len(models) == 1 or sample_pixels >= pixels.shape[0] * pixels.shape[1]
     if whole:
-        streams = [compress(model, pixels, progress=progress, stripes=stripes, repeat=repeat) for model in models]
+        streams = [compress(model, pixels, progress=progress, stripes=stripes, repeat=repeat, maps=maps)
+                   for model in models]
         sizes, sample_pixels = tuple(len(s) for s in streams), pixels.shape[0] * pixels.shape[1]
     else:
-        sizes = sample_bytes(models, pixels, windows, repeat)
+        sizes = sample_bytes(models, pixels, windows, repeat, maps)
     index = min(range(len(models)), key=sizes.__getitem__)  # the first of equals
     data = streams[index] if whole else compress(models[index], pixels, progress=progress, stripes=stripes,
-                                                 repeat=repeat)
+                                                 repeat=repeat, maps=maps)
     return Choice(index, data, sizes, sample_pixels, whole)
