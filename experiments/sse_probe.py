@@ -9,7 +9,8 @@ candidate hit) is decomposed into its 8 binary decisions (most significant bit f
 distribution without the candidates (as the codec's digits are), and the ideal code length of those decisions is
 measured with the model's probabilities and with the APM's, the table updated after each front (as a decoder
 could). The flags' own cost is unchanged by the APM, so the saving is reported against the codec's whole file of the
-same image (format 6, the shipped default).
+same image (format 6: the flags without the maps). Format 8 (2026-12-08) ships the design "level+activity, memory
+1024, mix 1/2" in integers (`ride.codec.apm`).
 
     RIDE_DATA=../shared/data OMP_NUM_THREADS=1 python experiments/sse_probe.py --crop 384
 """
@@ -36,7 +37,12 @@ STRETCH_CLIP = 8.0
 #: the activity class of the repeat flags; the last part of the name is the APM's share in the coded probability
 DESIGNS = {"level": 128.0, "level+activity": 128.0, "level+activity, mix 1/2": 128.0,
            "level+activity, memory 32": 32.0, "level+activity, memory 1024": 1024.0,
-           "level+activity, memory 1024, mix 1/2": 1024.0, "level+activity, memory 1024, mix 3/4": 1024.0}
+           "level+activity, memory 1024, mix 1/2": 1024.0, "level+activity, memory 1024, mix 3/4": 1024.0,
+           "level+activity+previous, memory 1024, mix 1/2": 1024.0,
+           "level+activity, 65 knots, memory 1024, mix 1/2": 1024.0}
+#: --designs short: the shipped design (format 8) and two variants of it
+SHORT = ("level+activity, memory 1024, mix 1/2", "level+activity+previous, memory 1024, mix 1/2",
+         "level+activity, 65 knots, memory 1024, mix 1/2")
 MIX = {"mix 1/2": 0.5, "mix 3/4": 0.75}
 
 
@@ -98,7 +104,7 @@ class APM:
         self.seen += weight
 
 
-def probe(model, image: np.ndarray) -> dict[str, float]:  # noqa: ANN001
+def probe(model, image: np.ndarray, short: bool = False) -> dict[str, float]:  # noqa: ANN001
     """Ideal bits of the no-hit values' binary decisions: the model's, and with APMs of a few designs."""
     im = integer_model(model)
     coded = _to_coded(image, im.transform)
@@ -110,8 +116,9 @@ def probe(model, image: np.ndarray) -> dict[str, float]:  # noqa: ANN001
     stepper = grid.stepper
     values = coded.reshape(-1, 3)
     pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
-    designs = {name: APM(3 * 8 * (1 if name == "level" else 5), memory=memory)
-               for name, memory in DESIGNS.items()}
+    designs = {name: APM(3 * 8 * (1 if name == "level" else 10 if "previous" in name else 5), memory=memory,
+                         buckets=65 if "65 knots" in name else 33)
+               for name, memory in DESIGNS.items() if name in (SHORT if short else DESIGNS)}
     cost = dict.fromkeys(["model", *designs], 0.0)
     decisions = 0
     for t in range(stepper.num_fronts):
@@ -123,12 +130,14 @@ def probe(model, image: np.ndarray) -> dict[str, float]:  # noqa: ANN001
         codes = np.tile(pad_codes, (hidden.shape[0], 1))
         codes[keep] = 2 * values[index].astype(np.int64) + 1
         pending: dict[str, list] = {name: [] for name in designs}
+        previous = np.zeros(keep.size, dtype=np.int64)  # the channel before hit (the flags' context)
         for k in range(3):
             mix = stepper.head(k, hidden, base, codes)
             x = values[index, k].astype(np.int64)
             cands, active, first = engine._candidates(stepper, t, keep, k)
             miss = ~((cands == x[:, None]) & first).any(1)
             rest = np.flatnonzero(miss)
+            before, previous = previous, (~miss).astype(np.int64)
             if rest.size == 0:
                 continue
             masses, _ = stepper.value_masses(mix, keep[rest], cands[rest], first[rest])
@@ -141,10 +150,13 @@ def probe(model, image: np.ndarray) -> dict[str, float]:  # noqa: ANN001
             bit = bits.reshape(-1)
             level = np.tile(np.arange(8), rest.size)
             act = np.repeat(active[rest], 8)
+            prev = np.repeat(before[rest], 8)
             cost["model"] += -np.log2(np.where(bit == 1, p, 1 - p)).sum()
             decisions += bit.size
             for name, apm in designs.items():
                 context = k * 8 + level if name == "level" else (k * 8 + level) * 5 + act
+                if "previous" in name:
+                    context = 2 * context + prev
                 where = apm.locate(context, p)
                 q = apm.predict(where)
                 share = MIX.get(name.split(", ")[-1], 1.0)
@@ -164,6 +176,7 @@ def main() -> None:
     parser.add_argument("--model", default="photo_colour_nojpeg")
     parser.add_argument("--crop", type=int, default=384, help="central crop side (0: whole photographs)")
     parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--short", action="store_true", help="only the shipped design and two variants of it")
     args = parser.parse_args()
     model = pretrained(args.model)
     totals: dict[str, float] = {}
@@ -174,8 +187,8 @@ def main() -> None:
             top, left = (h - args.crop) // 2, (w - args.crop) // 2
             image = np.ascontiguousarray(image[top : top + args.crop, left : left + args.crop])
         started = time.perf_counter()
-        bits = 8 * len(compress(model, image))
-        cost = probe(model, image)
+        bits = 8 * len(compress(model, image, maps=False))  # format 6: the flags without the maps
+        cost = probe(model, image, args.short)
         file_bits += bits
         for key, value in cost.items():
             totals[key] = totals.get(key, 0.0) + value
