@@ -481,7 +481,8 @@ def test_repeat_buckets_counts_and_frequencies() -> None:
 
 
 def test_compiled_repeat_loops_equal_the_plain_ones() -> None:
-    """kernels.repeat_prepare and kernels.FlagState give repeat's integers (the torch backend uses those)."""
+    """kernels.repeat_prepare and kernels.FlagState give repeat's integers (the torch backend uses those); the
+    compiled state computes only the masses of the flags it codes, and those equal `value_masses`'."""
     from ride.codec import repeat
 
     rng = np.random.default_rng(3)
@@ -494,14 +495,23 @@ def test_compiled_repeat_loops_equal_the_plain_ones() -> None:
     assert np.array_equal(cands, repeat.candidates(neighbours))
     assert np.array_equal(active, repeat.activity(neighbours))
     assert np.array_equal(coded, repeat.first_occurrence(cands))
-    masses = rng.integers(0, 1 << 30, cands.shape)
-    total = masses.sum(1) + rng.integers(0, 1 << 34, n)
+    # a real mixture for the masses: the widest front of a tiny colour model, its cells drawn n times
+    im = quantise_colour(_colour_model("rgb", 2, seed=6))
+    image = _smooth_rgb(8, 9, seed=2)
+    canvas = _canvas(im, image[None], (80, 90, 100))
+    stepper = kernels.ColourKernelStepper(im, canvas.astype(np.int32))
+    mix = max((mixes[1] for _, _, _, mixes in _kernel_fronts(stepper, canvas)), key=lambda m: m.total.shape[0])
+    keep = rng.integers(0, mix.total.shape[0], n)
     counts = repeat.RepeatCounts(3)
     counts.update(rng.integers(0, counts.seen.size, 5000), rng.random(5000) < 0.4)
-    states = {}
     previous = rng.integers(0, 2, n)
-    for name, flag_state in (("plain", repeat.FlagState), ("compiled", kernels.FlagState)):
-        state = flag_state(1, counts, coded, cands, masses, total.copy(), active, previous)
+    masses, total = stepper.value_masses(mix, keep, cands, coded)
+    states = {}
+    for name in ("plain", "compiled"):
+        if name == "plain":
+            state = repeat.FlagState(1, counts, coded, cands, masses, total.copy(), active, previous)
+        else:
+            state = kernels.FlagState(1, counts, coded, cands, mix, keep, stepper.phi, active, previous)
         outputs = []
         for rank in range(repeat.CANDIDATES):
             m = state.step(rank)
@@ -509,10 +519,33 @@ def test_compiled_repeat_loops_equal_the_plain_ones() -> None:
             outputs.append((state.cells[:m].copy(), state.contexts[:m].copy(), state.freqs[:m].copy()))
             state.apply(rank, m, hits)
         states[name] = (outputs, state.open_, state.remaining, state.skip, state.skip_mass, state.values)
+        if name == "compiled":  # the masses of the coded flags, none of the others
+            flagged = np.zeros(cands.shape, dtype=bool)
+            for rank, (cells, _, _) in enumerate(outputs):
+                flagged[cells, rank] = True
+            assert np.array_equal(state.masses[flagged], masses[flagged]) and not state.masses[~flagged].any()
+            assert (~flagged & coded).any()  # some cells hit before their later candidates
     for a, b in zip(states["plain"][1:], states["compiled"][1:], strict=True):
         assert np.array_equal(a, b)
     for (c1, x1, f1), (c2, x2, f2) in zip(states["plain"][0], states["compiled"][0], strict=True):
         assert np.array_equal(c1, c2) and np.array_equal(x1, x2) and np.array_equal(f1, f2)
+    # the encoder's one-call loop gives the same symbols as the rank-by-rank states
+    values = np.where(rng.random(n) < 0.5, cands[np.arange(n), rng.integers(0, repeat.CANDIDATES, n)],
+                      rng.integers(0, 256, n))
+    plain = repeat.FlagState(1, counts, coded, cands, masses, total.copy(), active, previous)
+    expected = []
+    for rank in range(repeat.CANDIDATES):
+        m = plain.step(rank)
+        hits = values[plain.cells[:m]] == cands[plain.cells[:m], rank]
+        expected.append((hits.astype(np.int32), plain.contexts[:m].copy(), plain.freqs[:m].copy()))
+        plain.apply(rank, m, hits)
+    compiled = kernels.FlagState(1, counts, coded, cands, mix, keep, stepper.phi, active, previous)
+    symbols, contexts, freqs = kernels.flags_encode(compiled, values)
+    assert np.array_equal(symbols, np.concatenate([e[0] for e in expected]))
+    assert np.array_equal(contexts, np.concatenate([e[1] for e in expected]))
+    assert np.array_equal(freqs, np.concatenate([e[2] for e in expected]))
+    for name in ("open_", "remaining", "skip", "skip_mass"):
+        assert np.array_equal(getattr(compiled, name), getattr(plain, name)), name
 
 
 def test_repeat_flag_round_trips_and_codes_flat_areas_nearly_free() -> None:

@@ -298,11 +298,14 @@ class _RepeatFlags:
         self.events: list[tuple[np.ndarray, np.ndarray]] = []
 
     def _state(self, k: int, mix: kernels.KernelMixture | Mixture) -> repeat.FlagState:
-        """Channel k's flag state: its cells' candidates, their masses (a repeated candidate's is never used)."""
+        """Channel k's flag state: its cells' candidates and their masses (a repeated candidate's is never used;
+        the compiled state computes each mass when its flag is coded)."""
         cands, active, coded = _candidates(self.stepper, self.t, self.keep, k)
+        if self.compiled:
+            return kernels.FlagState(k, self.counts, coded, cands, mix, self.keep, self.stepper.phi, active,
+                                     self.previous)
         masses, total = self.stepper.value_masses(mix, self.keep, cands, coded)
-        state = kernels.FlagState if self.compiled else repeat.FlagState
-        return state(k, self.counts, coded, cands, masses, total.copy(), active, self.previous)
+        return repeat.FlagState(k, self.counts, coded, cands, masses, total.copy(), active, self.previous)
 
     def _ranks(self, state: repeat.FlagState, hits_of) -> None:  # noqa: ANN001
         """The flags rank by rank: `hits_of(m, rank)` codes or decodes the hits of state.cells[:m]."""

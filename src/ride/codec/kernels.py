@@ -392,29 +392,31 @@ def _apm_update(table, seen, ones, shares, memory):  # noqa: ANN001, ANN202
             shares[k] = 0
 
 
+@_jit
+def _value_mass(count, offset, weights, step, total, phi, i, v, ext):  # noqa: ANN001, ANN202
+    """The integer mass Cq(v + 1) - Cq(v) of value v (0..255) in cell i (ext [3]: scratch)."""
+    low, high = np.int64(0), total[i]
+    if 0 < v < 255:  # both edges in one pass over the components: Cq(v), Cq(v + 1)
+        _cdf_edges(count, offset, weights, step, phi, i, v - 1, 0, 3, ext)
+        low, high = ext[1], ext[2]
+    elif v > 0:
+        _cdf_edges(count, offset, weights, step, phi, i, v - 1, 0, 2, ext)
+        low = ext[1]
+    else:
+        _cdf_edges(count, offset, weights, step, phi, i, v, 0, 2, ext)
+        high = ext[1]
+    return high - low
+
+
 @_jit_parallel
 def _value_masses(count, offset, weights, step, total, phi, keep, values, wanted, out):  # noqa: ANN001, ANN202
     """The integer masses Cq(v + 1) - Cq(v) of the values values[q] [K] (0..255) in kept cell keep[q], into
     out [n, K], where wanted [n, K] (elsewhere 0)."""
     for q in _prange(keep.shape[0]):
         ext = np.empty(3, dtype=np.int64)
-        i = keep[q]
         for m in range(values.shape[1]):
-            if not wanted[q, m]:
-                out[q, m] = 0
-                continue
-            v = values[q, m]
-            low, high = np.int64(0), total[i]
-            if 0 < v < 255:  # both edges in one pass over the components: Cq(v), Cq(v + 1)
-                _cdf_edges(count, offset, weights, step, phi, i, v - 1, 0, 3, ext)
-                low, high = ext[1], ext[2]
-            elif v > 0:
-                _cdf_edges(count, offset, weights, step, phi, i, v - 1, 0, 2, ext)
-                low = ext[1]
-            else:
-                _cdf_edges(count, offset, weights, step, phi, i, v, 0, 2, ext)
-                high = ext[1]
-            out[q, m] = high - low
+            out[q, m] = _value_mass(count, offset, weights, step, total, phi, keep[q], values[q, m], ext) \
+                if wanted[q, m] else 0
 
 
 @_jit
@@ -444,13 +446,17 @@ def _flag_context(rank, channel, channels, activity_classes, buckets, hits_tab, 
 
 @_jit
 def _rank_step(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits,  # noqa: ANN001, ANN202
-               free, unit, open_, coded, cands, masses, remaining, activity, previous, cells, contexts, freqs):
+               free, unit, open_, coded, cands, masses, remaining, activity, previous, cells, contexts, freqs,
+               count, offset, weights, step, total, phi, keep):
     """`repeat.FlagState.step` compiled: the cells that code a flag of `rank` into cells[:m], their contexts and
-    frequencies; returns m."""
+    frequencies; returns m. The candidates' masses are computed here, only for the cells that code the flag (a
+    cell whose flag hit needs no later candidate's), into masses[c, rank]."""
     m = 0
+    ext = np.empty(3, dtype=np.int64)
     for c in range(open_.shape[0]):
         if not (open_[c] and coded[c, rank]):
             continue
+        masses[c, rank] = _value_mass(count, offset, weights, step, total, phi, keep[c], cands[c, rank], ext)
         index, hit = _flag_context(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab,
                                    thresholds, threshold_bits, free, unit, masses[c, rank], remaining[c],
                                    activity[c], previous[c])
@@ -500,16 +506,18 @@ def repeat_prepare(flat: np.ndarray, stripe: np.ndarray, position: np.ndarray,
 @_jit
 def _flags_encode(channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits,  # noqa: ANN001, ANN202
                   free, unit, coded, cands, masses, remaining, activity, previous, values, open_, skip, skip_mass,
-                  symbols, contexts, freqs):
-    """The encoder's flags of one channel, every rank in one loop: `FlagState.step`, the hits from the values, then
-    `FlagState.apply`, rank by rank; symbols, contexts and frequencies in the stream's order (rank, then cell) into
-    the first m entries; returns m."""
+                  symbols, contexts, freqs, count, offset, weights, step, total, phi, keep):
+    """The encoder's flags of one channel, every rank in one loop: `FlagState.step` (the masses computed only
+    where a flag is coded), the hits from the values, then `FlagState.apply`, rank by rank; symbols, contexts and
+    frequencies in the stream's order (rank, then cell) into the first m entries; returns m."""
     m = 0
+    ext = np.empty(3, dtype=np.int64)
     for rank in range(cands.shape[1]):
         for c in range(open_.shape[0]):
             if not (open_[c] and coded[c, rank]):
                 continue
-            mass = masses[c, rank]
+            mass = _value_mass(count, offset, weights, step, total, phi, keep[c], cands[c, rank], ext)
+            masses[c, rank] = mass
             index, hit_freq = _flag_context(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab,
                                             thresholds, threshold_bits, free, unit, mass, remaining[c], activity[c],
                                             previous[c])
@@ -538,7 +546,7 @@ def flags_encode(state: FlagState, values: np.ndarray) -> tuple[np.ndarray, np.n
     m = _flags_encode(state.channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits, counts.seen,
                       repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT, state.coded, state.cands,
                       state.masses, state.remaining, state.activity, state.previous, values, state.open_, state.skip,
-                      state.skip_mass, symbols, contexts, freqs)
+                      state.skip_mass, symbols, contexts, freqs, *state.source())
     return symbols[:m], contexts[:m], freqs[:m]
 
 
@@ -557,19 +565,29 @@ def _rank_apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_m
 
 
 class FlagState(repeat.FlagState):
-    """`repeat.FlagState` with the compiled step and apply (the same integers, no per-rank allocations)."""
+    """`repeat.FlagState` with the compiled step and apply (the same integers, no per-rank allocations), from the
+    cells' mixture: a candidate's mass is computed when its flag is coded (masses [n, K] hold those, 0 elsewhere),
+    so a cell whose flag hit costs no later candidate's CDF."""
 
-    def __init__(self, channel: int, counts, coded: np.ndarray, cands: np.ndarray, masses: np.ndarray,  # noqa: ANN001
-                 remaining: np.ndarray, activity: np.ndarray, previous: np.ndarray) -> None:
+    def __init__(self, channel: int, counts, coded: np.ndarray, cands: np.ndarray, mix: KernelMixture,  # noqa: ANN001
+                 keep: np.ndarray, phi: np.ndarray, activity: np.ndarray, previous: np.ndarray) -> None:
+        remaining = mix.total[keep]
         repeat.check_totals(remaining)
-        super().__init__(channel, counts, coded, cands, masses, remaining, activity, previous)
+        super().__init__(channel, counts, coded, cands, np.zeros(cands.shape, dtype=np.int64), remaining, activity,
+                         previous)
+        self.mix, self.keep, self.phi = mix, np.ascontiguousarray(keep, dtype=np.int64), phi
+
+    def source(self) -> tuple[np.ndarray, ...]:
+        """The kernels' arguments for the masses: the mixture's arrays, the table phi and the cells' rows."""
+        mix = self.mix
+        return mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, self.keep
 
     def step(self, rank: int) -> int:
         counts = self.counts
         return _rank_step(rank, self.channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits,
                           counts.seen, repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT,
                           self.open_, self.coded, self.cands, self.masses, self.remaining, self.activity,
-                          self.previous, self.cells, self.contexts, self.freqs)
+                          self.previous, self.cells, self.contexts, self.freqs, *self.source())
 
     def apply(self, rank: int, m: int, hits: np.ndarray) -> None:
         _rank_apply(rank, self.cells[:m], hits, self.cands, self.masses, self.open_, self.remaining, self.skip,
