@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from PIL import Image
 
 from ride.codec import compress, engine, kernels
 from ride.codec.coder import _to_coded, default_stripes, integer_model
+from ride.codec.fixedpoint import CELL_CLIP_INT
 from ride.model_zoo import pretrained
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -104,9 +106,21 @@ class APM:
         self.seen += weight
 
 
-def probe(model, image: np.ndarray, short: bool = False) -> dict[str, float]:  # noqa: ANN001
-    """Ideal bits of the no-hit values' binary decisions: the model's, and with APMs of a few designs."""
+def _fronts(model, image: np.ndarray):  # noqa: ANN001, ANN201
+    """The codec's encoder's view, front by front (default stripes): (stepper, keep, [(channel k, mixture, values
+    [n])] in coded order); grey images [H, W] under a grey model, RGB [H, W, 3] under a colour one."""
     im = integer_model(model)
+    if image.ndim == 2:
+        bounded = im.cell_clip < CELL_CLIP_INT
+        stripes = engine.stripe_layout(image.shape[0], default_stripes(image.shape[0], False, bounded))[1]
+        grid = engine._Canvases(im, *image.shape, int(round(float(image.mean()))), stripes, "kernels")
+        grid.fill(image)
+        values = image.reshape(-1)
+        for t in range(grid.stepper.num_fronts):
+            cells = grid.cells(t)
+            if cells is not None:
+                yield grid.stepper, t, cells[0], [(0, grid.stepper.front(t), values[cells[1]].astype(np.int64))]
+        return
     coded = _to_coded(image, im.transform)
     height, width, _ = coded.shape
     stripes = engine.stripe_layout(height, default_stripes(height, colour=True))[1]
@@ -116,11 +130,6 @@ def probe(model, image: np.ndarray, short: bool = False) -> dict[str, float]:  #
     stepper = grid.stepper
     values = coded.reshape(-1, 3)
     pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
-    designs = {name: APM(3 * 8 * (1 if name == "level" else 10 if "previous" in name else 5), memory=memory,
-                         buckets=65 if "65 knots" in name else 33)
-               for name, memory in DESIGNS.items() if name in (SHORT if short else DESIGNS)}
-    cost = dict.fromkeys(["model", *designs], 0.0)
-    decisions = 0
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
         if cells is None:
@@ -129,11 +138,22 @@ def probe(model, image: np.ndarray, short: bool = False) -> dict[str, float]:  #
         hidden, base = stepper.trunk(t)
         codes = np.tile(pad_codes, (hidden.shape[0], 1))
         codes[keep] = 2 * values[index].astype(np.int64) + 1
+        yield stepper, t, keep, [(k, stepper.head(k, hidden, base, codes), values[index, k].astype(np.int64))
+                                 for k in range(3)]
+        stepper.write(t, codes)
+
+
+def probe(model, image: np.ndarray, short: bool = False) -> dict[str, float]:  # noqa: ANN001
+    """Ideal bits of the no-hit values' binary decisions: the model's, and with APMs of a few designs."""
+    designs = {name: APM(3 * 8 * (1 if name == "level" else 10 if "previous" in name else 5), memory=memory,
+                         buckets=65 if "65 knots" in name else 33)
+               for name, memory in DESIGNS.items() if name in (SHORT if short else DESIGNS)}
+    cost = dict.fromkeys(["model", *designs], 0.0)
+    decisions = 0
+    for stepper, t, keep, channels in _fronts(model, image):
         pending: dict[str, list] = {name: [] for name in designs}
         previous = np.zeros(keep.size, dtype=np.int64)  # the channel before hit (the flags' context)
-        for k in range(3):
-            mix = stepper.head(k, hidden, base, codes)
-            x = values[index, k].astype(np.int64)
+        for k, mix, x in channels:
             cands, active, first = engine._candidates(stepper, t, keep, k)
             miss = ~((cands == x[:, None]) & first).any(1)
             rest = np.flatnonzero(miss)
@@ -166,7 +186,6 @@ def probe(model, image: np.ndarray, short: bool = False) -> dict[str, float]:  #
         for name, apm in designs.items():  # after the front, as a decoder could
             if pending[name]:
                 apm.update(pending[name])
-        stepper.write(t, codes)
     cost["decisions"] = decisions
     return cost
 
@@ -177,17 +196,21 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=384, help="central crop side (0: whole photographs)")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--short", action="store_true", help="only the shipped design and two variants of it")
+    parser.add_argument("--grey", action="store_true", help="grey photographs (luma) under a grey model "
+                        "(--model photo_grey_nojpeg): the codec's format 7 file against the maps")
     args = parser.parse_args()
     model = pretrained(args.model)
     totals: dict[str, float] = {}
     file_bits = 0
     for name, image in wikipedia_whole(args.limit):
+        if args.grey:
+            image = np.asarray(Image.fromarray(image).convert("L")).copy()
         if args.crop:
             h, w = image.shape[:2]
             top, left = (h - args.crop) // 2, (w - args.crop) // 2
             image = np.ascontiguousarray(image[top : top + args.crop, left : left + args.crop])
         started = time.perf_counter()
-        bits = 8 * len(compress(model, image, maps=False))  # format 6: the flags without the maps
+        bits = 8 * len(compress(model, image, maps=False))  # format 6 (7 grey): the flags without the maps
         cost = probe(model, image, args.short)
         file_bits += bits
         for key, value in cost.items():
