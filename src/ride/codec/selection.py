@@ -19,13 +19,13 @@ from torch import nn
 from .coder import Progress, compress
 
 #: Bands of rows in the sample, their height, and the widest sample (columns from the image's middle). Four bands of
-#: 32 rows of 96 columns: 12,288 pixels per candidate, stacked into one image of four stripes (`sample_bytes`). On
-#: the 100 BSDS300 test images, the 10 Wikimedia val photographs and the 7 aerials' val scans in colour it chose
-#: as two bands of 32 x 256 did (the better model on 99/100, 10/10 and 7/7) at 1.19x the time of one encode of a
-#: BSDS300 image instead of 1.28x (RESULTS.md, "The encoder's choice of model").
+#: 32 rows of 64 columns: 8,192 pixels per candidate, stacked into one image of four stripes (`sample_bytes`). On
+#: the 100 BSDS300 test images, the 10 Wikimedia val photographs and the 7 aerials' val scans in colour (format 8)
+#: it chose as two bands of 32 x 256 did (the better model on 99/100, 10/10 and 7/7) at 1.14x the time of one
+#: encode of a BSDS300 image instead of 1.28x (RESULTS.md, "The encoder's choice of model").
 SAMPLE_BANDS = 4
 SAMPLE_ROWS = 32
-SAMPLE_WIDTH = 96
+SAMPLE_WIDTH = 64
 
 
 @dataclass(frozen=True)
