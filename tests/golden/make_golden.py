@@ -97,26 +97,16 @@ def main_colour_clip() -> None:
     (out / "colour_clip_s2_b2.ride").write_bytes(compress(model, image, stripes=2, digit_bits=2, repeat=False))
 
 
-def main_colour_repeat() -> None:
+def main_colour_repeat(maps: bool = False) -> None:
+    """Format 6 (the repeat flag), or 8 (the flag and the adaptive maps) with `maps`."""
     sys.path.insert(0, str(HERE.parent))
     from conftest import repeat_image
 
     out = HERE / "colour"
     model = ride.load(out / "tiny_colour.pt")
     image = repeat_image(np.asarray(Image.open(out / "image_rgb_20x26.png")))
-    (out / "colour_repeat_s2_b2.ride").write_bytes(compress(model, image, stripes=2, digit_bits=2, repeat=True,
-                                                            maps=False))
-
-
-def main_colour_maps() -> None:
-    sys.path.insert(0, str(HERE.parent))
-    from conftest import repeat_image
-
-    out = HERE / "colour"
-    model = ride.load(out / "tiny_colour.pt")
-    image = repeat_image(np.asarray(Image.open(out / "image_rgb_20x26.png")))
-    (out / "colour_maps_s2_b2.ride").write_bytes(compress(model, image, stripes=2, digit_bits=2, repeat=True,
-                                                          maps=True))
+    name = "colour_maps_s2_b2.ride" if maps else "colour_repeat_s2_b2.ride"
+    (out / name).write_bytes(compress(model, image, stripes=2, digit_bits=2, repeat=True, maps=maps))
 
 
 if __name__ == "__main__":
@@ -125,7 +115,7 @@ if __name__ == "__main__":
     elif "--colour-repeat" in sys.argv:
         main_colour_repeat()
     elif "--colour-maps" in sys.argv:
-        main_colour_maps()
+        main_colour_repeat(maps=True)
     elif "--repeat" in sys.argv:
         main_repeat()
     else:

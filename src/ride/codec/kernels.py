@@ -213,6 +213,14 @@ def _cdf_edges(mix_count, offset, weights, step, phi, i, start, width, radix, ex
 
 
 @_jit
+def _digit_edges(count, offset, weights, step, phi, i, start, width, radix, skip, skip_mass, ext):  # noqa: ANN001, ANN202
+    """Cq of cell i at the interior edges start + j 2^width (j = 1 .. radix - 1) into ext[1 : radix], without the
+    values skip [K] (masses skip_mass [K]); the caller sets the interval's ends ext[0] and ext[radix]."""
+    _cdf_edges(count, offset, weights, step, phi, i, start, width, radix, ext)
+    _exclude(ext, start, width, radix, skip, skip_mass)
+
+
+@_jit
 def _frequencies(ext, digit_bits, out, row):  # noqa: ANN001, ANN202
     """Frequencies g [2^b] (sum 2^24 - 2^b) of a digit from Cq at its interval's 2^b + 1 edges ext; into out[row]."""
     radix = 1 << digit_bits
@@ -254,8 +262,7 @@ def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_
         low, high, start = np.int64(0), total[i] - skip_mass[q].sum(), np.int64(0)
         for level in range(levels):
             width = 8 - digit_bits * (level + 1)
-            _cdf_edges(count, offset, weights, step, phi, i, start, width, radix, ext)
-            _exclude(ext, start, width, radix, skip[q], skip_mass[q])
+            _digit_edges(count, offset, weights, step, phi, i, start, width, radix, skip[q], skip_mass[q], ext)
             ext[0], ext[radix] = low, high
             digit = (v >> width) & (radix - 1)
             _frequencies(ext, digit_bits, freqs, level * n + q)
@@ -272,8 +279,7 @@ def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, sk
     radix = 1 << digit_bits
     width = 8 - digit_bits * (level + 1)
     for q in _prange(keep.shape[0]):
-        _cdf_edges(count, offset, weights, step, phi, keep[q], start[q], width, radix, ext[q])
-        _exclude(ext[q], start[q], width, radix, skip[q], skip_mass[q])
+        _digit_edges(count, offset, weights, step, phi, keep[q], start[q], width, radix, skip[q], skip_mass[q], ext[q])
         _frequencies(ext[q], digit_bits, freqs, q)
 
 
@@ -338,8 +344,7 @@ def _encode_cells_apm(count, offset, weights, step, total, phi, keep, values, di
         low, high, start = np.int64(0), total[i] - skip_mass[q].sum(), np.int64(0)
         for level in range(levels):
             width = 8 - digit_bits * (level + 1)
-            _cdf_edges(count, offset, weights, step, phi, i, start, width, radix, ext)
-            _exclude(ext, start, width, radix, skip[q], skip_mass[q])
+            _digit_edges(count, offset, weights, step, phi, i, start, width, radix, skip[q], skip_mass[q], ext)
             ext[0], ext[radix] = low, high
             digit = (v >> width) & (radix - 1)
             _apm_digit(table, stretch, ctx_base[q] + level * digit_bits * activity_classes, activity_classes,
@@ -366,8 +371,7 @@ def _decode_level_apm(count, offset, weights, step, phi, keep, level, digit_bits
     width = 8 - digit_bits * (level + 1)
     for q in _prange(keep.shape[0]):
         budget = np.empty(radix, dtype=np.int64)
-        _cdf_edges(count, offset, weights, step, phi, keep[q], start[q], width, radix, ext[q])
-        _exclude(ext[q], start[q], width, radix, skip[q], skip_mass[q])
+        _digit_edges(count, offset, weights, step, phi, keep[q], start[q], width, radix, skip[q], skip_mass[q], ext[q])
         _apm_digit(table, stretch, ctx_base[q] + level * digit_bits * activity_classes, activity_classes,
                    digit_bits, ext[q], freqs, q, budget, knot[q], weight[q])
 
