@@ -161,9 +161,9 @@ def _compress_colour(im: IntColourRIDE, pixels: np.ndarray, stripes: int, digit_
     if len(payload) >= pixels.size:
         mode, payload = MODE_STORED, pixels.tobytes()
     height, width, _ = pixels.shape
+    # format 8 (6 without the maps, 3 or 5 without the flags either)
     header = Header3(mode, height, width, pads, stripes, digit_bits, im.transform, im.fingerprint,
-                     pixel_checksum(pixels), len(payload), im.cell_clip, repeat, maps)  # format 8 (6 without maps,
-    # 3 or 5 without either)
+                     pixel_checksum(pixels), len(payload), im.cell_clip, repeat, maps)
     return header.pack() + payload
 
 
