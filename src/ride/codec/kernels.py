@@ -249,15 +249,19 @@ def _exclude(ext, start, width, radix, skip, skip_mass):  # noqa: ANN001, ANN202
 
 
 @_jit_parallel
-def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_bits, skip, skip_mass, symbols,  # noqa: ANN001, ANN202
-                  freqs):
+def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_bits, skip, skip_mass, refine,  # noqa: ANN001, ANN202
+                  table, stretch, ctx_base, activity_classes, symbols, freqs, knot, weight):
     """Every digit of the kept cells (values [n]): symbols [levels, n] and frequencies [levels n, 2^b] in the
     stream's order (level, then cell). Cell q's distribution is the mixture's without the values skip[q] [K],
-    whose masses skip_mass[q] [K] it takes out (all 0: the whole mixture)."""
+    whose masses skip_mass[q] [K] it takes out (all 0: the whole mixture). With `refine` (format 8) the digits'
+    decisions are refined by the maps `table` (`_apm_digit`; ctx_base [n]: each cell's context of its most
+    significant bit), and each level's nodes' knots and weights go into knot, weight [n, levels, 2^b - 1] (for
+    `_apm_gather`); without it those four arguments are not read."""
     radix, levels = 1 << digit_bits, 8 // digit_bits
     n = keep.shape[0]
     for q in _prange(n):
         ext = np.empty(radix + 1, dtype=np.int64)
+        budget = np.empty(radix if refine else 1, dtype=np.int64)
         i, v = keep[q], values[q]
         low, high, start = np.int64(0), total[i] - skip_mass[q].sum(), np.int64(0)
         for level in range(levels):
@@ -265,22 +269,32 @@ def _encode_cells(count, offset, weights, step, total, phi, keep, values, digit_
             _digit_edges(count, offset, weights, step, phi, i, start, width, radix, skip[q], skip_mass[q], ext)
             ext[0], ext[radix] = low, high
             digit = (v >> width) & (radix - 1)
-            _frequencies(ext, digit_bits, freqs, level * n + q)
+            if refine:
+                _apm_digit(table, stretch, ctx_base[q] + level * digit_bits * activity_classes, activity_classes,
+                           digit_bits, ext, freqs, level * n + q, budget, knot[q, level], weight[q, level])
+            else:
+                _frequencies(ext, digit_bits, freqs, level * n + q)
             symbols[level, q] = digit
             low, high = ext[digit], ext[digit + 1]
             start += np.int64(digit) << width
 
 
 @_jit_parallel
-def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, skip, skip_mass, start, ext, freqs):  # noqa: ANN001, ANN202
+def _decode_level(count, offset, weights, step, phi, keep, level, digit_bits, skip, skip_mass, start, ext, refine,  # noqa: ANN001, ANN202
+                  table, stretch, ctx_base, activity_classes, freqs, knot, weight):
     """Digit `level` of the kept cells: Cq at the interior edges of each cell's interval (start [n]; ext [n, 2^b
     + 1] holds low and high in its first and last column), without the values skip[q] [K] (masses skip_mass[q]),
-    and the digit frequencies [n, 2^b]."""
+    and the digit frequencies [n, 2^b]; with `refine` (format 8) from the maps as in `_encode_cells`, each cell's
+    nodes' knots and weights into knot, weight [n, 2^b - 1] (for `_decode_advance_apm`)."""
     radix = 1 << digit_bits
     width = 8 - digit_bits * (level + 1)
     for q in _prange(keep.shape[0]):
         _digit_edges(count, offset, weights, step, phi, keep[q], start[q], width, radix, skip[q], skip_mass[q], ext[q])
-        _frequencies(ext[q], digit_bits, freqs, q)
+        if refine:
+            _apm_digit(table, stretch, ctx_base[q] + level * digit_bits * activity_classes, activity_classes,
+                       digit_bits, ext[q], freqs, q, np.empty(radix, dtype=np.int64), knot[q], weight[q])
+        else:
+            _frequencies(ext[q], digit_bits, freqs, q)
 
 
 @_jit
@@ -329,51 +343,12 @@ def _apm_path(knot, weight, digit, digit_bits, ones, shares):  # noqa: ANN001, A
         ones[k + 1] += w * bit
 
 
-@_jit_parallel
-def _encode_cells_apm(count, offset, weights, step, total, phi, keep, values, digit_bits, skip, skip_mass,  # noqa: ANN001, ANN202
-                      table, stretch, ctx_base, activity_classes, symbols, freqs, knot, weight):
-    """`_encode_cells` with the digits' decisions refined by the maps (format 8): ctx_base [n] is each cell's
-    context of its most significant bit; each level's nodes' knots and weights into knot, weight [n, levels,
-    2^b - 1] (for `_apm_gather`)."""
-    radix, levels = 1 << digit_bits, 8 // digit_bits
-    n = keep.shape[0]
-    for q in _prange(n):
-        ext = np.empty(radix + 1, dtype=np.int64)
-        budget = np.empty(radix, dtype=np.int64)
-        i, v = keep[q], values[q]
-        low, high, start = np.int64(0), total[i] - skip_mass[q].sum(), np.int64(0)
-        for level in range(levels):
-            width = 8 - digit_bits * (level + 1)
-            _digit_edges(count, offset, weights, step, phi, i, start, width, radix, skip[q], skip_mass[q], ext)
-            ext[0], ext[radix] = low, high
-            digit = (v >> width) & (radix - 1)
-            _apm_digit(table, stretch, ctx_base[q] + level * digit_bits * activity_classes, activity_classes,
-                       digit_bits, ext, freqs, level * n + q, budget, knot[q, level], weight[q, level])
-            symbols[level, q] = digit
-            low, high = ext[digit], ext[digit + 1]
-            start += np.int64(digit) << width
-
-
 @_jit
 def _apm_gather(symbols, digit_bits, knot, weight, ones, shares):  # noqa: ANN001, ANN202
     """The events of the encoder's digits (symbols [levels, n]) into ones, shares (sums: any order)."""
     for level in range(symbols.shape[0]):
         for q in range(symbols.shape[1]):
             _apm_path(knot[q, level], weight[q, level], symbols[level, q], digit_bits, ones, shares)
-
-
-@_jit_parallel
-def _decode_level_apm(count, offset, weights, step, phi, keep, level, digit_bits, skip, skip_mass, start, ext,  # noqa: ANN001, ANN202
-                      table, stretch, ctx_base, activity_classes, freqs, knot, weight):
-    """`_decode_level` with the maps (format 8); each cell's nodes' knots and weights into knot, weight [n,
-    2^b - 1] (for `_decode_advance_apm`)."""
-    radix = 1 << digit_bits
-    width = 8 - digit_bits * (level + 1)
-    for q in _prange(keep.shape[0]):
-        budget = np.empty(radix, dtype=np.int64)
-        _digit_edges(count, offset, weights, step, phi, keep[q], start[q], width, radix, skip[q], skip_mass[q], ext[q])
-        _apm_digit(table, stretch, ctx_base[q] + level * digit_bits * activity_classes, activity_classes,
-                   digit_bits, ext[q], freqs, q, budget, knot[q], weight[q])
 
 
 @_jit
@@ -634,6 +609,10 @@ class MapsOfChannel:
         self.ctx_base = apm.context(channel, 0, 0) + np.ascontiguousarray(activity, dtype=np.int64)
 
 
+#: (table, ctx_base) that the digit kernels take, and do not read, without maps
+_NO_MAPS = (np.zeros((1, apm.KNOTS), dtype=np.int64), np.zeros(1, dtype=np.int64))
+
+
 def maps_update(tables: apm.Tables) -> None:
     """`apm.Tables.update` compiled (after each front)."""
     _apm_update(tables.table.reshape(-1), tables.seen.reshape(-1), tables.ones.reshape(-1),
@@ -786,17 +765,16 @@ class KernelStepper(FrontGeometry):
         skip, skip_mass = _skips(n, skip, skip_mass)
         symbols = np.empty((levels, n), dtype=np.int32)
         freqs = np.empty((levels * n, radix), dtype=np.float64)
-        if maps is None:
-            _encode_cells(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep, values,
-                          digit_bits, skip, skip_mass, symbols, freqs)
-        else:
-            t = maps.tables
-            knot = np.empty((n, levels, radix - 1), dtype=np.int64)
-            weight = np.empty((n, levels, radix - 1), dtype=np.int64)
-            _encode_cells_apm(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep, values,
-                              digit_bits, skip, skip_mass, t.table, apm.STRETCH, maps.ctx_base, repeat.ACTIVITY,
-                              symbols, freqs, knot, weight)
-            _apm_gather(symbols, digit_bits, knot, weight, t.ones.reshape(-1), t.shares.reshape(-1))
+        refine = maps is not None
+        shape = (n, levels, radix - 1) if refine else (1, 1, 1)
+        knot, weight = np.empty(shape, dtype=np.int64), np.empty(shape, dtype=np.int64)
+        table, ctx_base = (maps.tables.table, maps.ctx_base) if refine else _NO_MAPS
+        _encode_cells(mix.count, mix.offset, mix.weights, mix.step, mix.total, self.phi, keep, values, digit_bits,
+                      skip, skip_mass, refine, table, apm.STRETCH, ctx_base, repeat.ACTIVITY, symbols, freqs, knot,
+                      weight)
+        if refine:
+            _apm_gather(symbols, digit_bits, knot, weight, maps.tables.ones.reshape(-1),
+                        maps.tables.shares.reshape(-1))
         return symbols.reshape(-1), freqs
 
     def decoder(self, mix: KernelMixture, keep: np.ndarray, digit_bits: int, skip: np.ndarray | None = None,
@@ -864,9 +842,8 @@ class KernelDigits:
                  maps: MapsOfChannel | None = None) -> None:
         n, radix = keep.shape[0], 1 << digit_bits
         self.stepper, self.mix, self.keep, self.digit_bits, self.maps = stepper, mix, keep, digit_bits, maps
-        if maps is not None:
-            self.knot = np.empty((n, radix - 1), dtype=np.int64)
-            self.weight = np.empty((n, radix - 1), dtype=np.int64)
+        shape = (n, radix - 1) if maps is not None else (1, 1)
+        self.knot, self.weight = np.empty(shape, dtype=np.int64), np.empty(shape, dtype=np.int64)
         self.skip, self.skip_mass = _skips(n, skip, skip_mass)
         self.start = np.zeros(n, dtype=np.int64)
         self.ext = np.empty((n, radix + 1), dtype=np.int64)
@@ -877,13 +854,10 @@ class KernelDigits:
     def frequencies(self, level: int) -> np.ndarray:
         """float64 [n, 2^b]: the frequencies of digit `level` of every kept cell."""
         mix, maps = self.mix, self.maps
-        if maps is None:
-            _decode_level(mix.count, mix.offset, mix.weights, mix.step, self.stepper.phi, self.keep, level,
-                          self.digit_bits, self.skip, self.skip_mass, self.start, self.ext, self.freqs)
-        else:
-            _decode_level_apm(mix.count, mix.offset, mix.weights, mix.step, self.stepper.phi, self.keep, level,
-                              self.digit_bits, self.skip, self.skip_mass, self.start, self.ext, maps.tables.table,
-                              apm.STRETCH, maps.ctx_base, repeat.ACTIVITY, self.freqs, self.knot, self.weight)
+        table, ctx_base = (maps.tables.table, maps.ctx_base) if maps is not None else _NO_MAPS
+        _decode_level(mix.count, mix.offset, mix.weights, mix.step, self.stepper.phi, self.keep, level,
+                      self.digit_bits, self.skip, self.skip_mass, self.start, self.ext, maps is not None, table,
+                      apm.STRETCH, ctx_base, repeat.ACTIVITY, self.freqs, self.knot, self.weight)
         return self.freqs
 
     def advance(self, digits: np.ndarray, level: int) -> None:
