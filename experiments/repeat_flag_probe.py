@@ -47,7 +47,8 @@ def _probs(stepper, mix, keep: np.ndarray, values: np.ndarray) -> np.ndarray:  #
 
 def _fronts(model, image: np.ndarray):  # noqa: ANN001, ANN201
     """Front by front as the codec's encoder steps the image (default stripes): (raster index [n] of the kept cells,
-    the stepper, keep, [(values [n], mixture)] of channels 0, 1, 2 in coded order); also (coded image, pads) first."""
+    the stepper, keep, [(values [n], mixture)] of channels 0, 1, 2 in coded order, the front t); also (coded image,
+    pads) first."""
     im = integer_model(model)
     coded = _to_coded(image, im.transform)
     height, width, _ = coded.shape
@@ -68,7 +69,7 @@ def _fronts(model, image: np.ndarray):  # noqa: ANN001, ANN201
         codes = np.tile(pad_codes, (hidden.shape[0], 1))
         codes[keep] = 2 * values[index].astype(np.int64) + 1
         yield index, stepper, keep, [(values[index, k].astype(np.int64), stepper.head(k, hidden, base, codes))
-                                     for k in range(3)]
+                                     for k in range(3)], t
         stepper.write(t, codes)
 
 
@@ -98,7 +99,7 @@ def probe(model, image: np.ndarray) -> tuple[float, float, int]:  # noqa: ANN001
     hits = np.zeros((3, 4, 2, BUCKETS))
     seen = np.zeros((3, 4, 2, BUCKETS))
     model_bits = scheme_bits = 0.0
-    for index, stepper, keep, channels in fronts:
+    for index, stepper, keep, channels, _ in fronts:
         prev_hit = np.zeros(keep.shape[0], dtype=np.int64)
         updates = []
         for k, (x, mix) in enumerate(channels):
@@ -177,7 +178,7 @@ def probe_two(model, image: np.ndarray, second: bool, count: int = 2) -> tuple[f
     model_bits = scheme_bits = 0.0
     global LIMIT
     LIMIT = LIMIT or 4096
-    for index, stepper, keep, channels in fronts:
+    for index, stepper, keep, channels, _ in fronts:
         prev_hit = np.zeros(keep.shape[0], dtype=np.int64)
         updates = []
         for k, (x, mix) in enumerate(channels):

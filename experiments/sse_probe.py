@@ -27,11 +27,12 @@ import numpy as np
 from PIL import Image
 
 from ride.codec import compress, engine, kernels
-from ride.codec.coder import _to_coded, default_stripes, integer_model
+from ride.codec.coder import default_stripes, integer_model
 from ride.codec.fixedpoint import CELL_CLIP_INT
 from ride.model_zoo import pretrained
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import repeat_flag_probe  # noqa: E402 - experiments/, beside this file
 from bench_codec_colour import wikipedia_whole  # noqa: E402 - benchmarks/
 
 STRETCH_CLIP = 8.0
@@ -126,26 +127,10 @@ def _fronts(model, image: np.ndarray):  # noqa: ANN001, ANN201
             if cells is not None:
                 yield grid.stepper, t, cells[0], [(0, grid.stepper.front(t), values[cells[1]].astype(np.int64))]
         return
-    coded = _to_coded(image, im.transform)
-    height, width, _ = coded.shape
-    stripes = engine.stripe_layout(height, default_stripes(height, colour=True))[1]
-    pads = tuple(int(round(float(coded[..., k].mean()))) for k in range(3))
-    grid = engine._Canvases(im, height, width, pads, stripes, "kernels")
-    grid.fill(coded)
-    stepper = grid.stepper
-    values = coded.reshape(-1, 3)
-    pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
-    for t in range(stepper.num_fronts):
-        cells = grid.cells(t)
-        if cells is None:
-            continue
-        keep, index = cells
-        hidden, base = stepper.trunk(t)
-        codes = np.tile(pad_codes, (hidden.shape[0], 1))
-        codes[keep] = 2 * values[index].astype(np.int64) + 1
-        yield stepper, t, keep, [(k, stepper.head(k, hidden, base, codes), values[index, k].astype(np.int64))
-                                 for k in range(3)]
-        stepper.write(t, codes)
+    fronts = repeat_flag_probe._fronts(model, image)  # the colour codec's encoder, as the flags' probe steps it
+    next(fronts)
+    for _, stepper, keep, channels, t in fronts:
+        yield stepper, t, keep, [(k, mix, x) for k, (x, mix) in enumerate(channels)]
 
 
 def probe(model, image: np.ndarray, short: bool = False) -> dict[str, float]:  # noqa: ANN001
