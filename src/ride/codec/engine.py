@@ -367,7 +367,7 @@ class _RepeatFlags:
                                np.concatenate([h for _, h in self.events]))
 
 
-def _maps(repeat: bool, maps: bool) -> apm.Tables | None:
+def _fresh_maps(repeat: bool, maps: bool) -> apm.Tables | None:
     """A colour image's fresh maps (format 8), or None."""
     if maps and not repeat:
         raise ValueError("the adaptive probability maps (format 8) need the repeat flags")
@@ -389,7 +389,7 @@ def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, i
     values = pixels.reshape(-1, 3)
     pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
     counts = RepeatCounts(3) if repeat else None
-    tables = _maps(repeat, maps)
+    tables = _fresh_maps(repeat, maps)
     encoder = constriction.stream.queue.RangeEncoder()
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
@@ -426,7 +426,7 @@ def decode_colour(im: IntColourRIDE, payload: bytes, height: int, width: int, pa
     pixels = np.zeros((height * width, 3), dtype=np.uint8)
     pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
     counts = RepeatCounts(3) if repeat else None
-    tables = _maps(repeat, maps)
+    tables = _fresh_maps(repeat, maps)
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
         if cells is not None:
