@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import apm, kernels, repeat
+from . import apm, fused, kernels, rangecoder, repeat
 from .colour_fixedpoint import IntColourRIDE
 from .fixedpoint import FrontStepper, IntRIDE, Mixture
 from .repeat import HIT, RepeatCounts
@@ -204,22 +204,29 @@ def _interior(lo: Tensor, level: int, digit_bits: int) -> Tensor:
 
 @torch.no_grad()
 def encode(im: IntRIDE, pixels: np.ndarray, pad: int, stripes: int, digit_bits: int,
-           progress: Progress | None = None, backend: str = "auto", repeat: bool = False) -> bytes:
+           progress: Progress | None = None, backend: str = "auto", repeat: bool = False, fuse: bool = True) -> bytes:
     """The range coder's 32-bit words (little-endian bytes) of uint8 pixels [H, W]; with `repeat` (format 7),
-    per front the kept cells' repeat flags first, then the digits of those that missed (`codec.repeat`)."""
+    per front the kept cells' repeat flags first, then the digits of those that missed (`codec.repeat`), in one
+    compiled call per front on the kernel stepper (`fused`; `fuse=False`: through `_RepeatFlags`, the same
+    stream)."""
     height, width = pixels.shape
     grid = _Canvases(im, height, width, pad, stripes, backend)
     grid.fill(pixels)
     stepper = grid.stepper
     values = pixels.reshape(-1)
     counts = RepeatCounts(1) if repeat else None
+    front_coder = _front_coder(stepper, counts, None, digit_bits, fuse, rangecoder.RangeEncoder())
     encoder = constriction.stream.queue.RangeEncoder()
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
         if cells is not None:
             keep, index = cells
             x = values[index].astype(np.int64)
-            if counts is None:
+            if front_coder is not None:
+                front_coder.start(t, keep)
+                front_coder.channel(0, stepper.front(t), x)
+                front_coder.finish()
+            elif counts is None:
                 symbols, freqs = stepper.encode_digits(stepper.front(t), keep, x, digit_bits)
                 encoder.encode(symbols, _CATEGORICAL, freqs)
             else:
@@ -228,7 +235,23 @@ def encode(im: IntRIDE, pixels: np.ndarray, pad: int, stripes: int, digit_bits: 
                 flags.update()
         if progress is not None:
             progress(t + 1, stepper.num_fronts)
-    return np.ascontiguousarray(encoder.get_compressed(), dtype="<u4").tobytes()
+    return _words(encoder, front_coder)
+
+
+def _front_coder(stepper: kernels.KernelStepper | TorchCoding, counts: RepeatCounts | None,
+                 tables: apm.Tables | None, digit_bits: int, fuse: bool,
+                 coder: rangecoder.RangeEncoder | rangecoder.RangeDecoder) -> fused.FrontCoder | None:
+    """The compiled coder of fronts with repeat flags (`fused`) where it applies (flags, the kernel stepper,
+    `fuse`), else None."""
+    if counts is None or not fuse or not isinstance(stepper, kernels.KernelStepper):
+        return None
+    return fused.FrontCoder(stepper, counts, tables, digit_bits, coder)
+
+
+def _words(encoder, front_coder: fused.FrontCoder | None) -> bytes:  # noqa: ANN001 - constriction's encoder
+    """The stream's 32-bit words as little-endian bytes, from whichever coder coded it."""
+    words = front_coder.coder.get_compressed() if front_coder is not None else encoder.get_compressed()
+    return np.ascontiguousarray(words, dtype="<u4").tobytes()
 
 
 def _read_values(decoder, digits, digit_bits: int) -> np.ndarray:  # noqa: ANN001 - range decoder, digit state
@@ -240,19 +263,26 @@ def _read_values(decoder, digits, digit_bits: int) -> np.ndarray:  # noqa: ANN00
 
 @torch.no_grad()
 def decode(im: IntRIDE, payload: bytes, height: int, width: int, pad: int, stripes: int, digit_bits: int,
-           progress: Progress | None = None, backend: str = "auto", repeat: bool = False) -> np.ndarray:
+           progress: Progress | None = None, backend: str = "auto", repeat: bool = False,
+           fuse: bool = True) -> np.ndarray:
     """uint8 pixels [H, W] of a payload made by `encode` with the same `repeat` (not yet checked against the
-    checksum)."""
+    checksum); `fuse` as for `encode`."""
     grid = _Canvases(im, height, width, pad, stripes, backend)
     stepper = grid.stepper
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    decoder = constriction.stream.queue.RangeDecoder(words)
     pixels = np.zeros(height * width, dtype=np.uint8)
     counts = RepeatCounts(1) if repeat else None
+    front_coder = _front_coder(stepper, counts, None, digit_bits, fuse, rangecoder.RangeDecoder(words))
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
         if cells is not None:
             keep, index = cells
-            if counts is None:
+            if front_coder is not None:
+                front_coder.start(t, keep)
+                v = front_coder.channel(0, stepper.front(t))
+                front_coder.finish()
+            elif counts is None:
                 v = _read_values(decoder, stepper.decoder(stepper.front(t), keep, digit_bits), digit_bits)
             else:
                 flags = _RepeatFlags(counts, stepper, t, keep)
@@ -376,12 +406,14 @@ def _fresh_maps(repeat: bool, maps: bool) -> apm.Tables | None:
 
 @torch.no_grad()
 def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, int], stripes: int, digit_bits: int,
-                  progress: Progress | None = None, repeat: bool = False, maps: bool = False) -> bytes:
+                  progress: Progress | None = None, repeat: bool = False, maps: bool = False,
+                  fuse: bool = True) -> bytes:
     """The range coder's 32-bit words (little-endian bytes) of uint8 pixels [H, W, 3] in the model's coded
     channel order; coding order: front, channel, digit, cells. pads: the frame's value of each channel.
     `repeat` (format 6): per front and channel the kept cells' repeat flags first (`codec.repeat`), then the
     digits of the cells that missed, each without its candidate value. `maps` (format 8, with `repeat`): those
-    digits' binary decisions refined by the adaptive probability maps (`codec.apm`)."""
+    digits' binary decisions refined by the adaptive probability maps (`codec.apm`). With `repeat`, each channel of
+    a front is one compiled call (`fused`; `fuse=False`: through `_RepeatFlags`, the same stream)."""
     height, width, _ = pixels.shape
     grid = _Canvases(im, height, width, pads, stripes, "kernels")
     grid.fill(pixels)
@@ -391,6 +423,7 @@ def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, i
     counts = RepeatCounts(3) if repeat else None
     tables = _fresh_maps(repeat, maps)
     encoder = constriction.stream.queue.RangeEncoder()
+    front_coder = _front_coder(stepper, counts, tables, digit_bits, fuse, rangecoder.RangeEncoder())
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
         if cells is not None:
@@ -398,6 +431,14 @@ def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, i
             hidden, base = stepper.trunk(t)
             codes = np.tile(pad_codes, (hidden.shape[0], 1))  # the stripes' dummy rows keep the frame's value
             codes[keep] = 2 * values[index].astype(np.int64) + 1
+            if front_coder is not None:
+                front_coder.start(t, keep)
+                for k in range(3):
+                    front_coder.channel(k, stepper.head(k, hidden, base, codes), values[index, k])
+                front_coder.finish()
+                if progress is not None:
+                    progress(t + 1, stepper.num_fronts)
+                continue
             flags = _RepeatFlags(counts, stepper, t, keep, tables) if counts is not None else None
             for k in range(3):
                 mix = stepper.head(k, hidden, base, codes)
@@ -411,37 +452,46 @@ def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, i
                 flags.update()
         if progress is not None:
             progress(t + 1, stepper.num_fronts)
-    return np.ascontiguousarray(encoder.get_compressed(), dtype="<u4").tobytes()
+    return _words(encoder, front_coder)
 
 
 @torch.no_grad()
 def decode_colour(im: IntColourRIDE, payload: bytes, height: int, width: int, pads: tuple[int, int, int],
                   stripes: int, digit_bits: int, progress: Progress | None = None, repeat: bool = False,
-                  maps: bool = False) -> np.ndarray:
+                  maps: bool = False, fuse: bool = True) -> np.ndarray:
     """uint8 pixels [H, W, 3] (coded channel order) of a payload made by `encode_colour` with the same `repeat`
-    and `maps` (not yet checked against the checksum)."""
+    and `maps` (not yet checked against the checksum); `fuse` as for `encode_colour`."""
     grid = _Canvases(im, height, width, pads, stripes, "kernels")
     stepper = grid.stepper
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    decoder = constriction.stream.queue.RangeDecoder(words)
     pixels = np.zeros((height * width, 3), dtype=np.uint8)
     pad_codes = 2 * np.asarray(pads, dtype=np.int64) + 1
     counts = RepeatCounts(3) if repeat else None
     tables = _fresh_maps(repeat, maps)
+    front_coder = _front_coder(stepper, counts, tables, digit_bits, fuse, rangecoder.RangeDecoder(words))
     for t in range(stepper.num_fronts):
         cells = grid.cells(t)
         if cells is not None:
             keep, index = cells
             hidden, base = stepper.trunk(t)
             codes = np.tile(pad_codes, (hidden.shape[0], 1))
-            flags = _RepeatFlags(counts, stepper, t, keep, tables) if counts is not None else None
+            flags = _RepeatFlags(counts, stepper, t, keep, tables) if counts is not None and front_coder is None \
+                else None
+            if front_coder is not None:
+                front_coder.start(t, keep)
             for k in range(3):
                 mix = stepper.head(k, hidden, base, codes)
-                if flags is None:
+                if front_coder is not None:
+                    v = front_coder.channel(k, mix)
+                elif flags is None:
                     v = _read_values(decoder, stepper.decoder(mix, keep, digit_bits), digit_bits)
                 else:
                     v = flags.decode(decoder, k, mix, digit_bits)
                 pixels[index, k] = v
                 codes[keep, k] = 2 * v + 1
+            if front_coder is not None:
+                front_coder.finish()
             if flags is not None:
                 flags.update()
             stepper.write(t, codes)
