@@ -792,6 +792,19 @@ class KernelStepper(FrontGeometry):
         return out, mix.total[keep]
 
 
+@_jit
+def _head_inputs(hidden, codes, base, k, out):  # noqa: ANN001, ANN202
+    """Head k's GEMM input [N, D + k]: the hidden states [N, D], then r_j = code_j 2^(Q_BITS - 9) - base_j of the
+    channels j < k at 2^-Q_BITS (exact int64, clipped to +-R_CLIP so that the head's float64 GEMM stays exact)."""
+    n, d = hidden.shape
+    for i in range(n):
+        for u in range(d):
+            out[i, u] = hidden[i, u]
+        for j in range(k):
+            r = (np.int64(codes[i, j]) << (Q_BITS - 9)) - base[i, j]
+            out[i, d + j] = min(max(r, -R_CLIP), R_CLIP)
+
+
 class ColourKernelStepper(KernelStepper):
     """The colour integer model (`colour_fixedpoint.IntColourRIDE`) on the compiled kernels: canvases int32
     [B, 3, Hc, Wc] of the coded channels' pixel codes. Per front: `trunk(t)`, then `head(k, ...)` for k = 0, 1, 2,
@@ -805,12 +818,8 @@ class ColourKernelStepper(KernelStepper):
     def head(self, k: int, hidden: np.ndarray, base: np.ndarray, codes: np.ndarray) -> KernelMixture:
         """Channel k's mixture constants of the front's cells from `trunk`'s hidden [N, D] and base [N, 3] and
         the pixel codes [N, 3] of the channels before k (columns >= k unused)."""
-        n, d = hidden.shape
-        inputs = np.empty((n, d + k), dtype=np.float64)
-        inputs[:, :d] = hidden
-        for j in range(k):  # r_j at 2^-Q_BITS: exact int64, clipped so that the head's float64 GEMM stays exact
-            r = (codes[:, j].astype(np.int64) << (Q_BITS - 9)) - base[:, j]
-            inputs[:, d + j] = np.clip(r, -R_CLIP, R_CLIP)
+        inputs = np.empty((hidden.shape[0], hidden.shape[1] + k), dtype=np.float64)
+        _head_inputs(hidden, codes, base, k, inputs)
         return self.heads[k].mixture(inputs, np.ascontiguousarray(base[:, k]), self.im.exp2)
 
     def step(self, t: int) -> KernelMixture:
