@@ -3,6 +3,7 @@ WebP and PNG, and speed, in one process.
 
     python benchmarks/bench_codec_colour.py compare --limit 100 --wiki-limit 10   # bits per sub-pixel
     python benchmarks/bench_codec_colour.py speed --limit 2                       # 768x512 RGB crops
+    python benchmarks/bench_codec_colour.py speed --limit 0 --bsds 8 --checkpoint choice  # BSDS300-sized
 
 compare: the BSDS300 test images in colour (JPEG files: decoded pixels), the Wikimedia validation photographs (never
 JPEG, whole, not trained on) and, with --aerials-limit, the USC-SIPI aerials' validation scans in colour (never
@@ -171,18 +172,31 @@ def speed(args: argparse.Namespace, model) -> None:  # noqa: ANN001
     codecs = other_codecs()
     print("| image | codec | bits per sub-pixel | encode RGB px/s | decode RGB px/s |")
     print("|---|---|---|---|---|")
-    for name, image in wikipedia_crops(args.limit):
+    totals = {}  # codec -> [pixels, sub-pixel bits, encode s, decode s] over the BSDS300 images
+    for name, image in wikipedia_crops(args.limit) + bsds_test(args.bsds):
         px = image.shape[0] * image.shape[1]
+        bsds = name.endswith(".jpg")
         (stream, used), enc = timed(encode, model, image)
         out, dec = timed(decompress, used, stream)
         assert np.array_equal(out, image)
-        print(f"| {name} {image.shape[1]}x{image.shape[0]} | ride ({args.checkpoint}) | "
+        rows = [(f"ride ({args.checkpoint})", 8 * len(stream), enc, dec)]
+        print(f"| {name} {image.shape[1]}x{image.shape[0]} | {rows[0][0]} | "
               f"{8 * len(stream) / image.size:.4f} | {px / enc:,.0f} | {px / dec:,.0f} |", flush=True)
         for cname, (e, d) in codecs.items():
             blob, enc = timed(e, image)
             _, dec = timed(d, blob)
+            rows.append((cname, 8 * len(blob), enc, dec))
             print(f"| | {cname} | {8 * len(blob) / image.size:.4f} | {px / enc:,.0f} | {px / dec:,.0f} |",
                   flush=True)
+        for cname, bits, enc, dec in rows if bsds else []:
+            t = totals.setdefault(cname, [0, 0, 0.0, 0.0])
+            t[0], t[1], t[2], t[3] = t[0] + px, t[1] + bits, t[2] + enc, t[3] + dec
+    if totals:
+        print(f"\nBSDS300 test, the first {args.bsds} images in colour, pooled:\n")
+        print("| codec | bits per sub-pixel | encode RGB px/s | decode RGB px/s |")
+        print("|---|---|---|---|")
+        for cname, (px, bits, enc, dec) in totals.items():
+            print(f"| {cname} | {bits / (3 * px):.4f} | {px / enc:,.0f} | {px / dec:,.0f} |")
 
 
 def main() -> None:
@@ -194,6 +208,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=3, help="BSDS300 test images (compare) or crops (speed)")
     parser.add_argument("--wiki-limit", type=int, default=10)
+    parser.add_argument("--bsds", type=int, default=0,
+                        help="speed: also the first N BSDS300 test images (481 x 321), each and pooled")
     parser.add_argument("--aerials-limit", type=int, default=0, help="compare: aerials' validation scans (7 in colour)")
     parser.add_argument("--ideal", action="store_true", help="compare: also the float model's ideal code length")
     parser.add_argument("--json")
