@@ -187,3 +187,16 @@ def repeat_image(image: np.ndarray) -> np.ndarray:
     out = image.copy()
     out[6:15, 4:17] = (200, 90, 30) if image.ndim == 3 else 90
     return out
+
+
+def flag_test_images(height: int, width: int, seed: int, speckle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two RGB images where the repeat flags both hit and miss: a smooth image with a flat block (`repeat_image`) and
+    saturated corners (values 255 and 0), and the same with a fraction `speckle` of its pixels random colours."""
+    smooth = repeat_image((make_smooth_images(1, 3, height, width, seed=seed, noise=0.02)[0].permute(1, 2, 0).numpy()
+                           * 256).astype(np.uint8))
+    smooth[:4, -6:] = 255
+    smooth[-5:, :3] = 0
+    speckled = smooth.copy()
+    rng = np.random.default_rng(seed + 7)
+    speckled[rng.random(smooth.shape[:2]) < speckle] = rng.integers(0, 256, 3)
+    return smooth, speckled

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_tiny_lossless_colour, make_tiny_ride, repeat_image
-from test_colour_codec import _smooth_rgb
+from conftest import flag_test_images, make_tiny_lossless_colour, make_tiny_ride
 
 from ride.codec import engine, kernels
 from ride.codec.coder import integer_model
@@ -16,15 +15,8 @@ from ride.codec.coder import integer_model
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="the compiled front coder needs numba")
 
 
-def _images() -> list[np.ndarray]:
-    """RGB test images: smooth with a flat block, saturated corners, and speckles (the flags hit and miss)."""
-    rng = np.random.default_rng(5)
-    smooth = repeat_image(_smooth_rgb(21, 26, seed=2))
-    smooth[:3, -5:] = 255
-    smooth[-4:, :3] = 0
-    speckled = smooth.copy()
-    speckled[rng.random(smooth.shape[:2]) < 0.08] = rng.integers(0, 256, 3)
-    return [smooth, speckled]
+def _images() -> tuple[np.ndarray, np.ndarray]:
+    return flag_test_images(21, 26, seed=2, speckle=0.08)
 
 
 @pytest.mark.parametrize("maps", [False, True])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_tiny_lossless_colour, make_tiny_ride, repeat_image
+from conftest import flag_test_images, make_tiny_lossless_colour, make_tiny_ride
 from test_colour_codec import _canvas, _kernel_fronts, _smooth_rgb
 
 from ride.codec import apm, compress, decompress, kernels, repeat
@@ -157,12 +157,7 @@ def test_format_8_round_trips_and_refusals() -> None:
     """Exact round trips (flat blocks, edges of the value range, speckles, every digit size and stripes); the maps
     never cost (much) more than format 6; the maps need colour and the repeat flags."""
     model = make_tiny_lossless_colour("grb", 2, seed=5)
-    rng = np.random.default_rng(11)
-    smooth = repeat_image(_smooth_rgb(23, 29, seed=4))
-    smooth[:4, -6:] = 255
-    smooth[-5:, :3] = 0
-    speckled = smooth.copy()
-    speckled[rng.random(smooth.shape[:2]) < 0.05] = rng.integers(0, 256, 3)
+    smooth, speckled = flag_test_images(23, 29, seed=4, speckle=0.05)
     for name, image in (("smooth", smooth), ("speckled", speckled)):
         for stripes, bits in ((None, 2), (1, 1), (3, 4), (2, 8)):
             data = compress(model, image, stripes=stripes, digit_bits=bits)

@@ -529,23 +529,6 @@ def test_compiled_repeat_loops_equal_the_plain_ones() -> None:
         assert np.array_equal(a, b)
     for (c1, x1, f1), (c2, x2, f2) in zip(states["plain"][0], states["compiled"][0], strict=True):
         assert np.array_equal(c1, c2) and np.array_equal(x1, x2) and np.array_equal(f1, f2)
-    # the encoder's one-call loop gives the same symbols as the rank-by-rank states
-    values = np.where(rng.random(n) < 0.5, cands[np.arange(n), rng.integers(0, repeat.CANDIDATES, n)],
-                      rng.integers(0, 256, n))
-    plain = repeat.FlagState(1, counts, coded, cands, masses, total.copy(), active, previous)
-    expected = []
-    for rank in range(repeat.CANDIDATES):
-        m = plain.step(rank)
-        hits = values[plain.cells[:m]] == cands[plain.cells[:m], rank]
-        expected.append((hits.astype(np.int32), plain.contexts[:m].copy(), plain.freqs[:m].copy()))
-        plain.apply(rank, m, hits)
-    compiled = kernels.FlagState(1, counts, coded, cands, mix, keep, stepper.phi, active, previous)
-    symbols, contexts, freqs = kernels.flags_encode(compiled, values)
-    assert np.array_equal(symbols, np.concatenate([e[0] for e in expected]))
-    assert np.array_equal(contexts, np.concatenate([e[1] for e in expected]))
-    assert np.array_equal(freqs, np.concatenate([e[2] for e in expected]))
-    for name in ("open_", "remaining", "skip", "skip_mass"):
-        assert np.array_equal(getattr(compiled, name), getattr(plain, name)), name
 
 
 def test_repeat_flag_round_trips_and_codes_flat_areas_nearly_free() -> None:

@@ -318,7 +318,9 @@ def _candidates(stepper: kernels.KernelStepper | TorchCoding, t: int, keep: np.n
 
 class _RepeatFlags:
     """The repeat flags' side of one front (`repeat`): per channel the candidates, their masses and the flags rank
-    by rank (`repeat.FlagState`, compiled with the kernel stepper); the events are counted after the front."""
+    by rank (`repeat.FlagState`, compiled with the kernel stepper); the events are counted after the front. The
+    torch backend's path, and the reference that `fused` (the kernel stepper's, one compiled call per channel) is
+    tested against."""
 
     def __init__(self, counts: RepeatCounts, stepper: kernels.KernelStepper | TorchCoding, t: int,
                  keep: np.ndarray, maps: apm.Tables | None = None) -> None:
@@ -351,19 +353,14 @@ class _RepeatFlags:
                digit_bits: int) -> None:
         """Channel k's flags of the kept cells (values [n]), then the digits of those where none hit."""
         state = self._state(k, mix)
-        if self.compiled:  # every rank in one compiled loop and one call of the range coder: the same symbols
-            symbols, contexts, freqs = kernels.flags_encode(state, values)
-            if symbols.size:
-                encoder.encode(symbols, _CATEGORICAL, freqs)
-                self.events.append((contexts, symbols == HIT))
-        else:
-            def hits_of(m: int, rank: int) -> np.ndarray:
-                cells = state.cells[:m]
-                hits = values[cells] == state.cands[cells, rank]
-                encoder.encode(hits.astype(np.int32), _CATEGORICAL, state.freqs[:m])
-                return hits
 
-            self._ranks(state, hits_of)
+        def hits_of(m: int, rank: int) -> np.ndarray:
+            cells = state.cells[:m]
+            hits = values[cells] == state.cands[cells, rank]
+            encoder.encode(hits.astype(np.int32), _CATEGORICAL, state.freqs[:m])
+            return hits
+
+        self._ranks(state, hits_of)
         self.previous = (~state.open_).astype(np.int64)
         rest = np.flatnonzero(state.open_)
         symbols, freqs = self.stepper.encode_digits(mix, self.keep[rest], values[rest], digit_bits, state.skip[rest],

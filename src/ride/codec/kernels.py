@@ -483,53 +483,6 @@ def repeat_prepare(flat: np.ndarray, stripe: np.ndarray, position: np.ndarray,
 
 
 @_jit
-def _flags_encode(channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits,  # noqa: ANN001, ANN202
-                  free, unit, coded, cands, masses, remaining, activity, previous, values, open_, skip, skip_mass,
-                  symbols, contexts, freqs, count, offset, weights, step, total, phi, keep):
-    """The encoder's flags of one channel, every rank in one loop: `FlagState.step` (the masses computed only
-    where a flag is coded), the hits from the values, then `FlagState.apply`, rank by rank; symbols, contexts and
-    frequencies in the stream's order (rank, then cell) into the first m entries; returns m."""
-    m = 0
-    ext = np.empty(3, dtype=np.int64)
-    for rank in range(cands.shape[1]):
-        for c in range(open_.shape[0]):
-            if not (open_[c] and coded[c, rank]):
-                continue
-            mass = _value_mass(count, offset, weights, step, total, phi, keep[c], cands[c, rank], ext)
-            masses[c, rank] = mass
-            index, hit_freq = _flag_context(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab,
-                                            thresholds, threshold_bits, free, unit, mass, remaining[c], activity[c],
-                                            previous[c])
-            hit = values[c] == cands[c, rank]
-            symbols[m], contexts[m] = np.int32(hit), index
-            freqs[m, 0], freqs[m, 1] = free - hit_freq, hit_freq
-            m += 1
-            if hit:  # a cell's state is its own: applying now is applying after the rank
-                open_[c] = False
-            else:
-                skip[c, rank] = cands[c, rank]
-                skip_mass[c, rank] = mass
-                remaining[c] -= mass
-    return m
-
-
-def flags_encode(state: FlagState, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The encoder's flags of one channel (the cells' values [n]) in one compiled loop, the same integers as
-    `state.step`, the hits and `state.apply` rank by rank (the state updated in place): (symbols int32 [m],
-    contexts [m], frequencies [m, 2]) in the stream's order."""
-    size = state.cands.size
-    symbols = np.empty(size, dtype=np.int32)
-    contexts = np.empty(size, dtype=np.int64)
-    freqs = np.empty((size, 2), dtype=np.float64)
-    counts = state.counts
-    m = _flags_encode(state.channel, counts.channels, repeat.ACTIVITY, repeat.BUCKETS, counts.hits, counts.seen,
-                      repeat._THRESHOLDS, repeat._THRESHOLD_BITS, repeat._FREE, repeat.UNIT, state.coded, state.cands,
-                      state.masses, state.remaining, state.activity, state.previous, values, state.open_, state.skip,
-                      state.skip_mass, symbols, contexts, freqs, *state.source())
-    return symbols[:m], contexts[:m], freqs[:m]
-
-
-@_jit
 def _rank_apply(rank, cells, hits, cands, masses, open_, remaining, skip, skip_mass, values):  # noqa: ANN001, ANN202
     """`repeat.FlagState.apply` compiled."""
     for q in range(cells.shape[0]):
