@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import flag_test_images, make_tiny_lossless_colour, make_tiny_ride
 
-from ride.codec import engine, kernels
+from ride.codec import engine, fused, kernels
 from ride.codec.coder import integer_model
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="the compiled front coder needs numba")
@@ -19,8 +20,20 @@ def _images() -> tuple[np.ndarray, np.ndarray]:
     return flag_test_images(21, 26, seed=2, speckle=0.08)
 
 
+@pytest.fixture(params=["serial", "parallel"])
+def build(request, monkeypatch) -> str:  # noqa: ANN001
+    """Run a test with the fused coder's serial build, or its build that splits cells over numba's threads (two
+    threads where the machine allows)."""
+    parallel = request.param == "parallel"
+    monkeypatch.setattr(fused.numba, "get_num_threads", lambda: 2 if parallel else 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2 if parallel else 1)
+    yield request.param
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("maps", [False, True])
-def test_colour_streams_equal_the_python_layers(maps: bool) -> None:
+def test_colour_streams_equal_the_python_layers(maps: bool, build: str) -> None:
     im = integer_model(make_tiny_lossless_colour("grb", 2, seed=3))
     pads = (120, 131, 90)
     for image in _images():
@@ -35,7 +48,7 @@ def test_colour_streams_equal_the_python_layers(maps: bool) -> None:
                 assert np.array_equal(out, image), (stripes, bits, fuse)
 
 
-def test_grey_streams_equal_the_python_layers() -> None:
+def test_grey_streams_equal_the_python_layers(build: str) -> None:
     im = integer_model(make_tiny_ride(num_layers=2, seed=4))
     for image in _images():
         grey = np.ascontiguousarray(image[..., 1])

@@ -21,9 +21,12 @@ from .kernels import (
     _flag_context,
     _frequencies,
     _jit,
+    _jit_parallel,
+    _prange,
     _repeat_prepare,
     _value_mass,
     maps_update,
+    numba,
 )
 
 #: what the kernels return besides a count: totals of 2^48 or more (not a codec's model), a corrupted stream
@@ -32,73 +35,206 @@ _TOTAL_LIMIT = np.int64(1) << 48  # `repeat.check_totals`
 
 
 @_jit
-def _flag_coding(flat, stripe, position, wc, activity_edges, count, offset, weights, step, total, phi, keep,
-                 counts_args, previous, values, decode, state, words, events_ctx, events_hit, n_events):  # noqa: ANN001, ANN202
-    """The flags of one channel rank by rank (`repeat.FlagState` step and apply, compiled): coded from `values`,
-    or decoded into them (`decode`). Returns (open [n], skip, skip_mass [n, K], activity [n]) or, through the
-    first, a negative code in position 0 of an empty array (TOO_LARGE, CORRUPT)."""
+def _prepare(flat, stripe, position, wc, activity_edges, total, keep):  # noqa: ANN001, ANN202
+    """The cells' candidates, activity classes and first occurrences (`repeat`), or an empty activity where a
+    total is 2^48 or more (not a codec's model)."""
+    n = keep.shape[0]
+    cands = np.empty((n, repeat.CANDIDATES), dtype=np.int64)
+    activity = np.empty(n, dtype=np.int64)
+    coded = np.empty((n, repeat.CANDIDATES), dtype=np.bool_)
+    _repeat_prepare(flat, stripe, position, wc, activity_edges, cands, activity, coded)
+    for c in range(n):
+        if total[keep[c]] >= _TOTAL_LIMIT:
+            return cands, activity[:0], coded
+    return cands, activity, coded
+
+
+def _encode_channel(flat, stripe, position, wc, activity_edges, count, offset, weights, step, total, phi, keep,  # noqa: ANN001, ANN202
+                    counts_args, previous, values, digit_bits, refine, maps_args, state, words, events_ctx,
+                    events_hit, n_events):
+    """The encoder's side of `code_channel`: every cell's flags and digits modelled on its own (cells split over
+    numba's threads in the parallel build: a cell reads only the front's fixed counts and maps), then coded in the
+    stream's order in one serial pass."""
     channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits, free, unit = \
         counts_args
-    n = keep.shape[0]
-    k_count = repeat.CANDIDATES
-    cands = np.empty((n, k_count), dtype=np.int64)
-    activity = np.empty(n, dtype=np.int64)
-    coded = np.empty((n, k_count), dtype=np.bool_)
-    _repeat_prepare(flat, stripe, position, wc, activity_edges, cands, activity, coded)
-    open_ = np.ones(n, dtype=np.bool_)
+    table, stretch, ctx0, _, ones, shares = maps_args
+    cands, activity, coded = _prepare(flat, stripe, position, wc, activity_edges, total, keep)
+    n, k_count = keep.shape[0], repeat.CANDIDATES
+    if activity.shape[0] != n:
+        return TOO_LARGE
+    radix, levels = 1 << digit_bits, 8 // digit_bits
+    flag_ctx = np.empty((n, k_count), dtype=np.int64)
+    flag_freq = np.empty((n, k_count), dtype=np.int64)
+    flagged = np.zeros((n, k_count), dtype=np.bool_)
+    hit_rank = np.full(n, k_count, dtype=np.int64)  # the rank whose flag hit; k_count: none did
+    freqs = np.empty((n, levels, radix), dtype=np.int64)
+    nodes = (n, levels, radix - 1) if refine else (1, 1, 1)
+    knot, weight = np.empty(nodes, dtype=np.int64), np.empty(nodes, dtype=np.int64)
     skip = np.full((n, k_count), -1, dtype=np.int64)
     skip_mass = np.zeros((n, k_count), dtype=np.int64)
+    ext = np.empty((n, radix + 1), dtype=np.int64)
+    budget = np.empty((n, radix), dtype=np.int64)
+    for c in _prange(n):
+        i, v = keep[c], values[c]
+        remaining = total[i]
+        for rank in range(k_count):
+            if not coded[c, rank]:
+                continue
+            mass = _value_mass(count, offset, weights, step, total, phi, i, cands[c, rank], ext[c])
+            flag_ctx[c, rank], flag_freq[c, rank] = _flag_context(
+                rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits,
+                free, unit, mass, remaining, activity[c], previous[c])
+            flagged[c, rank] = True
+            if v == cands[c, rank]:
+                hit_rank[c] = rank
+                break
+            skip[c, rank], skip_mass[c, rank] = cands[c, rank], mass
+            remaining -= mass
+        if hit_rank[c] < k_count:
+            continue
+        low, high, start = np.int64(0), remaining, np.int64(0)
+        for level in range(levels):
+            width = 8 - digit_bits * (level + 1)
+            _digit_edges(count, offset, weights, step, phi, i, start, width, radix, skip[c], skip_mass[c], ext[c])
+            ext[c, 0], ext[c, radix] = low, high
+            if refine:
+                _apm_digit(table, stretch, ctx0 + activity[c] + level * digit_bits * activity_classes,
+                           activity_classes, digit_bits, ext[c], freqs[c], level, budget[c], knot[c, level],
+                           weight[c, level])
+            else:
+                _frequencies(ext[c], digit_bits, freqs[c], level)
+            digit = (v >> width) & (radix - 1)
+            low, high = ext[c, digit], ext[c, digit + 1]
+            start += np.int64(digit) << width
+    e = n_events[0]
+    for rank in range(k_count):  # the stream's order: rank, then cell; then level, then cell
+        for c in range(n):
+            if not flagged[c, rank]:
+                continue
+            hit_freq = flag_freq[c, rank]
+            hit = hit_rank[c] == rank
+            if hit:  # frequencies g + 1: miss, then hit
+                rangecoder.encode_symbol(state, words, free - hit_freq + 1, hit_freq + 1)
+            else:
+                rangecoder.encode_symbol(state, words, 0, free - hit_freq + 1)
+            events_ctx[e], events_hit[e] = flag_ctx[c, rank], hit
+            e += 1
+    n_events[0] = e
+    for c in range(n):
+        previous[c] = 1 if hit_rank[c] < k_count else 0
+    for level in range(levels):
+        width = 8 - digit_bits * (level + 1)
+        for c in range(n):
+            if hit_rank[c] < k_count:
+                continue
+            digit = (values[c] >> width) & (radix - 1)
+            rangecoder.encode_frequencies(state, words, digit, freqs[c, level])
+            if refine:
+                _apm_path(knot[c, level], weight[c, level], digit, digit_bits, ones, shares)
+    return 0
+
+
+def _decode_channel(flat, stripe, position, wc, activity_edges, count, offset, weights, step, total, phi, keep,  # noqa: ANN001, ANN202
+                    counts_args, previous, values, digit_bits, refine, maps_args, state, words, events_ctx,
+                    events_hit, n_events):
+    """The decoder's side of `code_channel`: rank by rank, then digit level by level, the cells' frequencies
+    (split over numba's threads in the parallel build), then their symbols from the range decoder in one serial
+    pass."""
+    channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits, free, unit = \
+        counts_args
+    table, stretch, ctx0, _, ones, shares = maps_args
+    cands, activity, coded = _prepare(flat, stripe, position, wc, activity_edges, total, keep)
+    n, k_count = keep.shape[0], repeat.CANDIDATES
+    if activity.shape[0] != n:
+        return TOO_LARGE
+    radix, levels = 1 << digit_bits, 8 // digit_bits
+    open_ = np.ones(n, dtype=np.bool_)
+    flagged = np.empty(n, dtype=np.bool_)
+    flag_ctx = np.empty(n, dtype=np.int64)
+    flag_freq = np.empty(n, dtype=np.int64)
+    masses = np.empty(n, dtype=np.int64)
     remaining = np.empty(n, dtype=np.int64)
+    skip = np.full((n, k_count), -1, dtype=np.int64)
+    skip_mass = np.zeros((n, k_count), dtype=np.int64)
+    scratch = np.empty((n, 3), dtype=np.int64)
+    pair = np.empty(2, dtype=np.int64)
     for c in range(n):
         remaining[c] = total[keep[c]]
-        if remaining[c] >= _TOTAL_LIMIT:
-            return np.full(1, TOO_LARGE, dtype=np.int64), open_, skip, skip_mass, activity
-    ext = np.empty(3, dtype=np.int64)
-    pair = np.empty(2, dtype=np.int64)
     e = n_events[0]
     for rank in range(k_count):
+        for c in _prange(n):
+            flagged[c] = open_[c] and coded[c, rank]
+            if flagged[c]:
+                masses[c] = _value_mass(count, offset, weights, step, total, phi, keep[c], cands[c, rank],
+                                        scratch[c])
+                flag_ctx[c], flag_freq[c] = _flag_context(
+                    rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds,
+                    threshold_bits, free, unit, masses[c], remaining[c], activity[c], previous[c])
         for c in range(n):
-            if not (open_[c] and coded[c, rank]):
+            if not flagged[c]:
                 continue
-            mass = _value_mass(count, offset, weights, step, total, phi, keep[c], cands[c, rank], ext)
-            index, hit_freq = _flag_context(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab,
-                                            thresholds, threshold_bits, free, unit, mass, remaining[c], activity[c],
-                                            previous[c])
-            miss_freq = free - hit_freq  # the symbols' frequencies g + 1: miss, then hit
-            if decode:
-                pair[0], pair[1] = miss_freq, hit_freq
-                symbol = rangecoder.decode_frequencies(state, words, pair)
-                if symbol < 0:
-                    return np.full(1, CORRUPT, dtype=np.int64), open_, skip, skip_mass, activity
-                hit = symbol == repeat.HIT
-                if hit:
-                    values[c] = cands[c, rank]
-            else:
-                hit = values[c] == cands[c, rank]
-                if hit:
-                    rangecoder.encode_symbol(state, words, miss_freq + 1, hit_freq + 1)
-                else:
-                    rangecoder.encode_symbol(state, words, 0, miss_freq + 1)
-            events_ctx[e], events_hit[e] = index, hit
+            pair[0], pair[1] = free - flag_freq[c], flag_freq[c]
+            symbol = rangecoder.decode_frequencies(state, words, pair)
+            if symbol < 0:
+                return CORRUPT
+            hit = symbol == repeat.HIT
+            events_ctx[e], events_hit[e] = flag_ctx[c], hit
             e += 1
-            if hit:  # a cell's state is its own: applying now is applying after the rank
-                open_[c] = False
+            if hit:
+                values[c], open_[c] = cands[c, rank], False
             else:
-                skip[c, rank] = cands[c, rank]
-                skip_mass[c, rank] = mass
-                remaining[c] -= mass
+                skip[c, rank], skip_mass[c, rank] = cands[c, rank], masses[c]
+                remaining[c] -= masses[c]
     n_events[0] = e
     for c in range(n):
         previous[c] = 0 if open_[c] else 1
-    return np.zeros(1, dtype=np.int64), open_, skip, skip_mass, activity
+    rest = np.flatnonzero(open_)
+    nr = rest.shape[0]
+    low = np.zeros(nr, dtype=np.int64)
+    high = remaining[rest]
+    start = np.zeros(nr, dtype=np.int64)
+    freqs = np.empty((nr, radix), dtype=np.int64)
+    nodes = (nr, radix - 1) if refine else (1, 1)
+    knot, weight = np.empty(nodes, dtype=np.int64), np.empty(nodes, dtype=np.int64)
+    ext = np.empty((nr, radix + 1), dtype=np.int64)
+    budget = np.empty((nr, radix), dtype=np.int64)
+    for level in range(levels):
+        width = 8 - digit_bits * (level + 1)
+        for r in _prange(nr):
+            q = rest[r]
+            _digit_edges(count, offset, weights, step, phi, keep[q], start[r], width, radix, skip[q], skip_mass[q],
+                         ext[r])
+            ext[r, 0], ext[r, radix] = low[r], high[r]
+            if refine:
+                _apm_digit(table, stretch, ctx0 + activity[q] + level * digit_bits * activity_classes,
+                           activity_classes, digit_bits, ext[r], freqs, r, budget[r], knot[r], weight[r])
+            else:
+                _frequencies(ext[r], digit_bits, freqs, r)
+        for r in range(nr):
+            digit = rangecoder.decode_frequencies(state, words, freqs[r])
+            if digit < 0:
+                return CORRUPT
+            if refine:
+                _apm_path(knot[r], weight[r], digit, digit_bits, ones, shares)
+            low[r], high[r] = ext[r, digit], ext[r, digit + 1]
+            start[r] += np.int64(digit) << width
+    for r in range(nr):
+        values[rest[r]] = start[r]
+    return 0
 
 
-@_jit
+# each compiled twice from one source: serial (prange runs as range) and split over numba's threads
+_ENCODERS = (_jit(_encode_channel), _jit_parallel(_encode_channel))
+_DECODERS = (_jit(_decode_channel), _jit_parallel(_decode_channel))
+
+
 def code_channel(flat, stripe, position, wc, activity_edges, count, offset, weights, step, total, phi, keep,  # noqa: ANN001, ANN201
                  counts_args, previous, values, decode, digit_bits, refine, maps_args, state, words, events_ctx,
                  events_hit, n_events):
     """One channel of a front: its flags, then the digits (level, then cell) of the cells where none hit, coded
-    from values [n] or decoded into them (`decode`). Returns 0, or TOO_LARGE / CORRUPT.
+    from values [n] or decoded into them (`decode`). Returns 0, or TOO_LARGE / CORRUPT. The cells' modelling is
+    split over numba's threads when there are several (`kernels._follow_torch_threads`): each cell's integers are
+    its own, and the range coder runs in the stream's order, so any split gives the same stream.
 
     flat [B, planes * Hc * Wc], stripe, position [n] (the cells' canvas and flat position in this channel's
     plane), wc: the canvas; count .. phi: the front's mixture of this channel; keep [n]: the kept cells' rows in it;
@@ -106,57 +242,10 @@ def code_channel(flat, stripe, position, wc, activity_edges, count, offset, weig
     (updated to this channel's); maps_args (table, stretch, first context, activity classes, ones, shares): the
     maps of format 8 with `refine`; state, words: the range coder's (`rangecoder`); events_ctx, events_hit: the
     flags' contexts and hits from n_events[0] on, for the counts' update after the front."""
-    code, open_, skip, skip_mass, activity = _flag_coding(
-        flat, stripe, position, wc, activity_edges, count, offset, weights, step, total, phi, keep, counts_args,
-        previous, values, decode, state, words, events_ctx, events_hit, n_events)
-    if code[0] != 0:
-        return code[0]
-    table, stretch, ctx0, activity_classes, ones, shares = maps_args
-    radix, levels = 1 << digit_bits, 8 // digit_bits
-    rest = np.flatnonzero(open_)
-    nr = rest.shape[0]
-    low = np.zeros(nr, dtype=np.int64)
-    high = np.empty(nr, dtype=np.int64)
-    start = np.zeros(nr, dtype=np.int64)
-    for r in range(nr):
-        q = rest[r]
-        high[r] = total[keep[q]] - skip_mass[q].sum()
-    ext = np.empty(radix + 1, dtype=np.int64)
-    budget = np.empty(radix, dtype=np.int64)
-    freqs = np.empty((nr, radix), dtype=np.int64)
-    knot = np.empty((nr, radix - 1), dtype=np.int64)
-    weight = np.empty((nr, radix - 1), dtype=np.int64)
-    lows = np.empty((nr, radix + 1), dtype=np.int64)
-    for level in range(levels):
-        width = 8 - digit_bits * (level + 1)
-        for r in range(nr):  # the level's frequencies of every cell first: the encoder's order, level then cell
-            q = rest[r]
-            _digit_edges(count, offset, weights, step, phi, keep[q], start[r], width, radix, skip[q], skip_mass[q],
-                         ext)
-            ext[0], ext[radix] = low[r], high[r]
-            if refine:
-                _apm_digit(table, stretch, ctx0 + activity[q] + level * digit_bits * activity_classes,
-                           activity_classes, digit_bits, ext, freqs, r, budget, knot[r], weight[r])
-            else:
-                _frequencies(ext, digit_bits, freqs, r)
-            lows[r] = ext
-        for r in range(nr):
-            q = rest[r]
-            if decode:
-                digit = rangecoder.decode_frequencies(state, words, freqs[r])
-                if digit < 0:
-                    return CORRUPT
-            else:
-                digit = (values[q] >> width) & (radix - 1)
-                rangecoder.encode_frequencies(state, words, digit, freqs[r])
-            if refine:
-                _apm_path(knot[r], weight[r], digit, digit_bits, ones, shares)
-            low[r], high[r] = lows[r, digit], lows[r, digit + 1]
-            start[r] += np.int64(digit) << width
-    if decode:
-        for r in range(nr):
-            values[rest[r]] = start[r]
-    return 0
+    kernel = (_DECODERS if decode else _ENCODERS)[int(numba.get_num_threads() > 1)]
+    return kernel(flat, stripe, position, wc, activity_edges, count, offset, weights, step, total, phi, keep,
+                  counts_args, previous, values, digit_bits, refine, maps_args, state, words, events_ctx, events_hit,
+                  n_events)
 
 
 @_jit
