@@ -15,8 +15,10 @@ Colour (format versions 3 and 5, `encode_colour` / `decode_colour`): the same wi
 of the three coded channels (a frame value each); per front the trunk step, then channel 0, 1, 2 of all the front's
 cells in turn (coding order: front, channel, digit, cells), each head given the channels decoded before it.
 
-With `repeat` (formats 7 and 6, `_RepeatFlags`): before a channel's digits, the repeat flags of its cells rank by
-rank (`codec.repeat`), and digits only for the cells where no candidate hit, each without its missed candidates.
+With `repeat` (formats 7, 6 and 8): before a channel's digits, the repeat flags of its cells rank by rank
+(`codec.repeat`), and digits only for the cells where no candidate hit, each without its missed candidates. On the
+kernel stepper each channel of a front is one compiled call with its own range coder (`fused`, `rangecoder`: the
+same words as constriction's); `_RepeatFlags` with constriction is the torch backend's path and the reference.
 """
 
 from __future__ import annotations

@@ -293,6 +293,8 @@ class FrontCoder:
         self.counts_args = [counts_arguments(counts, k) for k in range(counts.channels)]
         self.maps_args = [maps_arguments(tables, k) for k in range(counts.channels)]
         self.n_events = np.zeros(1, dtype=np.int64)
+        # `code_channel`'s choice of build, once per image (asking numba costs microseconds per call)
+        self.kernel = (_DECODERS if self.decode else _ENCODERS)[int(numba.get_num_threads() > 1)]
 
     def start(self, t: int, keep: np.ndarray) -> None:
         """Front t's kept cells (indices into its B * n cells)."""
@@ -314,11 +316,11 @@ class FrontCoder:
         else:
             values = np.ascontiguousarray(values, dtype=np.int64)
             self.coder.reserve(n * (repeat.CANDIDATES + 8 // self.digit_bits))
-        code = code_channel(self.stepper.flat, self.stripe, self.position + k * self.plane, self.wc,
-                            repeat.ACTIVITY_EDGES, mix.count, mix.offset, mix.weights, mix.step, mix.total,
-                            self.stepper.phi, self.keep, self.counts_args[k], self.previous, values, self.decode,
-                            self.digit_bits, self.tables is not None, self.maps_args[k], self.coder.state,
-                            self.coder.words, self.events_ctx, self.events_hit, self.n_events)
+        code = self.kernel(self.stepper.flat, self.stripe, self.position + k * self.plane, self.wc,
+                           repeat.ACTIVITY_EDGES, mix.count, mix.offset, mix.weights, mix.step, mix.total,
+                           self.stepper.phi, self.keep, self.counts_args[k], self.previous, values, self.digit_bits,
+                           self.tables is not None, self.maps_args[k], self.coder.state, self.coder.words,
+                           self.events_ctx, self.events_hit, self.n_events)
         if code == TOO_LARGE:
             raise ValueError("mixture totals of 2^48 or more: not an integer model of this codec")
         if code == CORRUPT:
