@@ -112,6 +112,32 @@ class APM:
         self.seen += weight
 
 
+class Mixer:
+    """Logistic mixing of stretched probabilities (the context-mixing coders' last stage): per context a weight per
+    input and a bias, p = squash(w . [s_1, .., s_m, 1]), the weights moved after each front by lr times the sum of
+    the front's gradients of the log-loss, (bit - p) x (the same whatever the events' order)."""
+
+    def __init__(self, contexts: int, inputs: int, lr: float) -> None:
+        self.w = np.zeros((contexts, inputs + 1))
+        self.w[:, :inputs] = 1.0 / inputs
+        self.lr = lr
+
+    def predict(self, context: np.ndarray, probs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        x = np.stack([np.clip(np.log(q / (1 - q)), -STRETCH_CLIP, STRETCH_CLIP) for q in probs]
+                     + [np.ones_like(probs[0])], 1)
+        return 1 / (1 + np.exp(-(self.w[context] * x).sum(1))), x
+
+    def update(self, events: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        for context, x, p, bit in events:
+            np.add.at(self.w, context, self.lr * (bit - p)[:, None] * x)
+
+
+#: mixer designs (--mixers): name -> learning rate; each mixes the model's p with format 8's map and, for "+map2",
+#: a second map of context (channel, bit position, the previous channel's hit)
+MIXERS = {"mixer p+map, lr 0.0005": 0.0005, "mixer p+map, lr 0.002": 0.002, "mixer p+map, lr 0.008": 0.008,
+          "mixer p+map+map2, lr 0.002": 0.002}
+
+
 def _fronts(model, image: np.ndarray):  # noqa: ANN001, ANN201
     """The codec's encoder's view, front by front (default stripes): (stepper, keep, [(channel k, mixture, values
     [n])] in coded order); grey images [H, W] under a grey model, RGB [H, W, 3] under a colour one."""
@@ -133,15 +159,21 @@ def _fronts(model, image: np.ndarray):  # noqa: ANN001, ANN201
         yield stepper, t, keep, [(k, mix, x) for k, (x, mix) in enumerate(channels)]
 
 
-def probe(model, image: np.ndarray, short: bool = False) -> dict[str, float]:  # noqa: ANN001
-    """Ideal bits of the no-hit values' binary decisions: the model's, and with APMs of a few designs."""
+def probe(model, image: np.ndarray, short: bool = False, mixers: bool = False) -> dict[str, float]:  # noqa: ANN001
+    """Ideal bits of the no-hit values' binary decisions: the model's, and with APMs of a few designs (and, with
+    `mixers`, logistic mixers of the model and the maps)."""
     designs = {name: APM(3 * 8 * (1 if name == "level" else 10 if "previous" in name else 5), memory=memory,
                          buckets=65 if "65 knots" in name else 33)
                for name, memory in DESIGNS.items() if name in (SHORT if short else DESIGNS)}
-    cost = dict.fromkeys(["model", *designs], 0.0)
+    shipped = "level+activity, memory 1024, mix 1/2"
+    if mixers:
+        designs.setdefault(shipped, APM(3 * 8 * 5, memory=1024.0))
+        second = APM(3 * 8 * 2, memory=1024.0)
+    mixes = {name: Mixer(3 * 8, 3 if "map2" in name else 2, lr) for name, lr in MIXERS.items()} if mixers else {}
+    cost = dict.fromkeys(["model", *designs, *mixes], 0.0)
     decisions = 0
     for stepper, t, keep, channels in _fronts(model, image):
-        pending: dict[str, list] = {name: [] for name in designs}
+        pending: dict[str, list] = {name: [] for name in [*designs, *mixes, "map2"]}
         previous = np.zeros(keep.size, dtype=np.int64)  # the channel before hit (the flags' context)
         for k, mix, x in channels:
             cands, active, first = engine._candidates(stepper, t, keep, k)
@@ -173,9 +205,25 @@ def probe(model, image: np.ndarray, short: bool = False) -> dict[str, float]:  #
                 q = np.clip(share * q + (1 - share) * p, FLOOR, 1 - FLOOR)
                 cost[name] += -np.log2(np.where(bit == 1, q, 1 - q)).sum()
                 pending[name].append((where, bit))
+            if mixes:
+                where1 = designs[shipped].locate((k * 8 + level) * 5 + act, p)
+                shipped_q = np.clip(designs[shipped].predict(where1), FLOOR, 1 - FLOOR)  # the map alone
+                where2 = second.locate((k * 8 + level) * 2 + prev, p)
+                q2 = np.clip(second.predict(where2), FLOOR, 1 - FLOOR)
+                pending["map2"].append((where2, bit))
+                for name, mixer in mixes.items():
+                    inputs = [p, shipped_q, q2] if "map2" in name else [p, shipped_q]
+                    q, x = mixer.predict(k * 8 + level, inputs)
+                    q = np.clip(q, FLOOR, 1 - FLOOR)
+                    cost[name] += -np.log2(np.where(bit == 1, q, 1 - q)).sum()
+                    pending[name].append((k * 8 + level, x, q, bit))
         for name, apm in designs.items():  # after the front, as a decoder could
             if pending[name]:
                 apm.update(pending[name])
+        for name, mixer in mixes.items():
+            mixer.update(pending[name])
+        if mixes and pending["map2"]:
+            second.update(pending["map2"])
     cost["decisions"] = decisions
     return cost
 
@@ -186,6 +234,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=384, help="central crop side (0: whole photographs)")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--short", action="store_true", help="only the shipped design and two variants of it")
+    parser.add_argument("--mixers", action="store_true", help="also logistic mixers of the model and the maps")
     parser.add_argument("--grey", action="store_true", help="grey photographs (luma) under a grey model "
                         "(--model photo_grey_nojpeg): the codec's format 7 file against the maps")
     args = parser.parse_args()
@@ -201,7 +250,7 @@ def main() -> None:
             image = np.ascontiguousarray(image[top : top + args.crop, left : left + args.crop])
         started = time.perf_counter()
         bits = 8 * len(compress(model, image, maps=False))  # format 6 (7 grey): the flags without the maps
-        cost = probe(model, image, args.short)
+        cost = probe(model, image, args.short, args.mixers)
         file_bits += bits
         for key, value in cost.items():
             totals[key] = totals.get(key, 0.0) + value
