@@ -430,23 +430,22 @@ def encode_colour(im: IntColourRIDE, pixels: np.ndarray, pads: tuple[int, int, i
             hidden, base = stepper.trunk(t)
             codes = np.tile(pad_codes, (hidden.shape[0], 1))  # the stripes' dummy rows keep the frame's value
             codes[keep] = 2 * values[index].astype(np.int64) + 1
+            flags = _RepeatFlags(counts, stepper, t, keep, tables) if counts is not None and front_coder is None \
+                else None
             if front_coder is not None:
                 front_coder.start(t, keep)
-                for k in range(3):
-                    front_coder.channel(k, stepper.head(k, hidden, base, codes), values[index, k])
-                front_coder.finish()
-                if progress is not None:
-                    progress(t + 1, stepper.num_fronts)
-                continue
-            flags = _RepeatFlags(counts, stepper, t, keep, tables) if counts is not None else None
             for k in range(3):
                 mix = stepper.head(k, hidden, base, codes)
                 x = values[index, k].astype(np.int64)
-                if flags is None:
+                if front_coder is not None:
+                    front_coder.channel(k, mix, x)
+                elif flags is None:
                     symbols, freqs = stepper.encode_digits(mix, keep, x, digit_bits)
                     encoder.encode(symbols, _CATEGORICAL, freqs)
                 else:
                     flags.encode(encoder, k, mix, x, digit_bits)
+            if front_coder is not None:
+                front_coder.finish()
             if flags is not None:
                 flags.update()
         if progress is not None:
