@@ -29,7 +29,7 @@ from .kernels import (
     numba,
 )
 
-#: what the kernels return besides a count: totals of 2^48 or more (not a codec's model), a corrupted stream
+#: what the kernels return instead of 0: totals of 2^48 or more (not a codec's model), a corrupted stream
 TOO_LARGE, CORRUPT = -2, -1
 _TOTAL_LIMIT = np.int64(1) << 48  # `repeat.check_totals`
 
