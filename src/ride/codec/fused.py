@@ -49,15 +49,23 @@ def _prepare(flat, stripe, position, wc, activity_edges, total, keep):  # noqa: 
     return cands, activity, coded
 
 
+@_jit
+def _flag(counts_args, rank, mass, remaining, activity, previous):  # noqa: ANN001, ANN202
+    """(context, hit frequency) of a flag (`kernels._flag_context`) from `counts_arguments`' tuple."""
+    channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits, free, unit = \
+        counts_args
+    return _flag_context(rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds,
+                         threshold_bits, free, unit, mass, remaining, activity, previous)
+
+
 def _encode_channel(flat, stripe, position, wc, activity_edges, count, offset, weights, step, total, phi, keep,  # noqa: ANN001, ANN202
                     counts_args, previous, values, digit_bits, refine, maps_args, state, words, events_ctx,
                     events_hit, n_events):
     """The encoder's side of `code_channel`: every cell's flags and digits modelled on its own (cells split over
     numba's threads in the parallel build: a cell reads only the front's fixed counts and maps), then coded in the
     stream's order in one serial pass."""
-    channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits, free, unit = \
-        counts_args
-    table, stretch, ctx0, _, ones, shares = maps_args
+    free = counts_args[8]
+    table, stretch, ctx0, activity_classes, ones, shares = maps_args
     cands, activity, coded = _prepare(flat, stripe, position, wc, activity_edges, total, keep)
     n, k_count = keep.shape[0], repeat.CANDIDATES
     if activity.shape[0] != n:
@@ -81,9 +89,8 @@ def _encode_channel(flat, stripe, position, wc, activity_edges, count, offset, w
             if not coded[c, rank]:
                 continue
             mass = _value_mass(count, offset, weights, step, total, phi, i, cands[c, rank], ext[c])
-            flag_ctx[c, rank], flag_freq[c, rank] = _flag_context(
-                rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits,
-                free, unit, mass, remaining, activity[c], previous[c])
+            flag_ctx[c, rank], flag_freq[c, rank] = _flag(counts_args, rank, mass, remaining, activity[c],
+                                                          previous[c])
             flagged[c, rank] = True
             if v == cands[c, rank]:
                 hit_rank[c] = rank
@@ -140,9 +147,8 @@ def _decode_channel(flat, stripe, position, wc, activity_edges, count, offset, w
     """The decoder's side of `code_channel`: rank by rank, then digit level by level, the cells' frequencies
     (split over numba's threads in the parallel build), then their symbols from the range decoder in one serial
     pass."""
-    channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds, threshold_bits, free, unit = \
-        counts_args
-    table, stretch, ctx0, _, ones, shares = maps_args
+    free = counts_args[8]
+    table, stretch, ctx0, activity_classes, ones, shares = maps_args
     cands, activity, coded = _prepare(flat, stripe, position, wc, activity_edges, total, keep)
     n, k_count = keep.shape[0], repeat.CANDIDATES
     if activity.shape[0] != n:
@@ -167,9 +173,8 @@ def _decode_channel(flat, stripe, position, wc, activity_edges, count, offset, w
             if flagged[c]:
                 masses[c] = _value_mass(count, offset, weights, step, total, phi, keep[c], cands[c, rank],
                                         scratch[c])
-                flag_ctx[c], flag_freq[c] = _flag_context(
-                    rank, channel, channels, activity_classes, buckets, hits_tab, seen_tab, thresholds,
-                    threshold_bits, free, unit, masses[c], remaining[c], activity[c], previous[c])
+                flag_ctx[c], flag_freq[c] = _flag(counts_args, rank, masses[c], remaining[c], activity[c],
+                                                  previous[c])
         for c in range(n):
             if not flagged[c]:
                 continue
