@@ -29,23 +29,17 @@ from .kernels import (
     numba,
 )
 
-#: what the kernels return instead of 0: totals of 2^48 or more (not a codec's model), a corrupted stream
-TOO_LARGE, CORRUPT = -2, -1
-_TOTAL_LIMIT = np.int64(1) << 48  # `repeat.check_totals`
+#: what the decoding kernel returns instead of 0 for a corrupted stream
+CORRUPT = -1
 
 
 @_jit
-def _prepare(flat, stripe, position, wc, activity_edges, total, keep):  # noqa: ANN001, ANN202
-    """The cells' candidates, activity classes and first occurrences (`repeat`), or an empty activity where a
-    total is 2^48 or more (not a codec's model)."""
-    n = keep.shape[0]
+def _prepare(flat, stripe, position, wc, activity_edges, n):  # noqa: ANN001, ANN202
+    """The n cells' candidates, activity classes and first occurrences (`repeat`)."""
     cands = np.empty((n, repeat.CANDIDATES), dtype=np.int64)
     activity = np.empty(n, dtype=np.int64)
     coded = np.empty((n, repeat.CANDIDATES), dtype=np.bool_)
     _repeat_prepare(flat, stripe, position, wc, activity_edges, cands, activity, coded)
-    for c in range(n):
-        if total[keep[c]] >= _TOTAL_LIMIT:
-            return cands, activity[:0], coded
     return cands, activity, coded
 
 
@@ -66,10 +60,8 @@ def _encode_channel(flat, stripe, position, wc, activity_edges, count, offset, w
     stream's order in one serial pass."""
     free = counts_args[8]
     table, stretch, ctx0, activity_classes, ones, shares = maps_args
-    cands, activity, coded = _prepare(flat, stripe, position, wc, activity_edges, total, keep)
     n, k_count = keep.shape[0], repeat.CANDIDATES
-    if activity.shape[0] != n:
-        return TOO_LARGE
+    cands, activity, coded = _prepare(flat, stripe, position, wc, activity_edges, n)
     radix, levels = 1 << digit_bits, 8 // digit_bits
     flag_ctx = np.empty((n, k_count), dtype=np.int64)
     flag_freq = np.empty((n, k_count), dtype=np.int64)
@@ -149,10 +141,8 @@ def _decode_channel(flat, stripe, position, wc, activity_edges, count, offset, w
     pass."""
     free = counts_args[8]
     table, stretch, ctx0, activity_classes, ones, shares = maps_args
-    cands, activity, coded = _prepare(flat, stripe, position, wc, activity_edges, total, keep)
     n, k_count = keep.shape[0], repeat.CANDIDATES
-    if activity.shape[0] != n:
-        return TOO_LARGE
+    cands, activity, coded = _prepare(flat, stripe, position, wc, activity_edges, n)
     radix, levels = 1 << digit_bits, 8 // digit_bits
     open_ = np.ones(n, dtype=np.bool_)
     flagged = np.empty(n, dtype=np.bool_)
@@ -237,7 +227,8 @@ def code_channel(flat, stripe, position, wc, activity_edges, count, offset, weig
                  counts_args, previous, values, decode, digit_bits, refine, maps_args, state, words, events_ctx,
                  events_hit, n_events):
     """One channel of a front: its flags, then the digits (level, then cell) of the cells where none hit, coded
-    from values [n] or decoded into them (`decode`). Returns 0, or TOO_LARGE / CORRUPT. The cells' modelling is
+    from values [n] or decoded into them (`decode`). Returns 0, or CORRUPT. The mixture's totals must be below
+    2^48 (`repeat.check_totals`). The cells' modelling is
     split over numba's threads when there are several (`kernels._follow_torch_threads`): each cell's integers are
     its own, and the range coder runs in the stream's order, so any split gives the same stream.
 
@@ -316,6 +307,7 @@ class FrontCoder:
     def channel(self, k: int, mix, values: np.ndarray | None = None) -> np.ndarray:  # noqa: ANN001 - KernelMixture
         """Channel k's values [n] of the kept cells: coded from `values` (encoder), or decoded (decoder)."""
         n = self.keep.shape[0]
+        repeat.check_totals(mix.total[self.keep])  # the flags' buckets are exact in int64 below 2^48
         if self.decode:
             values = np.zeros(n, dtype=np.int64)
         else:
@@ -326,8 +318,6 @@ class FrontCoder:
                            self.stepper.phi, self.keep, self.counts_args[k], self.previous, values, self.digit_bits,
                            self.tables is not None, self.maps_args[k], self.coder.state, self.coder.words,
                            self.events_ctx, self.events_hit, self.n_events)
-        if code == TOO_LARGE:
-            raise ValueError("mixture totals of 2^48 or more: not an integer model of this codec")
         if code == CORRUPT:
             raise ValueError("corrupted ride codec stream: the range decoder met data no encoder writes")
         return values
